@@ -1,0 +1,156 @@
+//! What mtqpd knows about one tracked message: the per-message facts and one state per
+//! recipient, as RFC 3886 reports them. Built and changed by the ingest thread only.
+
+use super::date::Timestamp;
+use crate::protocol::secret::Hash;
+
+/// RFC 3886 Action values (section 3.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Delivered,
+    Expanded,
+    Relayed,
+    Transferred,
+    Delayed,
+    Failed,
+    Opaque,
+}
+
+impl Action {
+    /// The value as written in a body and in the native log format.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Delivered => "delivered",
+            Action::Expanded => "expanded",
+            Action::Relayed => "relayed",
+            Action::Transferred => "transferred",
+            Action::Delayed => "delayed",
+            Action::Failed => "failed",
+            Action::Opaque => "opaque",
+        }
+    }
+
+    /// Parses an action name (case-insensitive, as RFC 3464 allows).
+    pub fn parse(s: &[u8]) -> Option<Action> {
+        [
+            Action::Delivered,
+            Action::Expanded,
+            Action::Relayed,
+            Action::Transferred,
+            Action::Delayed,
+            Action::Failed,
+            Action::Opaque,
+        ]
+        .into_iter()
+        .find(|a| a.name().as_bytes().eq_ignore_ascii_case(s))
+    }
+
+    /// True while the MTA still holds the message for this recipient.
+    pub fn is_pending(self) -> bool {
+        self == Action::Delayed
+    }
+}
+
+/// The state of one recipient of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// ORCPT as `addr-type;address`, e.g. `rfc822;user1@example1.com`.
+    pub original: Option<Box<[u8]>>,
+    /// The address the MTA delivered (or tried to deliver) to.
+    pub final_rcpt: Box<[u8]>,
+    pub action: Action,
+    /// `class.subject.detail`, optionally followed by a comment: `4.4.1 (No answer from host)`.
+    pub status: Box<[u8]>,
+    /// `mta-type;name`, e.g. `dns;example3.com`.
+    pub remote_mta: Option<Box<[u8]>>,
+    /// `diagnostic-type;text`, e.g. `smtp;552 Mailbox full`.
+    pub diagnostic: Option<Box<[u8]>>,
+    pub last_attempt: Option<Timestamp>,
+    pub will_retry_until: Option<Timestamp>,
+    /// When the event that set this state happened (unix seconds): a state is only replaced by
+    /// a newer one, so lines read out of order cannot move a recipient backwards.
+    pub at: i64,
+}
+
+/// Everything known about one tracked message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The envid, decoded from xtext.
+    pub envid: Box<[u8]>,
+    /// SHA-1 of the tracking secret (hash B of RFC 3885).
+    pub hash: Hash,
+    pub arrival: Timestamp,
+    /// The MTRK timeout, seconds after arrival, when the sender gave one.
+    pub timeout: Option<u32>,
+    /// Extra header fields of the outer MIME header, each a whole `Name: value` line.
+    pub headers: Vec<Box<[u8]>>,
+    /// In order of first appearance.
+    pub recipients: Vec<Recipient>,
+    /// The latest event time seen for this message (unix seconds).
+    pub last_event: i64,
+}
+
+/// How long records are kept, from the operator's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep a finished record this long after its last event (seconds).
+    pub after_last_event: i64,
+    /// How long the MTA keeps retrying (seconds after arrival) before it gives up: bounds how
+    /// long a record whose recipients are still delayed is kept.
+    pub queue_lifetime: i64,
+}
+
+impl Message {
+    /// True while some recipient is still queued at this hub.
+    pub fn is_pending(&self) -> bool {
+        self.recipients.iter().any(|r| r.action.is_pending())
+    }
+
+    /// The unix time after which the record is no longer served. RFC 3885: never while the
+    /// message is still queued; otherwise the earlier of the MTRK timeout and the operator's
+    /// retention. A message still "queued" past its queue lifetime is one whose final event
+    /// never reached us; it is kept one retention period past that, so memory stays bounded.
+    pub fn expires_at(&self, retention: Retention) -> i64 {
+        if self.is_pending() {
+            let retry_end = self
+                .recipients
+                .iter()
+                .filter_map(|r| r.will_retry_until.map(|t| t.unix))
+                .fold(
+                    self.arrival.unix.saturating_add(retention.queue_lifetime),
+                    i64::max,
+                );
+            return retry_end.saturating_add(retention.after_last_event);
+        }
+        let kept = self.last_event.saturating_add(retention.after_last_event);
+        match self.timeout {
+            Some(t) => kept.min(self.arrival.unix.saturating_add(i64::from(t))),
+            None => kept,
+        }
+    }
+
+    /// Sets the state of the recipient identified by (original, final) address, adding it if
+    /// new. Returns false when the update changed nothing: a replayed line, or an older state
+    /// than the one held (at equal times a final state wins over a pending one).
+    pub fn update_recipient(&mut self, r: Recipient) -> bool {
+        self.last_event = self.last_event.max(r.at);
+        match self
+            .recipients
+            .iter_mut()
+            .find(|old| old.final_rcpt == r.final_rcpt && old.original == r.original)
+        {
+            Some(old) if *old == r => false,
+            Some(old) if (r.at, !r.action.is_pending()) < (old.at, !old.action.is_pending()) => {
+                false
+            }
+            Some(old) => {
+                *old = r;
+                true
+            }
+            None => {
+                self.recipients.push(r);
+                true
+            }
+        }
+    }
+}

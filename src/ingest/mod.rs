@@ -1,0 +1,279 @@
+//! Ingest: one thread follows every `--log` file like `tail -F`, turns each line into events
+//! with the file's format, correlates them into messages and publishes changed messages to the
+//! index in batches.
+//!
+//! It knows log formats and files; it never touches a socket or a client.
+
+pub mod event;
+pub mod native;
+pub mod tail;
+pub mod tracker;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::index::record::Retention;
+use crate::index::Index;
+use tail::Follower;
+use tracker::Tracker;
+
+/// The format of one log file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Only `mtqp:` lines (DESIGN.md, "The native log format").
+    Native,
+}
+
+impl LogFormat {
+    /// Parses the FORMAT of `--log FORMAT:PATH`.
+    pub fn parse(name: &str) -> Option<LogFormat> {
+        match name {
+            "native" => Some(LogFormat::Native),
+            _ => None,
+        }
+    }
+}
+
+/// One `--log FORMAT:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSource {
+    pub format: LogFormat,
+    pub path: PathBuf,
+}
+
+impl std::str::FromStr for LogSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogSource, String> {
+        let (format, path) = s
+            .split_once(':')
+            .ok_or_else(|| format!("'{s}' is not FORMAT:PATH (e.g. native:/var/log/mtqp.log)"))?;
+        let format = LogFormat::parse(format)
+            .ok_or_else(|| format!("unknown log format '{format}' (known: native)"))?;
+        if path.is_empty() {
+            return Err(format!("'{s}' has no path"));
+        }
+        Ok(LogSource {
+            format,
+            path: PathBuf::from(path),
+        })
+    }
+}
+
+/// Settings of the ingest thread.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub sources: Vec<LogSource>,
+    /// This hub's name, the Reporting-MTA of every answer.
+    pub reporting_mta: String,
+    pub retention: Retention,
+}
+
+/// Counters the ingest thread keeps, read at shutdown.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub lines: AtomicU64,
+    pub applied: AtomicU64,
+    pub rejected: AtomicU64,
+    pub ignored: AtomicU64,
+    pub too_long: AtomicU64,
+    pub rotations: AtomicU64,
+    pub truncations: AtomicU64,
+    pub read_errors: AtomicU64,
+    /// Set once every file has been read to its end for the first time.
+    pub caught_up: AtomicBool,
+}
+
+impl fmt::Display for IngestStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write!(
+            f,
+            "lines {} applied {} rejected {} ignored {} too-long {} rotations {} truncations {} read-errors {}",
+            g(&self.lines),
+            g(&self.applied),
+            g(&self.rejected),
+            g(&self.ignored),
+            g(&self.too_long),
+            g(&self.rotations),
+            g(&self.truncations),
+            g(&self.read_errors)
+        )
+    }
+}
+
+/// The running ingest thread.
+pub struct Ingest {
+    thread: JoinHandle<()>,
+    stop: Sender<()>,
+    pub stats: Arc<IngestStats>,
+}
+
+impl Ingest {
+    /// Stops the thread after its current batch and waits for it.
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+/// Checks that every log can be followed: its directory must exist and be readable, and the
+/// file, when it exists, must be readable. A missing file is fine: it is waited for.
+pub fn check_sources(sources: &[LogSource]) -> Result<(), String> {
+    for s in sources {
+        let dir = match s.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::read_dir(dir)
+            .map_err(|e| format!("log directory {} is not readable: {e}", dir.display()))?;
+        match std::fs::File::open(&s.path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("log {} is not readable: {e}", s.path.display())),
+        }
+        if s.path.is_dir() {
+            return Err(format!("log {} is a directory", s.path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Longest log line kept; longer ones are skipped and counted (Postfix itself caps at 2000).
+const MAX_LOG_LINE: usize = 64 * 1024;
+/// Bytes read from one file before the others get a turn.
+const READ_BUDGET: usize = 4 * 1024 * 1024;
+/// How often files are checked for new lines when all were at their end.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How often expired records are swept.
+const EXPIRY_SWEEP: Duration = Duration::from_secs(60);
+/// Shortest gap between two log lines about the same kind of rejected input.
+const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Logs rejected lines once per reason per interval, with the count in between, so a flood of
+/// bad lines cannot flood the log.
+#[derive(Default)]
+struct RejectLog {
+    last: HashMap<&'static str, (Instant, u64)>,
+}
+
+impl RejectLog {
+    fn note(&mut self, path: &Path, reason: &'static str) {
+        let now = Instant::now();
+        let entry = self
+            .last
+            .entry(reason)
+            .or_insert((now - REJECT_LOG_INTERVAL, 0));
+        entry.1 += 1;
+        if now.duration_since(entry.0) >= REJECT_LOG_INTERVAL {
+            eprintln!(
+                "mtqpd: ingest: {}: rejected line: {reason} ({} so far)",
+                path.display(),
+                entry.1
+            );
+            entry.0 = now;
+        }
+    }
+}
+
+/// Starts the ingest thread.
+pub fn spawn(config: IngestConfig, index: Arc<Index>) -> std::io::Result<Ingest> {
+    let stats = Arc::new(IngestStats::default());
+    let (stop, stop_rx) = crossbeam_channel::bounded(1);
+    let thread_stats = Arc::clone(&stats);
+    let thread = std::thread::Builder::new()
+        .name("mtqpd-ingest".into())
+        .spawn(move || run(config, &index, &thread_stats, &stop_rx))?;
+    Ok(Ingest {
+        thread,
+        stop,
+        stats,
+    })
+}
+
+fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver<()>) {
+    let mut files: Vec<(LogFormat, Follower)> = config
+        .sources
+        .iter()
+        .map(|s| (s.format, Follower::new(s.path.clone(), MAX_LOG_LINE)))
+        .collect();
+    let mut tracker = Tracker::new(config.reporting_mta, config.retention);
+    let mut rejects = RejectLog::default();
+    let mut last_sweep = Instant::now();
+    loop {
+        let mut more = false;
+        for (format, follower) in &mut files {
+            let path = follower.path().to_path_buf();
+            let mut on_line = |line: &[u8]| {
+                stats.lines.fetch_add(1, Ordering::Relaxed);
+                match format {
+                    LogFormat::Native => match native::parse_line(line) {
+                        Some(Ok(event)) => {
+                            stats.applied.fetch_add(1, Ordering::Relaxed);
+                            tracker.apply(event);
+                        }
+                        Some(Err(e)) => {
+                            stats.rejected.fetch_add(1, Ordering::Relaxed);
+                            rejects.note(&path, e.reason());
+                        }
+                        None => {
+                            stats.ignored.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                }
+            };
+            match follower.poll(READ_BUDGET, &mut on_line) {
+                Ok(p) => {
+                    stats.too_long.fetch_add(p.too_long, Ordering::Relaxed);
+                    stats.rotations.fetch_add(p.rotations, Ordering::Relaxed);
+                    stats
+                        .truncations
+                        .fetch_add(p.truncations, Ordering::Relaxed);
+                    if p.too_long > 0 {
+                        rejects.note(&path, "line longer than 64 KiB");
+                    }
+                }
+                Err(e) => {
+                    stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                    rejects.note(&path, "read error");
+                    if stats.read_errors.load(Ordering::Relaxed) == 1 {
+                        eprintln!("mtqpd: ingest: {}: {e}", path.display());
+                    }
+                }
+            }
+            more |= follower.has_more();
+        }
+        let now = unix_now();
+        tracker.publish(index, now);
+        if last_sweep.elapsed() >= EXPIRY_SWEEP {
+            tracker.expire(index, now);
+            last_sweep = Instant::now();
+        }
+        if !more && !stats.caught_up.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "mtqpd: ingest caught up: {} lines, {} records",
+                stats.lines.load(Ordering::Relaxed),
+                index.len()
+            );
+        }
+        let wait = if more { Duration::ZERO } else { IDLE_POLL };
+        match stop.recv_timeout(wait) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! The native `mtqp:` line format (DESIGN.md, "The native log format"): `key=value` pairs with
+//! xtext values, behind any prefix. Lines are parsed into [`Event`]s; nothing is applied here.
+
+use memchr::memmem;
+
+use super::event::{Accept, Event, MessageRef, RcptUpdate};
+use crate::index::date::Timestamp;
+use crate::index::record::{Action, Recipient};
+use crate::protocol::secret::{decode_hash, Hash};
+use crate::protocol::{xtext, MAX_ENVID, MAX_LINE};
+
+/// The token a native line starts at.
+pub const MARKER: &[u8] = b"mtqp:";
+
+/// Most extra header lines one message may carry.
+const MAX_HEADERS: usize = 8;
+/// Longest decoded value of any other key.
+const MAX_VALUE: usize = MAX_LINE;
+
+/// Why a native line was rejected. The text is what the ingest log shows (rate-limited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeError {
+    NotKeyValue,
+    DuplicateKey,
+    BadXtext,
+    UnknownEvent,
+    MissingEvent,
+    MissingTime,
+    BadTime,
+    MissingEnvid,
+    BadEnvid,
+    MissingMtrk,
+    BadMtrk,
+    BadTimeout,
+    BadHeader,
+    TooManyHeaders,
+    MissingMessageRef,
+    MissingRcpt,
+    MissingAction,
+    BadAction,
+    MissingStatus,
+    BadStatus,
+    BadRetryUntil,
+    BadAddress,
+}
+
+impl NativeError {
+    /// A short reason, stable for counters and logs.
+    pub fn reason(self) -> &'static str {
+        use NativeError::*;
+        match self {
+            NotKeyValue => "token is not key=value",
+            DuplicateKey => "key given twice",
+            BadXtext => "value is not valid xtext",
+            UnknownEvent => "unknown event",
+            MissingEvent => "no event=",
+            MissingTime => "no time=",
+            BadTime => "time= is not RFC 3339",
+            MissingEnvid => "accept without envid=",
+            BadEnvid => "envid= is not 1 to 100 octets of xtext",
+            MissingMtrk => "accept without mtrk=",
+            BadMtrk => "mtrk= is not a base64 SHA-1 hash",
+            BadTimeout => "timeout= is not 1 to 9 digits",
+            BadHeader => "header= is not a valid header line",
+            TooManyHeaders => "more than 8 header= keys",
+            MissingMessageRef => "rcpt without envid=, queue= or msgid=",
+            MissingRcpt => "rcpt without rcpt=",
+            MissingAction => "rcpt without action=",
+            BadAction => "action= is not an RFC 3886 action",
+            MissingStatus => "rcpt without status=",
+            BadStatus => "status= is not class.subject.detail",
+            BadRetryUntil => "retry-until= is not RFC 3339",
+            BadAddress => "address value empty or too long",
+        }
+    }
+}
+
+/// The raw fields of one line, before meaning is given to them.
+#[derive(Default)]
+struct Fields<'a> {
+    event: Option<&'a [u8]>,
+    time: Option<&'a [u8]>,
+    envid: Option<&'a [u8]>,
+    mtrk: Option<&'a [u8]>,
+    timeout: Option<&'a [u8]>,
+    queue: Option<&'a [u8]>,
+    msgid: Option<&'a [u8]>,
+    orcpt: Option<&'a [u8]>,
+    rcpt: Option<&'a [u8]>,
+    action: Option<&'a [u8]>,
+    status: Option<&'a [u8]>,
+    remote_mta: Option<&'a [u8]>,
+    diag: Option<&'a [u8]>,
+    retry_until: Option<&'a [u8]>,
+    headers: Vec<&'a [u8]>,
+}
+
+fn set<'a>(slot: &mut Option<&'a [u8]>, v: &'a [u8]) -> Result<(), NativeError> {
+    if slot.replace(v).is_some() {
+        return Err(NativeError::DuplicateKey);
+    }
+    Ok(())
+}
+
+fn split_fields(text: &[u8]) -> Result<Fields<'_>, NativeError> {
+    let mut f = Fields::default();
+    for token in text
+        .split(|&c| c == b' ' || c == b'\t')
+        .filter(|t| !t.is_empty())
+    {
+        let eq = memchr::memchr(b'=', token).ok_or(NativeError::NotKeyValue)?;
+        let (key, value) = (&token[..eq], &token[eq + 1..]);
+        match key {
+            b"event" => set(&mut f.event, value)?,
+            b"time" => set(&mut f.time, value)?,
+            b"envid" => set(&mut f.envid, value)?,
+            b"mtrk" => set(&mut f.mtrk, value)?,
+            b"timeout" => set(&mut f.timeout, value)?,
+            b"queue" => set(&mut f.queue, value)?,
+            b"msgid" => set(&mut f.msgid, value)?,
+            b"orcpt" => set(&mut f.orcpt, value)?,
+            b"rcpt" => set(&mut f.rcpt, value)?,
+            b"action" => set(&mut f.action, value)?,
+            b"status" => set(&mut f.status, value)?,
+            b"remote-mta" => set(&mut f.remote_mta, value)?,
+            b"diag" => set(&mut f.diag, value)?,
+            b"retry-until" => set(&mut f.retry_until, value)?,
+            b"header" if f.headers.len() == MAX_HEADERS => return Err(NativeError::TooManyHeaders),
+            b"header" => f.headers.push(value),
+            // Keys from newer writers (and `from=`, which RFC 3886 does not report) are
+            // ignored, so that the format can grow without breaking older readers.
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+fn decode(v: &[u8]) -> Result<Box<[u8]>, NativeError> {
+    let mut out = Vec::new();
+    xtext::decode_append(v, &mut out, MAX_VALUE).map_err(|_| NativeError::BadXtext)?;
+    Ok(out.into())
+}
+
+fn decode_opt(v: Option<&[u8]>) -> Result<Option<Box<[u8]>>, NativeError> {
+    v.map(decode).transpose()
+}
+
+fn address(v: &[u8]) -> Result<Box<[u8]>, NativeError> {
+    let a = decode(v)?;
+    if a.is_empty() || a.len() > 512 {
+        return Err(NativeError::BadAddress);
+    }
+    Ok(a)
+}
+
+fn envid(v: &[u8]) -> Result<Box<[u8]>, NativeError> {
+    if v.is_empty() || v.len() > MAX_ENVID {
+        return Err(NativeError::BadEnvid);
+    }
+    decode(v).map_err(|_| NativeError::BadEnvid)
+}
+
+/// `class.subject.detail` (RFC 3463: class 2, 4 or 5; 1–3 digits each) and an optional comment.
+fn is_status(s: &[u8]) -> bool {
+    let code_end = s.iter().position(|&c| c == b' ').unwrap_or(s.len());
+    let mut parts = s[..code_end].split(|&c| c == b'.');
+    let class_ok = matches!(parts.next(), Some([b'2' | b'4' | b'5']));
+    let rest_ok = (0..2).all(|_| {
+        matches!(parts.next(), Some(p) if (1..=3).contains(&p.len()) && p.iter().all(u8::is_ascii_digit))
+    });
+    class_ok && rest_ok && parts.next().is_none()
+}
+
+/// A header line for the outer MIME header: `Name: value`, field-name of RFC 5322 `ftext`, no
+/// line breaks, not one of the Content- fields mtqpd writes itself.
+fn is_header_line(h: &[u8]) -> bool {
+    let Some(colon) = memchr::memchr(b':', h) else {
+        return false;
+    };
+    let (name, value) = (&h[..colon], &h[colon + 1..]);
+    !name.is_empty()
+        && name.iter().all(|&c| (b'!'..=b'~').contains(&c))
+        && !name.to_ascii_lowercase().starts_with(b"content-")
+        && !name.eq_ignore_ascii_case(b"mime-version")
+        && value
+            .iter()
+            .all(|&c| c == b'\t' || (b' '..=b'~').contains(&c))
+        && h.len() <= MAX_LINE
+}
+
+fn time(v: Option<&[u8]>) -> Result<Timestamp, NativeError> {
+    Timestamp::parse_rfc3339(v.ok_or(NativeError::MissingTime)?).ok_or(NativeError::BadTime)
+}
+
+fn mtrk(v: &[u8]) -> Result<Hash, NativeError> {
+    decode_hash(v).ok_or(NativeError::BadMtrk)
+}
+
+fn accept(f: Fields<'_>) -> Result<Event, NativeError> {
+    let time = time(f.time)?;
+    let envid = envid(f.envid.ok_or(NativeError::MissingEnvid)?)?;
+    let hash = mtrk(f.mtrk.ok_or(NativeError::MissingMtrk)?)?;
+    let timeout = match f.timeout {
+        None => None,
+        Some(t) if (1..=9).contains(&t.len()) && t.iter().all(u8::is_ascii_digit) => Some(
+            t.iter()
+                .fold(0u32, |acc, &c| acc * 10 + u32::from(c - b'0')),
+        ),
+        Some(_) => return Err(NativeError::BadTimeout),
+    };
+    let mut headers = Vec::with_capacity(f.headers.len());
+    for h in f.headers {
+        let h = decode(h).map_err(|_| NativeError::BadHeader)?;
+        if !is_header_line(&h) {
+            return Err(NativeError::BadHeader);
+        }
+        headers.push(h);
+    }
+    Ok(Event::Accept(Accept {
+        time,
+        envid,
+        hash,
+        timeout,
+        queue: decode_opt(f.queue)?,
+        message_id: decode_opt(f.msgid)?,
+        headers,
+    }))
+}
+
+fn rcpt(f: Fields<'_>) -> Result<Event, NativeError> {
+    let at = time(f.time)?;
+    let message = if let Some(q) = f.queue {
+        MessageRef::Queue(decode(q)?)
+    } else if let Some(m) = f.msgid {
+        MessageRef::MessageId(decode(m)?)
+    } else if let Some(e) = f.envid {
+        MessageRef::Envid(envid(e)?)
+    } else {
+        return Err(NativeError::MissingMessageRef);
+    };
+    let action =
+        Action::parse(f.action.ok_or(NativeError::MissingAction)?).ok_or(NativeError::BadAction)?;
+    let status = decode(f.status.ok_or(NativeError::MissingStatus)?)?;
+    if !is_status(&status) {
+        return Err(NativeError::BadStatus);
+    }
+    let remote_mta = decode_opt(f.remote_mta)?;
+    let will_retry_until = f
+        .retry_until
+        .map(|v| Timestamp::parse_rfc3339(v).ok_or(NativeError::BadRetryUntil))
+        .transpose()?;
+    // RFC 3464 Last-Attempt-Date: an attempt to hand the message on, or one that did not
+    // succeed; a plain local delivery reports none (as RFC 3887 example #6 shows).
+    let attempted = remote_mta.is_some() || matches!(action, Action::Delayed | Action::Failed);
+    let recipient = Recipient {
+        original: f.orcpt.map(address).transpose()?,
+        final_rcpt: address(f.rcpt.ok_or(NativeError::MissingRcpt)?)?,
+        action,
+        status,
+        remote_mta,
+        diagnostic: decode_opt(f.diag)?,
+        last_attempt: attempted.then_some(at),
+        will_retry_until,
+        at: at.unix,
+    };
+    let hash = f.mtrk.map(mtrk).transpose()?;
+    Ok(Event::Rcpt(RcptUpdate {
+        message,
+        hash,
+        recipient,
+    }))
+}
+
+/// Parses a line. None when the line holds no `mtqp:` token (not a native line at all).
+pub fn parse_line(line: &[u8]) -> Option<Result<Event, NativeError>> {
+    let at = memmem::find(line, MARKER)?;
+    let text = &line[at + MARKER.len()..];
+    let text = text.strip_suffix(b"\r").unwrap_or(text);
+    Some(split_fields(text).and_then(|f| match f.event {
+        Some(b"accept") => accept(f),
+        Some(b"rcpt") => rcpt(f),
+        Some(_) => Err(NativeError::UnknownEvent),
+        None => Err(NativeError::MissingEvent),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::secret::{encode, sha1};
+
+    fn parse(line: &str) -> Result<Event, NativeError> {
+        parse_line(line.as_bytes()).expect("native line")
+    }
+
+    #[test]
+    fn accept_from_design_doc_behind_a_syslog_prefix() {
+        let b = encode(&sha1(b"abcdefgh"));
+        let line = format!(
+            "Nov 22 15:55:35 hub mtqp-enable[42]: mtqp: event=accept time=2026-11-22T15:55:35Z \
+             envid=12345-20010101@example.com mtrk={} timeout=604800 queue=C8E0AB83E9 \
+             msgid=m1@example.org from=sender@example.org",
+            b.trim_end_matches('=')
+        );
+        let Event::Accept(a) = parse(&line).unwrap() else {
+            panic!("not accept")
+        };
+        assert_eq!(&*a.envid, b"12345-20010101@example.com");
+        assert_eq!(a.hash, sha1(b"abcdefgh"));
+        assert_eq!(a.timeout, Some(604_800));
+        assert_eq!(a.queue.as_deref(), Some(&b"C8E0AB83E9"[..]));
+        assert_eq!(a.message_id.as_deref(), Some(&b"m1@example.org"[..]));
+        assert_eq!(
+            a.time,
+            Timestamp::parse_rfc3339(b"2026-11-22T15:55:35Z").unwrap()
+        );
+    }
+
+    #[test]
+    fn rcpt_from_design_doc() {
+        let line = "mtqp: event=rcpt time=2026-11-22T15:55:36Z envid=12345-20010101@example.com \
+                    orcpt=rfc822;user1@example1.com rcpt=user1@example1.com action=delivered \
+                    status=2.5.0 remote-mta=dns;example3.com";
+        let Event::Rcpt(r) = parse(line).unwrap() else {
+            panic!("not rcpt")
+        };
+        assert_eq!(
+            r.message,
+            MessageRef::Envid(b"12345-20010101@example.com"[..].into())
+        );
+        assert_eq!(r.recipient.action, Action::Delivered);
+        assert_eq!(
+            r.recipient.original.as_deref(),
+            Some(&b"rfc822;user1@example1.com"[..])
+        );
+        assert_eq!(
+            r.recipient.remote_mta.as_deref(),
+            Some(&b"dns;example3.com"[..])
+        );
+        assert!(r.recipient.last_attempt.is_some());
+    }
+
+    #[test]
+    fn xtext_values_are_decoded() {
+        let line = "mtqp: event=rcpt time=2026-11-22T15:55:36Z queue=Q1 rcpt=a@b action=delayed \
+                    status=4.4.1+20(No+20answer+20from+20host) retry-until=2026-11-25T00:00:00Z";
+        let Event::Rcpt(r) = parse(line).unwrap() else {
+            panic!("not rcpt")
+        };
+        assert_eq!(&*r.recipient.status, b"4.4.1 (No answer from host)");
+        assert_eq!(r.message, MessageRef::Queue(b"Q1"[..].into()));
+        assert!(r.recipient.will_retry_until.is_some());
+    }
+
+    #[test]
+    fn not_a_native_line() {
+        assert_eq!(
+            parse_line(b"Nov 22 15:55:35 hub postfix/qmgr[1]: ABC: removed"),
+            None
+        );
+    }
+
+    #[test]
+    fn every_rejection() {
+        let ok_accept =
+            "event=accept time=2026-11-22T15:55:35Z envid=e@x mtrk=2jmj7l5rSw0yVb/vlWAYkK/YBwk";
+        assert!(parse(&format!("mtqp: {ok_accept}")).is_ok());
+        let ok_rcpt =
+            "event=rcpt time=2026-11-22T15:55:35Z envid=e@x rcpt=a@b action=failed status=5.1.1";
+        assert!(parse(&format!("mtqp: {ok_rcpt}")).is_ok());
+        let cases: &[(&str, NativeError)] = &[
+            ("mtqp: event=accept junk", NativeError::NotKeyValue),
+            ("mtqp: event=accept event=accept", NativeError::DuplicateKey),
+            ("mtqp: event=bounce", NativeError::UnknownEvent),
+            ("mtqp: time=2026-11-22T15:55:35Z", NativeError::MissingEvent),
+            ("mtqp: ", NativeError::MissingEvent),
+            ("mtqp: event=accept envid=e@x", NativeError::MissingTime),
+            ("mtqp: event=accept time=yesterday envid=e@x", NativeError::BadTime),
+            ("mtqp: event=accept time=2026-11-22T15:55:35Z mtrk=x", NativeError::MissingEnvid),
+            ("mtqp: event=accept time=2026-11-22T15:55:35Z envid=e=x", NativeError::BadEnvid),
+            ("mtqp: event=accept time=2026-11-22T15:55:35Z envid=e@x", NativeError::MissingMtrk),
+            ("mtqp: event=accept time=2026-11-22T15:55:35Z envid=e@x mtrk=YWJj", NativeError::BadMtrk),
+            ("mtqp: event=rcpt time=2026-11-22T15:55:35Z rcpt=a@b action=failed status=5.1.1", NativeError::MissingMessageRef),
+            ("mtqp: event=rcpt time=2026-11-22T15:55:35Z envid=e@x action=failed status=5.1.1", NativeError::MissingRcpt),
+            ("mtqp: event=rcpt time=2026-11-22T15:55:35Z envid=e@x rcpt=a@b status=5.1.1", NativeError::MissingAction),
+            ("mtqp: event=rcpt time=2026-11-22T15:55:35Z envid=e@x rcpt=a@b action=lost status=5.1.1", NativeError::BadAction),
+            ("mtqp: event=rcpt time=2026-11-22T15:55:35Z envid=e@x rcpt=a@b action=failed", NativeError::MissingStatus),
+            ("mtqp: event=rcpt time=2026-11-22T15:55:35Z envid=e@x rcpt=a@b action=failed status=3.1.1", NativeError::BadStatus),
+            ("mtqp: event=rcpt time=2026-11-22T15:55:35Z envid=e@x rcpt=a@b action=failed status=5.1", NativeError::BadStatus),
+            ("mtqp: event=rcpt time=2026-11-22T15:55:35Z envid=e@x rcpt=a@b action=failed status=5.1.1 retry-until=soon", NativeError::BadRetryUntil),
+            ("mtqp: event=rcpt time=2026-11-22T15:55:35Z envid=e@x rcpt=a+zz action=failed status=5.1.1", NativeError::BadXtext),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse(line), Err(*want), "{line}");
+        }
+        let with = |extra: &str| parse(&format!("mtqp: {ok_accept} {extra}"));
+        assert_eq!(with("timeout=1234567890"), Err(NativeError::BadTimeout));
+        assert_eq!(with("timeout=-1"), Err(NativeError::BadTimeout));
+        assert_eq!(with("header=NoColon"), Err(NativeError::BadHeader));
+        assert_eq!(
+            with("header=Content-Type:+20text/plain"),
+            Err(NativeError::BadHeader)
+        );
+        assert_eq!(
+            with("header=X:+0D+0AEvil:+201"),
+            Err(NativeError::BadHeader)
+        );
+        assert!(with("header=.Dot-Stuffed-Header:+20as+20an+20example").is_ok());
+        let nine = "header=X:+201 ".repeat(9);
+        assert_eq!(with(&nine), Err(NativeError::TooManyHeaders));
+        assert!(with("future-key=whatever").is_ok());
+    }
+}

@@ -1,0 +1,17 @@
+//! mtqpd: a Message Tracking Query Protocol (RFC 3887) server for mail hubs.
+//!
+//! - [`protocol`]: the wire format, without I/O.
+//! - [`index`]: the sharded in-memory records and their RFC 3886 rendering.
+//! - [`ingest`]: the thread that follows MTA logs and feeds the index.
+//! - [`server`]: the thread-per-core event loops that answer clients.
+//! - [`stats`]: latency histograms and counters.
+//! - [`cli`], [`serve`] and [`demo`]: the command line and what it starts.
+
+pub mod cli;
+pub mod demo;
+pub mod index;
+pub mod ingest;
+pub mod protocol;
+pub mod serve;
+pub mod server;
+pub mod stats;

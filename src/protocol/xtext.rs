@@ -1,0 +1,151 @@
+//! xtext (RFC 3461 section 4): the encoding of ENVID, ORCPT and of every value of the native log
+//! format. Printable US-ASCII `!`..`~` stands for itself except `+` and `=`; any other octet is
+//! `+` followed by two upper-case hex digits.
+
+use std::fmt;
+
+/// Why an xtext string was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XtextError {
+    /// An octet that may not appear in xtext (space, control, `=`, or 8-bit).
+    InvalidOctet,
+    /// A `+` not followed by two hex digits.
+    BadEscape,
+    /// The decoded value does not fit the output buffer.
+    TooLong,
+}
+
+impl fmt::Display for XtextError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            XtextError::InvalidOctet => "octet not allowed in xtext",
+            XtextError::BadEscape => "'+' not followed by two hex digits",
+            XtextError::TooLong => "value too long",
+        })
+    }
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        // RFC 3461 says upper case, but lower case costs nothing to accept and real software
+        // emits it.
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes `input` into `out`, returning the decoded length. No allocation: the caller's buffer
+/// bounds the result.
+pub fn decode_into(input: &[u8], out: &mut [u8]) -> Result<usize, XtextError> {
+    let mut len = 0;
+    let mut i = 0;
+    while i < input.len() {
+        let c = input[i];
+        let octet = match c {
+            b'+' => {
+                let hi = input.get(i + 1).copied().and_then(hex_value);
+                let lo = input.get(i + 2).copied().and_then(hex_value);
+                match (hi, lo) {
+                    (Some(hi), Some(lo)) => {
+                        i += 2;
+                        hi << 4 | lo
+                    }
+                    _ => return Err(XtextError::BadEscape),
+                }
+            }
+            b'!'..=b'~' if c != b'=' => c,
+            _ => return Err(XtextError::InvalidOctet),
+        };
+        *out.get_mut(len).ok_or(XtextError::TooLong)? = octet;
+        len += 1;
+        i += 1;
+    }
+    Ok(len)
+}
+
+/// Decodes `input`, appending to `out` (at most `limit` decoded octets).
+pub fn decode_append(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), XtextError> {
+    let start = out.len();
+    out.resize(start + input.len().min(limit), 0);
+    match decode_into(input, &mut out[start..]) {
+        Ok(n) => {
+            out.truncate(start + n);
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// Appends the xtext encoding of `raw` to `out`.
+pub fn encode_append(raw: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &c in raw {
+        if (b'!'..=b'~').contains(&c) && c != b'+' && c != b'=' {
+            out.push(c);
+        } else {
+            out.extend_from_slice(&[b'+', HEX[usize::from(c >> 4)], HEX[usize::from(c & 15)]]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(s: &[u8]) -> Result<Vec<u8>, XtextError> {
+        let mut v = Vec::new();
+        decode_append(s, &mut v, 1000).map(|()| v)
+    }
+
+    #[test]
+    fn plain_text_is_itself() {
+        assert_eq!(
+            decode(b"12345-20010101@example.com").unwrap(),
+            b"12345-20010101@example.com"
+        );
+    }
+
+    #[test]
+    fn escapes_decode_in_either_case() {
+        assert_eq!(decode(b"a+20b+2Bc+3dd").unwrap(), b"a b+c=d");
+    }
+
+    #[test]
+    fn bad_forms_are_refused() {
+        assert_eq!(decode(b"a+2"), Err(XtextError::BadEscape));
+        assert_eq!(decode(b"a+"), Err(XtextError::BadEscape));
+        assert_eq!(decode(b"a+zz"), Err(XtextError::BadEscape));
+        assert_eq!(decode(b"a=b"), Err(XtextError::InvalidOctet));
+        assert_eq!(decode(b"a b"), Err(XtextError::InvalidOctet));
+        assert_eq!(decode(b"a\x00b"), Err(XtextError::InvalidOctet));
+        assert_eq!(decode("é".as_bytes()), Err(XtextError::InvalidOctet));
+    }
+
+    #[test]
+    fn output_is_bounded() {
+        let mut buf = [0u8; 3];
+        assert_eq!(decode_into(b"abcd", &mut buf), Err(XtextError::TooLong));
+        assert_eq!(decode_into(b"a+41c", &mut buf), Ok(3));
+        assert_eq!(&buf, b"aAc");
+        let mut v = b"keep".to_vec();
+        assert_eq!(
+            decode_append(b"abcdef", &mut v, 3),
+            Err(XtextError::TooLong)
+        );
+        assert_eq!(v, b"keep");
+    }
+
+    #[test]
+    fn encode_round_trips_every_octet() {
+        let raw: Vec<u8> = (0..=255u8).collect();
+        let mut enc = Vec::new();
+        encode_append(&raw, &mut enc);
+        assert!(enc.iter().all(|c| (b'!'..=b'~').contains(c) && *c != b'='));
+        assert_eq!(decode(&enc).unwrap(), raw);
+    }
+}

@@ -1,0 +1,45 @@
+//! Listening sockets: one per worker per `--listen` address, joined with SO_REUSEPORT so that
+//! the kernel spreads new connections over the workers.
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Pending connections the kernel may queue per listener.
+const BACKLOG: i32 = 1024;
+
+fn socket_for(addr: SocketAddr) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    Ok(socket)
+}
+
+/// Binds `count` listeners to `addr`. A port that another socket already listens on is an error
+/// even when that socket also uses SO_REUSEPORT (which would silently share the port): a probe
+/// without SO_REUSEPORT is bound first. Port 0 gets one port, the same for all `count`.
+pub fn bind_group(
+    addr: SocketAddr,
+    count: usize,
+) -> io::Result<(SocketAddr, Vec<mio::net::TcpListener>)> {
+    let probe = socket_for(addr)?;
+    probe.bind(&addr.into())?;
+    let bound = probe
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("bound address is not an IP address"))?;
+    drop(probe);
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = socket_for(bound)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&bound.into())?;
+        socket.listen(BACKLOG)?;
+        listeners.push(mio::net::TcpListener::from_std(socket.into()));
+    }
+    Ok((bound, listeners))
+}

@@ -1,0 +1,151 @@
+//! The network side: thread-per-core event loops that accept MTQP connections and answer them
+//! from the index.
+//!
+//! Thread model: [`start`] binds every listener up front (so a port in use is reported before
+//! anything runs), then starts one [`worker`] thread per `--threads`, each with its own
+//! `mio::Poll` and its own SO_REUSEPORT listener per address. A connection lives and dies on
+//! the worker that accepted it. Workers read the shared [`Index`]; they never write it.
+//! [`Running::shutdown`] wakes every worker, which stops accepting, finishes the answers it
+//! owes (for a few seconds at most) and returns its statistics for merging.
+//!
+//! This module knows nothing of log formats; the wire format itself lives in
+//! [`crate::protocol`].
+
+mod conn;
+mod listen;
+mod output;
+mod session;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use session::UnknownAnswer;
+
+use crate::index::Index;
+use crate::protocol::reply;
+use crate::stats::WorkerStats;
+
+/// Per-connection and per-server bounds.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Open connections across all workers; more are told `-TEMP` and closed.
+    pub max_connections: usize,
+    /// A connection silent this long is closed (RFC 3887: at least 10 minutes).
+    pub idle_timeout: Duration,
+    /// Bad commands in a row before the connection is closed.
+    pub max_bad_commands: u32,
+    /// Commands one connection may have answered before the others get a turn.
+    pub commands_per_turn: usize,
+    /// Unsent octets above which a connection's input is no longer read.
+    pub output_high_water: usize,
+    /// Unsent answers above which a connection's input is no longer read.
+    pub output_max_pieces: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 50_000,
+            idle_timeout: Duration::from_secs(600),
+            max_bad_commands: 10,
+            commands_per_turn: 256,
+            output_high_water: 256 * 1024,
+            output_max_pieces: 4096,
+        }
+    }
+}
+
+/// What the server needs to run.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub threads: usize,
+    /// The name in the greeting.
+    pub hostname: String,
+    pub unknown: UnknownAnswer,
+    pub limits: Limits,
+}
+
+/// Read-only state every worker shares.
+pub struct Shared {
+    pub index: Arc<Index>,
+    pub greeting: Arc<[u8]>,
+    pub unknown: UnknownAnswer,
+    pub limits: Limits,
+    pub open_connections: AtomicUsize,
+    pub shutdown: AtomicBool,
+}
+
+/// A running server.
+pub struct Running {
+    /// The addresses actually bound (port 0 resolved), in `--listen` order.
+    pub local_addrs: Vec<SocketAddr>,
+    shared: Arc<Shared>,
+    wakers: Vec<Arc<mio::Waker>>,
+    threads: Vec<JoinHandle<WorkerStats>>,
+}
+
+/// Binds every listener and starts the workers.
+pub fn start(config: ServerConfig, index: Arc<Index>) -> Result<Running, String> {
+    let threads = config.threads.max(1);
+    let mut per_worker: Vec<Vec<mio::net::TcpListener>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    let mut local_addrs = Vec::new();
+    for addr in &config.listen {
+        let (bound, listeners) = listen::bind_group(*addr, threads)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        local_addrs.push(bound);
+        for (w, l) in per_worker.iter_mut().zip(listeners) {
+            w.push(l);
+        }
+    }
+    let shared = Arc::new(Shared {
+        index,
+        greeting: reply::greeting(&config.hostname, &[]).into(),
+        unknown: config.unknown,
+        limits: config.limits,
+        open_connections: AtomicUsize::new(0),
+        shutdown: AtomicBool::new(false),
+    });
+    let mut wakers = Vec::new();
+    let mut handles = Vec::new();
+    for (i, listeners) in per_worker.into_iter().enumerate() {
+        let setup =
+            worker::WorkerSetup::new(listeners).map_err(|e| format!("cannot start worker: {e}"))?;
+        wakers.push(Arc::clone(&setup.waker));
+        let shared = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name(format!("mtqpd-worker-{i}"))
+            .spawn(move || worker::run(setup, shared))
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+        handles.push(handle);
+    }
+    Ok(Running {
+        local_addrs,
+        shared,
+        wakers,
+        threads: handles,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets every worker finish the answers it owes, and returns the merged
+    /// statistics.
+    pub fn shutdown(self) -> WorkerStats {
+        self.shared.shutdown.store(true, Ordering::Release);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+        let mut total = WorkerStats::default();
+        for t in self.threads {
+            if let Ok(stats) = t.join() {
+                total.merge(&stats);
+            }
+        }
+        total
+    }
+}
