@@ -1,0 +1,295 @@
+//! Test harness: starts the real `mtqpd` binary on 127.0.0.1 port 0, talks to it over TCP and
+//! reads its stderr. Waits are bounded by deadlines and never assert on timing.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mtqpd::protocol::response::{parse_response, Response};
+use mtqpd::protocol::secret::{encode, sha1};
+
+/// How long any wait in a test may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A fresh directory for one test, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("mtqpd-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Appends text to a file (creating it), as an MTA's logger would.
+pub fn append(path: &Path, text: &str) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open log");
+    f.write_all(text.as_bytes()).expect("append log");
+}
+
+/// The base64 secret a client sends for `secret`.
+pub fn secret_b64(secret: &str) -> String {
+    encode(secret.as_bytes())
+}
+
+/// The base64 hash B, unpadded as RFC 3885 carries it, for a native accept line.
+pub fn mtrk(secret: &str) -> String {
+    encode(&sha1(secret.as_bytes()))
+        .trim_end_matches('=')
+        .to_string()
+}
+
+/// A native accept line.
+pub fn accept_line(time: &str, envid: &str, secret: &str, extra: &str) -> String {
+    format!(
+        "mtqp: event=accept time={time} envid={envid} mtrk={} {extra}\n",
+        mtrk(secret)
+    )
+    .replace(" \n", "\n")
+}
+
+/// The running server.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `mtqpd serve --listen 127.0.0.1:0 ARGS…` and waits until it listens.
+    pub fn start(args: &[&str]) -> Server {
+        Server::start_with(args, |_| {})
+    }
+
+    /// Like [`Server::start`], letting the caller adjust the command (e.g. wrap it).
+    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtqpd"));
+        cmd.arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        adjust(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn mtqpd");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(pipe);
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        let mut server = Server {
+            child: Some(child),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            stderr,
+        };
+        let line = server.wait_for_stderr("mtqpd: listening on ");
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|a| a.trim().parse().ok())
+            .expect("listening address");
+        server.addr = addr;
+        server
+    }
+
+    /// Starts the server and waits until its ingest has read every log to the end once.
+    pub fn start_caught_up(args: &[&str]) -> Server {
+        let s = Server::start(args);
+        s.wait_for_stderr("ingest caught up");
+        s
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until a stderr line contains `needle` and returns that line.
+    pub fn wait_for_stderr(&self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(line) = self.stderr().lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "no '{needle}' on stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Resident set size of the server process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// A connected client whose greeting has been read.
+    pub fn client(&self) -> Client {
+        let mut c = self.connect();
+        let greeting = c.response();
+        assert!(
+            greeting.status.starts_with(b"+OK"),
+            "greeting: {greeting:?}"
+        );
+        c
+    }
+
+    /// Sends a signal (by name, e.g. "TERM") and waits for the exit; returns status and stderr.
+    pub fn stop(mut self, signal: &str) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{signal} failed");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "server did not exit after SIG{signal}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // Let the stderr reader take the last lines.
+        std::thread::sleep(Duration::from_millis(100));
+        let stderr = self.stderr();
+        (status, stderr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A test client over plain TCP.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk).expect("read (timed out?)");
+        self.buf.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    /// Reads one whole response.
+    pub fn response(&mut self) -> Response {
+        loop {
+            if let Some(r) = parse_response(&self.buf).expect("a status line") {
+                self.buf.drain(..r.wire_len);
+                return r;
+            }
+            assert!(
+                self.fill() > 0,
+                "connection closed mid-response: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+        }
+    }
+
+    /// Reads one whole response and returns its exact wire bytes.
+    pub fn response_bytes(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(r) = parse_response(&self.buf).expect("a status line") {
+                return self.buf.drain(..r.wire_len).collect();
+            }
+            assert!(
+                self.fill() > 0,
+                "connection closed mid-response: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+        }
+    }
+
+    /// Sends one command line (CRLF added) and returns the response's wire bytes.
+    pub fn roundtrip(&mut self, line: &str) -> Vec<u8> {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.response_bytes()
+    }
+
+    /// Reads until the server closes; returns what came before the close.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        while self.fill() > 0 {}
+        std::mem::take(&mut self.buf)
+    }
+}
+
+/// Polls `f` until it returns Some, within the deadline.
+pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
