@@ -279,12 +279,12 @@ impl Worker {
             if now.saturating_duration_since(conn.last_activity) < limit {
                 continue;
             }
+            self.stats.counters.closed_idle += 1;
             if conn.pending_output() > 0 {
                 // A client that reads nothing while answers wait is as idle as a silent one.
                 self.close(id);
             } else {
                 conn.close_with(reply::IDLE_TIMEOUT);
-                self.stats.counters.closed_idle += 1;
                 self.drive(id, unix_now());
             }
         }

@@ -88,10 +88,14 @@ impl Server {
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args);
+        adjust(&mut cmd);
+        Server::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Server {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        adjust(&mut cmd);
         let mut child = cmd.spawn().expect("spawn mtqpd");
         let stderr = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take().expect("stderr");
@@ -117,6 +121,19 @@ impl Server {
             .expect("listening address");
         server.addr = addr;
         server
+    }
+
+    /// Starts the server with at most `fds` open file descriptors (via the shell's `ulimit`).
+    pub fn start_with_fd_limit(fds: u32, args: &[&str]) -> Server {
+        let exe = env!("CARGO_BIN_EXE_mtqpd");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {fds} && exec \"$0\" \"$@\""))
+            .arg(exe)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args);
+        Server::spawn(cmd)
     }
 
     /// Starts the server and waits until its ingest has read every log to the end once.
@@ -149,6 +166,16 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// CPU time the server process has used so far (user + system), in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("proc stat");
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let after = &stat[stat.rfind(')').expect("comm") + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     }
 
     /// Resident set size of the server process, in KiB.

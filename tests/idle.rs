@@ -1,0 +1,47 @@
+//! The idle timeout, through the library API: the command line will not accept less than the
+//! RFC's 10 minutes, so this test starts the server in-process with a one-second limit.
+
+mod common;
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mtqpd::index::Index;
+use mtqpd::server::{self, Limits, ServerConfig, UnknownAnswer};
+
+#[test]
+fn silent_connection_is_told_and_closed_active_one_is_not() {
+    let running = server::start(
+        ServerConfig {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            threads: 1,
+            hostname: "hub.example".into(),
+            unknown: UnknownAnswer::Noinfo,
+            limits: Limits {
+                idle_timeout: Duration::from_secs(1),
+                ..Limits::default()
+            },
+        },
+        Arc::new(Index::new(1)),
+    )
+    .expect("start");
+    let addr = running.local_addrs[0];
+    let mut silent = common::Client::connect(addr);
+    let mut active = common::Client::connect(addr);
+    silent.response();
+    active.response();
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(active.roundtrip("COMMENT still here"), b"+OK\r\n");
+    }
+    assert_eq!(
+        silent.read_to_close(),
+        b"-TEMP/unavailable Idle for too long, closing\r\n"
+    );
+    assert_eq!(active.roundtrip("QUIT"), b"+OK Bye\r\n");
+    let mut rest = Vec::new();
+    let _ = active.stream.read_to_end(&mut rest);
+    let stats = running.shutdown();
+    assert_eq!(stats.counters.closed_idle, 1);
+}
