@@ -4,7 +4,10 @@
 mod common;
 
 fn main() {
-    let n: usize = std::env::var("MTQPD_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let n: usize = std::env::var("MTQPD_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     let empty = common::start("memory-empty", 0, None);
     let base = common::rss_kib(empty.child.id());
     drop(empty);
@@ -13,5 +16,8 @@ fn main() {
     println!("records:           {n}");
     println!("RSS empty server:  {base} KiB");
     println!("RSS with records:  {rss} KiB");
-    println!("bytes per record:  {:.0}", (rss.saturating_sub(base) * 1024) as f64 / n as f64);
+    println!(
+        "bytes per record:  {:.0}",
+        (rss.saturating_sub(base) * 1024) as f64 / n as f64
+    );
 }

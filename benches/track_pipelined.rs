@@ -14,7 +14,10 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Conn {
@@ -51,8 +54,16 @@ fn main() {
             std.set_nodelay(true).unwrap();
             std.set_nonblocking(true).unwrap();
             let mut stream = TcpStream::from_std(std);
-            poll.registry().register(&mut stream, Token(i), Interest::READABLE).unwrap();
-            Conn { stream, tail: Vec::new(), in_flight: 0, next: i * 97, out: Vec::new() }
+            poll.registry()
+                .register(&mut stream, Token(i), Interest::READABLE)
+                .unwrap();
+            Conn {
+                stream,
+                tail: Vec::new(),
+                in_flight: 0,
+                next: i * 97,
+                out: Vec::new(),
+            }
         })
         .collect();
     let terminator = memmem::Finder::new(b"\r\n.\r\n");
@@ -76,7 +87,8 @@ fn main() {
     let mut measured_from = None;
     let warmup = Duration::from_secs(1);
     while start.elapsed() < Duration::from_secs(secs) + warmup {
-        poll.poll(&mut events, Some(Duration::from_millis(100))).unwrap();
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .unwrap();
         if measured_from.is_none() && start.elapsed() >= warmup {
             measured_from = Some((Instant::now(), done, bytes));
         }
@@ -105,5 +117,10 @@ fn main() {
     let elapsed = t0.elapsed().as_secs_f64();
     let rate = (done - d0) as f64 / elapsed;
     println!("connections {conns} x pipeline {depth}, {secs} s, server --threads 1");
-    println!("TRACK hits: {:.0}/s ({:.1} MB/s of answers, {} bytes each)", rate, (bytes - b0) as f64 / elapsed / 1e6, (bytes - b0) / (done - d0).max(1));
+    println!(
+        "TRACK hits: {:.0}/s ({:.1} MB/s of answers, {} bytes each)",
+        rate,
+        (bytes - b0) as f64 / elapsed / 1e6,
+        (bytes - b0) / (done - d0).max(1)
+    );
 }

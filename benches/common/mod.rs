@@ -13,7 +13,10 @@ use mtqpd::protocol::secret::{encode, sha1};
 
 /// The envid and base64 secret of synthetic message `i`.
 pub fn message(i: usize) -> (String, String) {
-    (format!("bench-{i:08}@example.org"), encode(format!("secret-{i}").as_bytes()))
+    (
+        format!("bench-{i:08}@example.org"),
+        encode(format!("secret-{i}").as_bytes()),
+    )
 }
 
 /// Writes `n` two-recipient messages (one relayed, one delivered) as native lines.
@@ -58,7 +61,17 @@ pub fn start(name: &str, n: usize, cpu: Option<usize>) -> Bench {
     write_log(&log, n);
     let exe = env!("CARGO_BIN_EXE_mtqpd");
     let log_arg = format!("native:{}", log.display());
-    let args = ["serve", "--threads", "1", "--listen", "127.0.0.1:0", "--hostname", "hub.example", "--log", &log_arg];
+    let args = [
+        "serve",
+        "--threads",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "--hostname",
+        "hub.example",
+        "--log",
+        &log_arg,
+    ];
     let mut cmd = match cpu.filter(|_| Path::new("/usr/bin/taskset").exists()) {
         Some(cpu) => {
             let mut c = Command::new("/usr/bin/taskset");
@@ -67,7 +80,12 @@ pub fn start(name: &str, n: usize, cpu: Option<usize>) -> Bench {
         }
         None => Command::new(exe),
     };
-    let mut child = cmd.args(args).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn mtqpd");
+    let mut child = cmd
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn mtqpd");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -77,7 +95,9 @@ pub fn start(name: &str, n: usize, cpu: Option<usize>) -> Bench {
     });
     let mut addr = None;
     loop {
-        let line = rx.recv_timeout(Duration::from_secs(120)).expect("server output");
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("server output");
         if let Some(a) = line.strip_prefix("mtqpd: listening on ") {
             addr = a.parse().ok();
         }
@@ -85,7 +105,11 @@ pub fn start(name: &str, n: usize, cpu: Option<usize>) -> Bench {
             break;
         }
     }
-    Bench { child, addr: addr.expect("address"), dir }
+    Bench {
+        child,
+        addr: addr.expect("address"),
+        dir,
+    }
 }
 
 /// Resident set size of a process, in KiB.
