@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 
-use crate::protocol::command::CommandKind;
+use crate::protocol::command::{BadCommand, CommandKind};
 
 /// Highest latency recorded exactly, in nanoseconds; slower commands count as this.
 const MAX_LATENCY_NS: u64 = 60_000_000_000;
@@ -22,6 +22,8 @@ pub struct Counters {
     pub track_misses: u64,
     pub lines_too_long: u64,
     pub bytes_out: u64,
+    /// Bad commands, by reason (in the order of [`BadCommand::ALL`]).
+    pub bad: [u64; BadCommand::ALL.len()],
 }
 
 impl Counters {
@@ -35,6 +37,16 @@ impl Counters {
         self.track_misses += o.track_misses;
         self.lines_too_long += o.lines_too_long;
         self.bytes_out += o.bytes_out;
+        for (mine, theirs) in self.bad.iter_mut().zip(o.bad) {
+            *mine += theirs;
+        }
+    }
+
+    /// Counts one bad command.
+    pub fn count_bad(&mut self, why: BadCommand) {
+        if let Some(i) = BadCommand::ALL.iter().position(|b| *b == why) {
+            self.bad[i] += 1;
+        }
     }
 }
 
@@ -126,6 +138,15 @@ impl WorkerStats {
             c.lines_too_long,
             c.bytes_out
         );
+        let bad: Vec<String> = BadCommand::ALL
+            .iter()
+            .zip(c.bad)
+            .filter(|(_, n)| *n > 0)
+            .map(|(why, n)| format!("{} {n}", why.name()))
+            .collect();
+        if !bad.is_empty() {
+            let _ = writeln!(out, "mtqpd: bad commands by reason: {}", bad.join(", "));
+        }
         out
     }
 }
@@ -142,6 +163,8 @@ mod tests {
         b.record(CommandKind::Track, 3_000);
         b.record(CommandKind::Quit, 0);
         b.counters.track_hits = 2;
+        b.counters.count_bad(BadCommand::BadSecret);
+        a.counters.count_bad(BadCommand::BadSecret);
         a.merge(&b);
         assert_eq!(a.count(CommandKind::Track), 2);
         assert_eq!(a.count(CommandKind::Quit), 1);
@@ -150,5 +173,6 @@ mod tests {
             assert!(report.contains(kind.name()));
         }
         assert!(report.contains("track hits 2"));
+        assert!(report.contains("bad commands by reason: bad-secret 2\n"));
     }
 }

@@ -172,6 +172,17 @@ struct RejectLog {
 }
 
 impl RejectLog {
+    /// One line per reason with its total, for the shutdown report.
+    fn summary(&self) -> String {
+        let mut reasons: Vec<_> = self
+            .last
+            .iter()
+            .map(|(r, (_, n))| format!("{r}: {n}"))
+            .collect();
+        reasons.sort();
+        reasons.join("; ")
+    }
+
     fn note(&mut self, path: &Path, reason: &'static str) {
         let now = Instant::now();
         let entry = self
@@ -273,7 +284,13 @@ fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver
         let wait = if more { Duration::ZERO } else { IDLE_POLL };
         match stop.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
         }
+    }
+    if !rejects.last.is_empty() {
+        eprintln!(
+            "mtqpd: ingest: rejected lines by reason: {}",
+            rejects.summary()
+        );
     }
 }

@@ -37,6 +37,32 @@ pub enum BadCommand {
     BadFqdn,
 }
 
+impl BadCommand {
+    /// Every reason, in the order statistics print them.
+    pub const ALL: [BadCommand; 7] = [
+        BadCommand::LineTooLong,
+        BadCommand::InvalidOctet,
+        BadCommand::UnknownCommand,
+        BadCommand::WrongArguments,
+        BadCommand::BadEnvid,
+        BadCommand::BadSecret,
+        BadCommand::BadFqdn,
+    ];
+
+    /// A short name for counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            BadCommand::LineTooLong => "line-too-long",
+            BadCommand::InvalidOctet => "invalid-octet",
+            BadCommand::UnknownCommand => "unknown-command",
+            BadCommand::WrongArguments => "wrong-arguments",
+            BadCommand::BadEnvid => "bad-envid",
+            BadCommand::BadSecret => "bad-secret",
+            BadCommand::BadFqdn => "bad-fqdn",
+        }
+    }
+}
+
 /// The kind of a command, for statistics; `Bad` covers every line that did not parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandKind {

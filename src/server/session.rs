@@ -109,6 +109,7 @@ impl Session {
     }
 
     fn reject(&mut self, why: BadCommand, turn: &mut Turn<'_>) {
+        turn.stats.counters.count_bad(why);
         self.reply(Bytes::Static(reply::bad(why)), CommandKind::Bad, turn);
         self.bad_streak += 1;
         if self.bad_streak >= turn.shared.limits.max_bad_commands {
