@@ -24,6 +24,10 @@ pub enum Next {
     Close,
 }
 
+/// Reads one connection may do in one turn. Commands are budgeted separately; this bounds
+/// input that yields no command, such as an endless over-long line being discarded.
+const READS_PER_TURN: usize = 16;
+
 /// Input buffers larger than this are released when they empty, so idle connections cost
 /// little memory.
 const KEEP_INBUF: usize = 2048;
@@ -107,6 +111,7 @@ impl Conn {
         if self.flush(turn.stats).is_err() {
             return Next::Close;
         }
+        let mut reads = 0;
         loop {
             if !self.inbuf.is_empty() {
                 let used = self.session.answer_lines(&self.inbuf, &mut turn);
@@ -124,10 +129,12 @@ impl Conn {
                 || self.read_closed
                 || !self.readable
                 || turn.budget == 0
+                || reads == READS_PER_TURN
                 || self.session.output_full(shared)
             {
                 break;
             }
+            reads += 1;
             match self.stream.read(scratch) {
                 Ok(0) => self.read_closed = true,
                 Ok(n) => {
