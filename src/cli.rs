@@ -3,6 +3,7 @@
 //! and a non-zero exit.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -68,6 +69,16 @@ pub struct ServeArgs {
     /// Most open connections; more are told -TEMP and closed.
     #[arg(long, value_name = "N", default_value_t = 50_000)]
     pub max_connections: usize,
+    /// A PEM certificate chain for STARTTLS (repeatable, each with a --tls-key); the names it
+    /// serves are its subjectAltName dNSNames.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Vec<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of the --tls-cert in the same position.
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Vec<PathBuf>,
+    /// Answer TRACK only under TLS (-ERR/tls-required before STARTTLS).
+    #[arg(long)]
+    pub tls_required: bool,
 }
 
 /// `mtqpd demo` flags.
@@ -116,6 +127,12 @@ impl ServeArgs {
         }
         if self.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());
+        }
+        if self.tls_cert.len() != self.tls_key.len() {
+            return Err("--tls-cert and --tls-key must come in pairs".into());
+        }
+        if self.tls_required && self.tls_cert.is_empty() {
+            return Err("--tls-required needs at least one --tls-cert/--tls-key pair".into());
         }
         if let Some(h) = &self.hostname {
             if h.is_empty() || !h.bytes().all(|c| c.is_ascii_graphic()) {

@@ -168,6 +168,9 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         queue_lifetime: Duration::from_secs(5 * 86_400),
         idle_timeout: Duration::from_secs(600),
         max_connections: 1000,
+        tls_cert: Vec::new(),
+        tls_key: Vec::new(),
+        tls_required: false,
     };
     let result = crate::serve::serve(&serve);
     let _ = std::fs::remove_dir_all(&dir);
