@@ -10,6 +10,7 @@ use crate::cli::{ServeArgs, Unknown};
 use crate::index::render::OpaqueAnswer;
 use crate::index::Index;
 use crate::ingest::{self, IngestConfig};
+use crate::server::tls::TlsCerts;
 use crate::server::{self, ServerConfig, UnknownAnswer};
 
 /// Shards per worker thread: enough that the ingest thread's writes rarely meet a reader.
@@ -30,6 +31,12 @@ pub fn serve(args: &ServeArgs) -> Result<(), String> {
         Unknown::Noinfo => UnknownAnswer::Noinfo,
         Unknown::Opaque => UnknownAnswer::Opaque(OpaqueAnswer::new(&hostname)),
     };
+    let pairs: Vec<_> = args.tls_cert.iter().map(|c| c.as_path()).zip(args.tls_key.iter().map(|k| k.as_path())).collect();
+    let tls = if pairs.is_empty() {
+        None
+    } else {
+        Some(Arc::new(TlsCerts::load(&pairs)?))
+    };
     let running = server::start(
         ServerConfig {
             listen: args.listen.clone(),
@@ -37,6 +44,8 @@ pub fn serve(args: &ServeArgs) -> Result<(), String> {
             hostname: hostname.clone(),
             unknown,
             limits: args.limits(),
+            tls,
+            tls_required: args.tls_required,
         },
         Arc::clone(&index),
     )?;

@@ -22,6 +22,8 @@ pub struct Counters {
     pub track_misses: u64,
     pub lines_too_long: u64,
     pub bytes_out: u64,
+    pub tls_handshakes: u64,
+    pub tls_failures: u64,
     /// Bad commands, by reason (in the order of [`BadCommand::ALL`]).
     pub bad: [u64; BadCommand::ALL.len()],
 }
@@ -37,6 +39,8 @@ impl Counters {
         self.track_misses += o.track_misses;
         self.lines_too_long += o.lines_too_long;
         self.bytes_out += o.bytes_out;
+        self.tls_handshakes += o.tls_handshakes;
+        self.tls_failures += o.tls_failures;
         for (mine, theirs) in self.bad.iter_mut().zip(o.bad) {
             *mine += theirs;
         }
@@ -127,7 +131,8 @@ impl WorkerStats {
         let _ = writeln!(
             out,
             "mtqpd: connections accepted {} refused-over-limit {} accept-errors {} closed-idle {} \
-             closed-too-many-errors {}; track hits {} misses {}; lines too long {}; bytes out {}",
+             closed-too-many-errors {}; track hits {} misses {}; lines too long {}; bytes out {}; \
+             tls handshakes {} failed {}",
             c.accepted,
             c.refused_over_limit,
             c.accept_errors,
@@ -136,7 +141,9 @@ impl WorkerStats {
             c.track_hits,
             c.track_misses,
             c.lines_too_long,
-            c.bytes_out
+            c.bytes_out,
+            c.tls_handshakes,
+            c.tls_failures
         );
         let bad: Vec<String> = BadCommand::ALL
             .iter()

@@ -22,6 +22,8 @@ fn silent_connection_is_told_and_closed_active_one_is_not() {
                 idle_timeout: Duration::from_secs(1),
                 ..Limits::default()
             },
+            tls: None,
+            tls_required: false,
         },
         Arc::new(Index::new(1)),
     )

@@ -12,6 +12,14 @@ pub const COMMENT_OK: &[u8] = b"+OK\r\n";
 pub const NOINFO: &[u8] = b"-ERR/noinfo No tracking information is available\r\n";
 /// STARTTLS when no certificate is configured.
 pub const TLS_UNSUPPORTED: &[u8] = b"-ERR/unsupported TLS is not available on this server\r\n";
+/// STARTTLS accepted: the TLS handshake starts after this line.
+pub const TLS_GO_AHEAD: &[u8] = b"+OK Begin TLS negotiation\r\n";
+/// STARTTLS under TLS.
+pub const TLS_IN_PROGRESS: &[u8] = b"-BAD/tls-in-progress TLS is already active\r\n";
+/// STARTTLS naming a host no certificate is for.
+pub const TLS_BAD_FQDN: &[u8] = b"-BAD/bad-fqdn No certificate for that name\r\n";
+/// TRACK before STARTTLS when `--tls-required`.
+pub const TLS_REQUIRED: &[u8] = b"-ERR/tls-required Use STARTTLS before TRACK\r\n";
 /// The last answer to a client that sent too many bad commands in a row.
 pub const TOO_MANY_ERRORS: &[u8] = b"-ERR/too-many-errors Too many bad commands, closing\r\n";
 /// The greeting to a connection over the connection limit, before it is closed.
@@ -79,6 +87,10 @@ mod tests {
             COMMENT_OK,
             NOINFO,
             TLS_UNSUPPORTED,
+            TLS_GO_AHEAD,
+            TLS_IN_PROGRESS,
+            TLS_BAD_FQDN,
+            TLS_REQUIRED,
             TOO_MANY_ERRORS,
             TOO_MANY_CONNECTIONS,
             IDLE_TIMEOUT,

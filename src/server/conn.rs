@@ -1,15 +1,21 @@
-//! One client connection: its socket, the input not yet answered, and its [`Session`]. Owned by
-//! one worker for its whole life. Input is read into the worker's scratch buffer and answered
-//! in place; only an incomplete last line (or lines left over when the connection must yield)
-//! is copied into the connection's own buffer, which is freed again when it empties.
+//! One client connection: its socket, its transport (plaintext, or rustls after STARTTLS), the
+//! input not yet answered, and its [`Session`]. Owned by one worker for its whole life.
+//!
+//! Plaintext input is read into the worker's scratch buffer and answered in place; only an
+//! incomplete last line (or lines left over when the connection must yield) is copied into the
+//! connection's own buffer, which is freed again when it empties. Under TLS, rustls is driven
+//! by hand over the non-blocking socket (`read_tls` / `process_new_packets` / `reader` /
+//! `writer` / `write_tls`, as in rustls' `tlsserver-mio` example), with the same bounds.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use mio::net::TcpStream;
+use rustls::ServerConnection;
 
 use super::output::Bytes;
 use super::session::{Session, Turn};
+use super::tls::TLS_BUFFER_LIMIT;
 use super::Shared;
 use crate::stats::WorkerStats;
 
@@ -32,11 +38,42 @@ const READS_PER_TURN: usize = 16;
 /// little memory.
 const KEEP_INBUF: usize = 2048;
 
+/// How the octets travel.
+enum Transport {
+    Plain,
+    Tls(Box<ServerConnection>),
+}
+
+/// rustls' plaintext writer, with "buffer full" (a zero-length write) turned into WouldBlock so
+/// that [`super::output::Output`] waits instead of failing.
+struct TlsPlaintext<'a>(&'a mut ServerConnection);
+
+impl Write for TlsPlaintext<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.0.writer().write(buf)? {
+            0 if !buf.is_empty() => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self.0.writer().write_vectored(bufs)? {
+            0 if bufs.iter().any(|b| !b.is_empty()) => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One client connection.
 pub struct Conn {
     pub stream: TcpStream,
+    transport: Transport,
     session: Session,
-    /// Input read but not yet answered.
+    /// Input read (and, under TLS, decrypted) but not yet answered.
     inbuf: Vec<u8>,
     /// When the last input arrived (for the idle timeout).
     pub last_activity: Instant,
@@ -56,11 +93,10 @@ impl Conn {
     /// A new connection, greeted.
     pub fn new(stream: TcpStream, shared: &Shared, now: Instant) -> Conn {
         let mut session = Session::default();
-        session
-            .out
-            .push(Bytes::Shared(shared.greeting.clone()), None);
+        session.out.push(Bytes::Shared(shared.greeting.clone()), None);
         Conn {
             stream,
+            transport: Transport::Plain,
             session,
             inbuf: Vec::new(),
             last_activity: now,
@@ -124,6 +160,11 @@ impl Conn {
                     break;
                 }
             }
+            if self.session.upgrade.is_some() && !self.begin_tls(turn.stats) {
+                // The go-ahead is still being written in plaintext: read nothing (the next
+                // octets are the client's TLS handshake) until it is out.
+                break;
+            }
             if self.session.closing
                 || self.draining
                 || self.read_closed
@@ -135,20 +176,14 @@ impl Conn {
                 break;
             }
             reads += 1;
-            match self.stream.read(scratch) {
-                Ok(0) => self.read_closed = true,
-                Ok(n) => {
-                    let now = Instant::now();
-                    self.last_activity = now;
-                    self.read_at = now;
-                    turn.read_at = now;
-                    if self.inbuf.is_empty() {
-                        let used = self.session.answer_lines(&scratch[..n], &mut turn);
-                        self.inbuf.extend_from_slice(&scratch[used..n]);
-                    } else {
-                        self.inbuf.extend_from_slice(&scratch[..n]);
-                    }
-                }
+            let got = match &mut self.transport {
+                Transport::Plain => self.stream.read(scratch).map(Some),
+                Transport::Tls(_) => self.read_tls(scratch, &mut turn),
+            };
+            match got {
+                Ok(Some(0)) => self.read_closed = true,
+                Ok(Some(n)) => self.take_input(&scratch[..n], &mut turn),
+                Ok(None) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Next::Close,
@@ -159,28 +194,128 @@ impl Conn {
             // Nothing more will be answered: an incomplete last line is dropped.
             self.session.closing = true;
         }
+        if self.session.closing && self.session.out.is_empty() {
+            if let Transport::Tls(tls) = &mut self.transport {
+                tls.send_close_notify();
+            }
+        }
         if self.flush(turn.stats).is_err() {
             return Next::Close;
         }
         if self.session.closing {
-            return if self.session.out.is_empty() {
-                Next::Close
-            } else {
-                Next::Wait
-            };
+            return if self.session.out.is_empty() { Next::Close } else { Next::Wait };
         }
         let more_input = pending_line || (self.readable && !self.draining && !self.read_closed);
-        if more_input && !self.session.output_full(shared) {
+        if more_input && !self.session.output_full(shared) && self.session.upgrade.is_none() {
             Next::Again
         } else {
             Next::Wait
         }
     }
 
-    fn flush(&mut self, stats: &mut WorkerStats) -> io::Result<bool> {
-        if self.session.out.is_empty() {
-            return Ok(true);
+    /// Answers freshly read plaintext: in place when nothing is waiting before it, else after
+    /// what is.
+    fn take_input(&mut self, data: &[u8], turn: &mut Turn<'_>) {
+        let now = Instant::now();
+        self.last_activity = now;
+        self.read_at = now;
+        turn.read_at = now;
+        if self.inbuf.is_empty() {
+            let used = self.session.answer_lines(data, turn);
+            self.inbuf.extend_from_slice(&data[used..]);
+        } else {
+            self.inbuf.extend_from_slice(data);
         }
-        self.session.out.write_to(&mut self.stream, stats)
+    }
+
+    /// Switches to TLS once the STARTTLS go-ahead has been written. Input that came with or
+    /// after the STARTTLS line is dropped. Returns false while the go-ahead is still queued.
+    fn begin_tls(&mut self, stats: &mut WorkerStats) -> bool {
+        if !self.session.out.is_empty() {
+            return false;
+        }
+        let Some(config) = self.session.upgrade.take() else { return true };
+        self.inbuf = Vec::new();
+        match ServerConnection::new(config) {
+            Ok(mut tls) => {
+                tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+                self.transport = Transport::Tls(Box::new(tls));
+                // The ClientHello may already wait in the socket.
+                self.readable = true;
+            }
+            Err(_) => {
+                stats.counters.tls_failures += 1;
+                self.session.closing = true;
+            }
+        }
+        true
+    }
+
+    /// Under TLS: reads ciphertext, processes it, and returns how much plaintext came out into
+    /// `scratch`: Some(0) when the peer closed, None when the records held none (handshake
+    /// traffic). The handshake's completion starts the session over.
+    fn read_tls(&mut self, scratch: &mut [u8], turn: &mut Turn<'_>) -> io::Result<Option<usize>> {
+        let Transport::Tls(tls) = &mut self.transport else { return Ok(Some(0)) };
+        let was_handshaking = tls.is_handshaking();
+        if tls.read_tls(&mut self.stream)? == 0 {
+            return Ok(Some(0));
+        }
+        if let Err(e) = tls.process_new_packets() {
+            if was_handshaking {
+                turn.stats.counters.tls_failures += 1;
+            }
+            // Send the alert rustls queued, then give up on the connection.
+            let _ = tls.write_tls(&mut self.stream);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+        if was_handshaking && !tls.is_handshaking() {
+            turn.stats.counters.tls_handshakes += 1;
+            self.session.start_over_under_tls(&turn.shared.greeting_tls);
+        }
+        // Drain every decrypted octet now: rustls refuses to read more ciphertext while
+        // plaintext waits, and the amount is bounded by rustls' own record buffer.
+        let mut total = 0;
+        while total < scratch.len() {
+            match tls.reader().read(&mut scratch[total..]) {
+                // close_notify: the peer is done.
+                Ok(0) if total == 0 => return Ok(Some(0)),
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((total > 0).then_some(total))
+    }
+
+    /// Writes queued answers: directly, or through rustls and then the socket.
+    fn flush(&mut self, stats: &mut WorkerStats) -> io::Result<()> {
+        match &mut self.transport {
+            Transport::Plain => {
+                if !self.session.out.is_empty() {
+                    self.session.out.write_to(&mut self.stream, stats)?;
+                }
+                Ok(())
+            }
+            Transport::Tls(tls) => loop {
+                if !self.session.out.is_empty() && !tls.is_handshaking() {
+                    self.session.out.write_to(&mut TlsPlaintext(tls), stats)?;
+                }
+                if !tls.wants_write() {
+                    return Ok(());
+                }
+                while tls.wants_write() {
+                    match tls.write_tls(&mut self.stream) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if self.session.out.is_empty() {
+                    return Ok(());
+                }
+            },
+        }
     }
 }

@@ -15,6 +15,7 @@ mod conn;
 mod listen;
 mod output;
 mod session;
+pub mod tls;
 mod worker;
 
 use std::net::SocketAddr;
@@ -68,12 +69,21 @@ pub struct ServerConfig {
     pub hostname: String,
     pub unknown: UnknownAnswer,
     pub limits: Limits,
+    /// Certificates for STARTTLS; None: STARTTLS answers `-ERR/unsupported`.
+    pub tls: Option<Arc<tls::TlsCerts>>,
+    /// TRACK only under TLS.
+    pub tls_required: bool,
 }
 
 /// Read-only state every worker shares.
 pub struct Shared {
     pub index: Arc<Index>,
+    /// The greeting of a new connection (with the STARTTLS option when certificates exist).
     pub greeting: Arc<[u8]>,
+    /// The greeting after the TLS handshake (without it).
+    pub greeting_tls: Arc<[u8]>,
+    pub tls: Option<Arc<tls::TlsCerts>>,
+    pub tls_required: bool,
     pub unknown: UnknownAnswer,
     pub limits: Limits,
     pub open_connections: AtomicUsize,
@@ -103,9 +113,17 @@ pub fn start(config: ServerConfig, index: Arc<Index>) -> Result<Running, String>
             w.push(l);
         }
     }
+    let options: &[&str] = match (&config.tls, config.tls_required) {
+        (None, _) => &[],
+        (Some(_), false) => &["STARTTLS"],
+        (Some(_), true) => &["STARTTLS required"],
+    };
     let shared = Arc::new(Shared {
         index,
-        greeting: reply::greeting(&config.hostname, &[]).into(),
+        greeting: reply::greeting(&config.hostname, options).into(),
+        greeting_tls: reply::greeting(&config.hostname, &[]).into(),
+        tls: config.tls,
+        tls_required: config.tls_required,
         unknown: config.unknown,
         limits: config.limits,
         open_connections: AtomicUsize::new(0),

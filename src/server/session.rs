@@ -2,6 +2,7 @@
 //! It reads the index and the shared settings; it never touches the socket (the connection
 //! feeds it bytes and writes what it queues).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use memchr::memchr;
@@ -31,6 +32,11 @@ pub struct Session {
     bad_streak: u32,
     /// No more commands are read or answered; the connection closes once `out` is written.
     pub closing: bool,
+    /// STARTTLS was accepted with this configuration: nothing more is answered in plaintext,
+    /// and everything the client sent after the STARTTLS line is discarded.
+    pub upgrade: Option<Arc<rustls::ServerConfig>>,
+    /// The session runs under TLS.
+    pub tls_active: bool,
 }
 
 /// What the session needs from its surroundings for one batch of lines.
@@ -60,7 +66,9 @@ impl Session {
     pub fn answer_lines(&mut self, data: &[u8], turn: &mut Turn<'_>) -> usize {
         let mut pos = 0;
         while pos < data.len() {
-            if self.closing {
+            if self.closing || self.upgrade.is_some() {
+                // After QUIT nothing more is answered; after STARTTLS, whatever the client
+                // pipelined in plaintext must never be executed (CVE-2011-0411's class).
                 return data.len();
             }
             let rest = &data[pos..];
@@ -101,7 +109,17 @@ impl Session {
 
     /// True when `data` holds a complete line that [`Session::answer_lines`] would answer.
     pub fn has_complete_line(&self, data: &[u8]) -> bool {
-        !self.closing && memchr(b'\n', data).is_some()
+        !self.closing && self.upgrade.is_none() && memchr(b'\n', data).is_some()
+    }
+
+    /// The TLS handshake finished: RFC 3887 section 6.2 resets the session to its initial state
+    /// and the server greets again, now without the STARTTLS option.
+    pub fn start_over_under_tls(&mut self, greeting: &Arc<[u8]>) {
+        self.upgrade = None;
+        self.tls_active = true;
+        self.bad_streak = 0;
+        self.discarding = false;
+        self.out.push(Bytes::Shared(Arc::clone(greeting)), None);
     }
 
     fn reply(&mut self, bytes: Bytes, kind: CommandKind, turn: &Turn<'_>) {
@@ -126,6 +144,9 @@ impl Session {
         };
         self.bad_streak = 0;
         match command {
+            Command::Track { .. } if turn.shared.tls_required && !self.tls_active => {
+                self.reply(Bytes::Static(reply::TLS_REQUIRED), CommandKind::Track, turn);
+            }
             Command::Track { envid, secret_hash } => self.track(envid, &secret_hash, turn),
             Command::Comment => {
                 self.reply(Bytes::Static(reply::COMMENT_OK), CommandKind::Comment, turn)
@@ -134,14 +155,26 @@ impl Session {
                 self.reply(Bytes::Static(reply::BYE), CommandKind::Quit, turn);
                 self.closing = true;
             }
-            Command::Starttls { .. } => {
-                self.reply(
-                    Bytes::Static(reply::TLS_UNSUPPORTED),
-                    CommandKind::Starttls,
-                    turn,
-                );
-            }
+            Command::Starttls { fqdn } => self.starttls(fqdn, turn),
         }
+    }
+
+    fn starttls(&mut self, fqdn: &[u8], turn: &mut Turn<'_>) {
+        let answer = if self.tls_active {
+            reply::TLS_IN_PROGRESS
+        } else {
+            match &turn.shared.tls {
+                None => reply::TLS_UNSUPPORTED,
+                Some(certs) => match certs.config_for(fqdn) {
+                    None => reply::TLS_BAD_FQDN,
+                    Some(config) => {
+                        self.upgrade = Some(config);
+                        reply::TLS_GO_AHEAD
+                    }
+                },
+            }
+        };
+        self.reply(Bytes::Static(answer), CommandKind::Starttls, turn);
     }
 
     fn track(&mut self, envid: &[u8], secret_hash: &[u8; 20], turn: &mut Turn<'_>) {
