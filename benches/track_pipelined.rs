@@ -35,12 +35,7 @@ fn main() {
     let conns = env("MTQPD_BENCH_CONNS", 50);
     let depth = env("MTQPD_BENCH_DEPTH", 8);
     let bench = common::start("track", records, Some(0));
-    if std::path::Path::new("/usr/bin/taskset").exists() {
-        let _ = std::process::Command::new("/usr/bin/taskset")
-            .args(["-p", "-c", "1", &std::process::id().to_string()])
-            .stdout(std::process::Stdio::null())
-            .status();
-    }
+    common::pin_self(1);
     let commands: Vec<Vec<u8>> = (0..records)
         .map(|i| {
             let (envid, secret) = common::message(i);

@@ -31,7 +31,12 @@ pub fn serve(args: &ServeArgs) -> Result<(), String> {
         Unknown::Noinfo => UnknownAnswer::Noinfo,
         Unknown::Opaque => UnknownAnswer::Opaque(OpaqueAnswer::new(&hostname)),
     };
-    let pairs: Vec<_> = args.tls_cert.iter().map(|c| c.as_path()).zip(args.tls_key.iter().map(|k| k.as_path())).collect();
+    let pairs: Vec<_> = args
+        .tls_cert
+        .iter()
+        .map(|c| c.as_path())
+        .zip(args.tls_key.iter().map(|k| k.as_path()))
+        .collect();
     let tls = if pairs.is_empty() {
         None
     } else {

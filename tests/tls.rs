@@ -31,17 +31,24 @@ impl Pki {
         let ca_key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "mtqpd test CA");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "mtqpd test CA");
         let ca = params.self_signed(&ca_key).unwrap();
         let dir = TempDir::new(name);
         std::fs::write(dir.path("ca.pem"), ca.pem()).unwrap();
-        let pki = Pki { dir, ca_der: ca.der().clone() };
+        let pki = Pki {
+            dir,
+            ca_der: ca.der().clone(),
+        };
         (pki, ca, ca_key)
     }
 
     fn leaf(&self, ca: &rcgen::Certificate, ca_key: &KeyPair, file: &str, names: &[&str]) -> Leaf {
         let key = KeyPair::generate().unwrap();
-        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         let cert = params.signed_by(&key, ca, ca_key).unwrap();
         let cert_path = self.dir.path(&format!("{file}.pem"));
         let key_path = self.dir.path(&format!("{file}.key"));
@@ -115,11 +122,18 @@ fn greeting_lists_starttls_only_with_certificates_and_only_before_tls() {
         c.response_bytes(),
         b"+OK+/MTQP example2.com MTQP server ready\r\nSTARTTLS\r\n.\r\n"
     );
-    assert_eq!(c.roundtrip("STARTTLS mtqp.example.com"), b"+OK Begin TLS negotiation\r\n");
+    assert_eq!(
+        c.roundtrip("STARTTLS mtqp.example.com"),
+        b"+OK Begin TLS negotiation\r\n"
+    );
     let (mut tls, greeting, _, mut buf) = handshake(c, &pki, "mtqp.example.com");
     assert_eq!(greeting, b"+OK/MTQP example2.com MTQP server ready\r\n");
-    tls.write_all(b"STARTTLS mtqp.example.com\r\nCOMMENT\r\n").unwrap();
-    assert_eq!(tls_response(&mut tls, &mut buf), b"-BAD/tls-in-progress TLS is already active\r\n");
+    tls.write_all(b"STARTTLS mtqp.example.com\r\nCOMMENT\r\n")
+        .unwrap();
+    assert_eq!(
+        tls_response(&mut tls, &mut buf),
+        b"-BAD/tls-in-progress TLS is already active\r\n"
+    );
     assert_eq!(tls_response(&mut tls, &mut buf), b"+OK\r\n");
 
     let s2 = Server::start(&serve_args(&[&leaf], &["--tls-required"]));
@@ -133,7 +147,12 @@ fn greeting_lists_starttls_only_with_certificates_and_only_before_tls() {
 #[test]
 fn certificate_is_chosen_by_the_starttls_name_wildcards_per_rfc_6125() {
     let (pki, ca, ca_key) = Pki::new("tls-choice");
-    let a = pki.leaf(&ca, &ca_key, "a", &["mtqp.example.com", "track.example.com"]);
+    let a = pki.leaf(
+        &ca,
+        &ca_key,
+        "a",
+        &["mtqp.example.com", "track.example.com"],
+    );
     let b = pki.leaf(&ca, &ca_key, "b", &["*.wild.example.org"]);
     let s = Server::start(&serve_args(&[&a, &b], &[]));
     for (fqdn, want) in [
@@ -143,13 +162,22 @@ fn certificate_is_chosen_by_the_starttls_name_wildcards_per_rfc_6125() {
         ("mtqp.example.com.", &a),
     ] {
         let mut c = s.client();
-        assert_eq!(c.roundtrip(&format!("STARTTLS {fqdn}")), b"+OK Begin TLS negotiation\r\n", "{fqdn}");
+        assert_eq!(
+            c.roundtrip(&format!("STARTTLS {fqdn}")),
+            b"+OK Begin TLS negotiation\r\n",
+            "{fqdn}"
+        );
         let verify_as = fqdn.trim_end_matches('.').to_ascii_lowercase();
         let (_, greeting, peer, _) = handshake(c, &pki, &verify_as);
         assert_eq!(greeting, b"+OK/MTQP example2.com MTQP server ready\r\n");
         assert_eq!(peer, want.der, "{fqdn} got the wrong certificate");
     }
-    for fqdn in ["nope.example.com", "y.x.wild.example.org", "wild.example.org", "example.com"] {
+    for fqdn in [
+        "nope.example.com",
+        "y.x.wild.example.org",
+        "wild.example.org",
+        "example.com",
+    ] {
         let mut c = s.client();
         assert_eq!(
             c.roundtrip(&format!("STARTTLS {fqdn}")),
@@ -159,13 +187,27 @@ fn certificate_is_chosen_by_the_starttls_name_wildcards_per_rfc_6125() {
         assert_eq!(c.roundtrip("COMMENT still plaintext"), b"+OK\r\n");
     }
     let mut c = s.client();
-    assert_eq!(c.roundtrip("STARTTLS not_a_name"), b"-BAD/syntax Parameter is not a fully qualified domain name\r\n");
-    assert_eq!(c.roundtrip("STARTTLS"), b"-BAD/syntax Wrong number of arguments\r\n");
+    assert_eq!(
+        c.roundtrip("STARTTLS not_a_name"),
+        b"-BAD/syntax Parameter is not a fully qualified domain name\r\n"
+    );
+    assert_eq!(
+        c.roundtrip("STARTTLS"),
+        b"-BAD/syntax Wrong number of arguments\r\n"
+    );
 }
 
 fn log_with_one_message(dir: &TempDir) -> String {
     let log = dir.path("mail.log");
-    append(&log, &accept_line("2026-11-24T10:00:00Z", "tls-1@example.org", "s3cret", "queue=Q1"));
+    append(
+        &log,
+        &accept_line(
+            "2026-11-24T10:00:00Z",
+            "tls-1@example.org",
+            "s3cret",
+            "queue=Q1",
+        ),
+    );
     append(
         &log,
         "mtqp: event=rcpt time=2026-11-24T10:00:01Z queue=Q1 rcpt=u@example.net action=delivered status=2.0.0\n",
@@ -178,7 +220,10 @@ fn commands_pipelined_after_starttls_are_discarded_never_executed() {
     let (pki, ca, ca_key) = Pki::new("tls-injection");
     let leaf = pki.leaf(&ca, &ca_key, "a", &["mtqp.example.com"]);
     let log = log_with_one_message(&pki.dir);
-    let s = Server::start_caught_up(&serve_args(&[&leaf], &["--log", &log, "--retention", "36500d"]));
+    let s = Server::start_caught_up(&serve_args(
+        &[&leaf],
+        &["--log", &log, "--retention", "36500d"],
+    ));
     let mut c = s.client();
     let track = format!("TRACK <tls-1@example.org> {}", secret_b64("s3cret"));
     c.send(format!("STARTTLS mtqp.example.com\r\n{track}\r\nCOMMENT injected\r\n").as_bytes());
@@ -213,13 +258,23 @@ fn tls_required_refuses_track_in_plaintext_and_serves_it_under_tls_in_order() {
     ));
     let mut c = s.client();
     let track = format!("TRACK <tls-1@example.org> {}", secret_b64("s3cret"));
-    assert_eq!(c.roundtrip(&track), b"-ERR/tls-required Use STARTTLS before TRACK\r\n");
+    assert_eq!(
+        c.roundtrip(&track),
+        b"-ERR/tls-required Use STARTTLS before TRACK\r\n"
+    );
     assert_eq!(c.roundtrip("COMMENT fine"), b"+OK\r\n");
-    assert_eq!(c.roundtrip("STARTTLS mtqp.example.com"), b"+OK Begin TLS negotiation\r\n");
+    assert_eq!(
+        c.roundtrip("STARTTLS mtqp.example.com"),
+        b"+OK Begin TLS negotiation\r\n"
+    );
     let (mut tls, _, _, mut buf) = handshake(c, &pki, "mtqp.example.com");
     tls.write_all(format!("{track}\r\n").as_bytes()).unwrap();
     let hit = tls_response(&mut tls, &mut buf);
-    assert!(hit.starts_with(b"+OK+ Tracking information follows\r\n"), "{}", String::from_utf8_lossy(&hit));
+    assert!(
+        hit.starts_with(b"+OK+ Tracking information follows\r\n"),
+        "{}",
+        String::from_utf8_lossy(&hit)
+    );
     assert!(hit.ends_with(b"Action: delivered\r\nStatus: 2.0.0\r\n\r\n--%%%%--\r\n.\r\n"));
     // 300 commands in one write under TLS: answered in order.
     let wrong = format!("TRACK <tls-1@example.org> {}", secret_b64("wrong"));
@@ -232,17 +287,15 @@ fn tls_required_refuses_track_in_plaintext_and_serves_it_under_tls_in_order() {
         });
         batch.push_str("\r\n");
     }
-    let writer = {
-        let mut stream = tls.get_ref().try_clone().unwrap();
-        stream.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-        batch
-    };
-    tls.write_all(writer.as_bytes()).unwrap();
+    tls.write_all(batch.as_bytes()).unwrap();
     for i in 0..300 {
         let r = tls_response(&mut tls, &mut buf);
         match i % 3 {
             0 => assert_eq!(r, hit, "answer {i}"),
-            1 => assert_eq!(r, b"-ERR/noinfo No tracking information is available\r\n", "answer {i}"),
+            1 => assert_eq!(
+                r, b"-ERR/noinfo No tracking information is available\r\n",
+                "answer {i}"
+            ),
             _ => assert_eq!(r, b"+OK\r\n", "answer {i}"),
         }
     }
@@ -257,7 +310,10 @@ fn stalled_and_failed_handshakes_hold_neither_the_worker_nor_memory() {
     let mut stalled = Vec::new();
     for i in 0..200 {
         let mut c = s.client();
-        assert_eq!(c.roundtrip("STARTTLS mtqp.example.com"), b"+OK Begin TLS negotiation\r\n");
+        assert_eq!(
+            c.roundtrip("STARTTLS mtqp.example.com"),
+            b"+OK Begin TLS negotiation\r\n"
+        );
         // The first octets of a TLS record header, then silence.
         if i % 2 == 0 {
             c.send(&[0x16, 0x03, 0x01, 0x02]);
@@ -267,20 +323,32 @@ fn stalled_and_failed_handshakes_hold_neither_the_worker_nor_memory() {
     // The one worker still serves others, in plaintext and in TLS.
     let mut other = s.client();
     assert_eq!(other.roundtrip("COMMENT alive"), b"+OK\r\n");
-    assert_eq!(other.roundtrip("STARTTLS mtqp.example.com"), b"+OK Begin TLS negotiation\r\n");
+    assert_eq!(
+        other.roundtrip("STARTTLS mtqp.example.com"),
+        b"+OK Begin TLS negotiation\r\n"
+    );
     let (mut tls, greeting, _, mut buf) = handshake(other, &pki, "mtqp.example.com");
     assert_eq!(greeting, b"+OK/MTQP example2.com MTQP server ready\r\n");
     tls.write_all(b"COMMENT under tls\r\n").unwrap();
     assert_eq!(tls_response(&mut tls, &mut buf), b"+OK\r\n");
     let after = s.rss_kib();
-    assert!(after < before + 16 * 1024, "RSS grew from {before} to {after} KiB for 200 stalled handshakes");
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} to {after} KiB for 200 stalled handshakes"
+    );
     // Garbage instead of a ClientHello: the server closes the connection.
     let mut bad = s.client();
-    assert_eq!(bad.roundtrip("STARTTLS mtqp.example.com"), b"+OK Begin TLS negotiation\r\n");
+    assert_eq!(
+        bad.roundtrip("STARTTLS mtqp.example.com"),
+        b"+OK Begin TLS negotiation\r\n"
+    );
     bad.send(b"TRACK <x@y> QUJD\r\nthis is not TLS at all\r\n");
     let mut rest = Vec::new();
     let _ = bad.stream.read_to_end(&mut rest);
-    assert!(!rest.windows(3).any(|w| w == b"+OK" || w == b"-ER"), "plaintext answer after STARTTLS: {rest:?}");
+    assert!(
+        !rest.windows(3).any(|w| w == b"+OK" || w == b"-ER"),
+        "plaintext answer after STARTTLS: {rest:?}"
+    );
     drop(stalled);
 }
 
@@ -290,16 +358,32 @@ fn bad_certificate_settings_stop_startup_with_one_line() {
     let a = pki.leaf(&ca, &ca_key, "a", &["mtqp.example.com"]);
     let b = pki.leaf(&ca, &ca_key, "b", &["other.example.com"]);
     let garbage = pki.dir.path("garbage.pem");
-    std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let empty = pki.dir.path("empty.pem");
     std::fs::write(&empty, "").unwrap();
     let garbage = garbage.display().to_string();
     let empty = empty.display().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--tls-cert", "/nonexistent/cert.pem", "--tls-key", &a.key], "/nonexistent/cert.pem"),
-        (vec!["--tls-cert", &a.cert, "--tls-key", "/nonexistent/key.pem"], "/nonexistent/key.pem"),
-        (vec!["--tls-cert", &a.cert, "--tls-key", &b.key], "does not fit"),
-        (vec!["--tls-cert", &garbage, "--tls-key", &a.key], "garbage.pem"),
+        (
+            vec!["--tls-cert", "/nonexistent/cert.pem", "--tls-key", &a.key],
+            "/nonexistent/cert.pem",
+        ),
+        (
+            vec!["--tls-cert", &a.cert, "--tls-key", "/nonexistent/key.pem"],
+            "/nonexistent/key.pem",
+        ),
+        (
+            vec!["--tls-cert", &a.cert, "--tls-key", &b.key],
+            "does not fit",
+        ),
+        (
+            vec!["--tls-cert", &garbage, "--tls-key", &a.key],
+            "garbage.pem",
+        ),
         (vec!["--tls-cert", &empty, "--tls-key", &a.key], "empty.pem"),
         (vec!["--tls-cert", &a.key, "--tls-key", &a.key], "a.key"),
         (vec!["--tls-cert", &a.cert], "pairs"),

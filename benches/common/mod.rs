@@ -54,6 +54,31 @@ impl Drop for Bench {
 /// Starts `mtqpd serve` with one worker thread (pinned to CPU `cpu` when taskset exists) on a
 /// log of `n` synthetic messages, and waits until the log is ingested.
 pub fn start(name: &str, n: usize, cpu: Option<usize>) -> Bench {
+    start_with(name, n, cpu, |_| Vec::new())
+}
+
+/// Pins this process to CPU `cpu` when taskset exists.
+pub fn pin_self(cpu: usize) {
+    if Path::new("/usr/bin/taskset").exists() {
+        let _ = Command::new("/usr/bin/taskset")
+            .args([
+                "-p",
+                "-c",
+                &cpu.to_string(),
+                &std::process::id().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+/// Like [`start`], with extra flags made from the bench's directory.
+pub fn start_with(
+    name: &str,
+    n: usize,
+    cpu: Option<usize>,
+    extra: impl FnOnce(&Path) -> Vec<String>,
+) -> Bench {
     let dir = std::env::temp_dir().join(format!("mtqpd-bench-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -61,7 +86,7 @@ pub fn start(name: &str, n: usize, cpu: Option<usize>) -> Bench {
     write_log(&log, n);
     let exe = env!("CARGO_BIN_EXE_mtqpd");
     let log_arg = format!("native:{}", log.display());
-    let args = [
+    let mut args: Vec<String> = [
         "serve",
         "--threads",
         "1",
@@ -71,7 +96,11 @@ pub fn start(name: &str, n: usize, cpu: Option<usize>) -> Bench {
         "hub.example",
         "--log",
         &log_arg,
-    ];
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra(&dir));
     let mut cmd = match cpu.filter(|_| Path::new("/usr/bin/taskset").exists()) {
         Some(cpu) => {
             let mut c = Command::new("/usr/bin/taskset");

@@ -254,7 +254,8 @@ fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver
                     stats
                         .truncations
                         .fetch_add(p.truncations, Ordering::Relaxed);
-                    if p.too_long > 0 {
+                    // Once per line, so the summary's total is the counter's.
+                    for _ in 0..p.too_long {
                         rejects.note(&path, "line longer than 64 KiB");
                     }
                 }

@@ -238,9 +238,24 @@ impl Follower {
             }
             // Only at end of file: switching earlier would lose the old
             // file's tail, which nobody else will ever read.
-            if !self.switch_if_rotated(stats)? {
+            let Some((new, size)) = self.rotated_file()? else {
                 return Ok(());
+            };
+            // The new file has data, so the writer has moved on to it; what
+            // it wrote to the old file before that may have landed after the
+            // end of file met above. Read it now, or it is lost.
+            match self.drain(&mut left, on_line, stats) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.has_more = true;
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.drop_if_replaced();
+                    return Err(e);
+                }
             }
+            self.adopt(new, size, stats);
             events += 1;
         }
     }
@@ -330,36 +345,36 @@ impl Follower {
         }
     }
 
-    /// Called at end of file: switches to a new file at the path, if there
-    /// is one and it has data.
-    fn switch_if_rotated(&mut self, stats: &mut PollStats) -> io::Result<bool> {
+    /// Called at end of file: opens the new file at the path, if there is
+    /// one and it has data. The caller switches to it after one more read of
+    /// the old file.
+    fn rotated_file(&self) -> io::Result<Option<(Current, u64)>> {
         let Some((dev, ino)) = self.cur.as_ref().map(|c| (c.dev, c.ino)) else {
-            return Ok(false);
+            return Ok(None);
         };
         // A missing path is a deletion or the gap inside a rotation: the open
         // file may still be written to, so keep it.
         let meta = match fs::metadata(&self.path) {
             Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         if (meta.dev(), meta.ino()) == (dev, ino) {
-            return Ok(false);
+            return Ok(None);
         }
         check_regular(&meta, &self.path)?;
         // Until the writer writes to the new file it may still be writing to
         // the old one (logrotate `create` runs before `postrotate`).
         if meta.len() == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         let Some((new, size)) = self.open_at_path()? else {
-            return Ok(false);
+            return Ok(None);
         };
         if (new.dev, new.ino) == (dev, ino) {
-            return Ok(false);
+            return Ok(None);
         }
-        self.adopt(new, size, stats);
-        Ok(true)
+        Ok(Some((new, size)))
     }
 
     /// Opens the file at the path, with its size at open time.

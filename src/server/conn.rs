@@ -93,7 +93,9 @@ impl Conn {
     /// A new connection, greeted.
     pub fn new(stream: TcpStream, shared: &Shared, now: Instant) -> Conn {
         let mut session = Session::default();
-        session.out.push(Bytes::Shared(shared.greeting.clone()), None);
+        session
+            .out
+            .push(Bytes::Shared(shared.greeting.clone()), None);
         Conn {
             stream,
             transport: Transport::Plain,
@@ -203,7 +205,11 @@ impl Conn {
             return Next::Close;
         }
         if self.session.closing {
-            return if self.session.out.is_empty() { Next::Close } else { Next::Wait };
+            return if self.session.out.is_empty() {
+                Next::Close
+            } else {
+                Next::Wait
+            };
         }
         let more_input = pending_line || (self.readable && !self.draining && !self.read_closed);
         if more_input && !self.session.output_full(shared) && self.session.upgrade.is_none() {
@@ -234,7 +240,9 @@ impl Conn {
         if !self.session.out.is_empty() {
             return false;
         }
-        let Some(config) = self.session.upgrade.take() else { return true };
+        let Some(config) = self.session.upgrade.take() else {
+            return true;
+        };
         self.inbuf = Vec::new();
         match ServerConnection::new(config) {
             Ok(mut tls) => {
@@ -255,7 +263,9 @@ impl Conn {
     /// `scratch`: Some(0) when the peer closed, None when the records held none (handshake
     /// traffic). The handshake's completion starts the session over.
     fn read_tls(&mut self, scratch: &mut [u8], turn: &mut Turn<'_>) -> io::Result<Option<usize>> {
-        let Transport::Tls(tls) = &mut self.transport else { return Ok(Some(0)) };
+        let Transport::Tls(tls) = &mut self.transport else {
+            return Ok(Some(0));
+        };
         let was_handshaking = tls.is_handshaking();
         if tls.read_tls(&mut self.stream)? == 0 {
             return Ok(Some(0));

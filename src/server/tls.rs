@@ -50,15 +50,25 @@ fn load_pair(cert: &Path, key: &Path) -> Result<Served, String> {
         .with_no_client_auth()
         .with_single_cert(chain, key_der)
         .map_err(|e| {
-            format!("key {} does not fit certificate {}: {e}", key.display(), cert.display())
+            format!(
+                "key {} does not fit certificate {}: {e}",
+                key.display(),
+                cert.display()
+            )
         })?;
-    Ok(Served { end_entity, config: Arc::new(config) })
+    Ok(Served {
+        end_entity,
+        config: Arc::new(config),
+    })
 }
 
 impl TlsCerts {
     /// Loads `(certificate chain, key)` PEM pairs; the first problem is the error.
     pub fn load(pairs: &[(&Path, &Path)]) -> Result<TlsCerts, String> {
-        let served = pairs.iter().map(|(c, k)| load_pair(c, k)).collect::<Result<_, _>>()?;
+        let served = pairs
+            .iter()
+            .map(|(c, k)| load_pair(c, k))
+            .collect::<Result<_, _>>()?;
         Ok(TlsCerts { served })
     }
 
