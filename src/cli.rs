@@ -1,6 +1,6 @@
 //! The command line (DESIGN.md, "Command line"): flags, their checks, and the dispatch to
-//! [`crate::serve`] and [`crate::demo`]. Every bad setting ends here as one line on stderr
-//! and a non-zero exit.
+//! [`crate::serve`], [`crate::demo`] and [`crate::client`]. Every bad setting ends here as one
+//! line on stderr and a non-zero exit.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +28,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Serve a generated demo log on 127.0.0.1 and print TRACK lines to try.
     Demo(DemoArgs),
+    /// Query an MTQP server for one message, named by an mtqp:// URI, and print its status.
+    Track(crate::client::TrackArgs),
 }
 
 /// What to answer for an unknown envid or a wrong secret.
@@ -179,6 +181,9 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => crate::serve::serve(&args),
         Command::Demo(args) => crate::demo::run(&args),
+        // The client has exit statuses of its own (how the message fares), so it reports
+        // its errors itself.
+        Command::Track(args) => return crate::client::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

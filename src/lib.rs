@@ -5,9 +5,11 @@
 //! - [`ingest`]: the thread that follows MTA logs and feeds the index.
 //! - [`server`]: the thread-per-core event loops that answer clients.
 //! - [`stats`]: latency histograms and counters.
+//! - [`client`]: `mtqpd track`, the MTQP client.
 //! - [`cli`], [`serve`] and [`demo`]: the command line and what it starts.
 
 pub mod cli;
+pub mod client;
 pub mod demo;
 pub mod index;
 pub mod ingest;

@@ -6,7 +6,6 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Duration;
 
 use mtqpd::protocol::response::parse_response;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};

@@ -205,7 +205,7 @@ impl Conn {
             return Next::Close;
         }
         if self.session.closing {
-            return if self.session.out.is_empty() {
+            return if self.fully_written() {
                 Next::Close
             } else {
                 Next::Wait
@@ -296,6 +296,15 @@ impl Conn {
             }
         }
         Ok((total > 0).then_some(total))
+    }
+
+    /// True when every queued octet, including rustls' ciphertext, has reached the socket.
+    fn fully_written(&self) -> bool {
+        self.session.out.is_empty()
+            && match &self.transport {
+                Transport::Plain => true,
+                Transport::Tls(tls) => !tls.wants_write(),
+            }
     }
 
     /// Writes queued answers: directly, or through rustls and then the socket.
