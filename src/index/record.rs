@@ -1,6 +1,9 @@
 //! What mtqpd knows about one tracked message: the per-message facts and one state per
 //! recipient, as RFC 3886 reports them. Built and changed by the ingest thread only.
 
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash as _, Hasher};
+
 use super::date::Timestamp;
 use crate::protocol::secret::Hash;
 
@@ -88,6 +91,68 @@ pub struct Message {
     pub recipients: Vec<Recipient>,
     /// The latest event time seen for this message (unix seconds).
     pub last_event: i64,
+    /// Finds recipients without scanning once a message has many.
+    pub lookup: RecipientIndex,
+}
+
+/// Positions of recipients by (original, final) address, built once a message has
+/// [`RecipientIndex::THRESHOLD`] recipients, so that a message to 10,000 recipients does not
+/// cost a scan of all of them per log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecipientIndex {
+    by_hash: Option<HashMap<u64, Vec<u32>>>,
+}
+
+fn address_hash(original: &Option<Box<[u8]>>, final_rcpt: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    original.hash(&mut h);
+    final_rcpt.hash(&mut h);
+    h.finish()
+}
+
+impl RecipientIndex {
+    /// Recipients below this count are found by scanning, which is faster and costs nothing.
+    pub const THRESHOLD: usize = 32;
+
+    fn find(
+        &self,
+        recipients: &[Recipient],
+        original: &Option<Box<[u8]>>,
+        final_rcpt: &[u8],
+    ) -> Option<usize> {
+        let matches = |r: &Recipient| *r.final_rcpt == *final_rcpt && r.original == *original;
+        match &self.by_hash {
+            None => recipients.iter().position(matches),
+            Some(map) => map
+                .get(&address_hash(original, final_rcpt))?
+                .iter()
+                .map(|&i| i as usize)
+                .find(|&i| recipients.get(i).is_some_and(matches)),
+        }
+    }
+
+    fn added(&mut self, recipients: &[Recipient]) {
+        match &mut self.by_hash {
+            Some(map) => {
+                if let Some(r) = recipients.last() {
+                    let i = (recipients.len() - 1) as u32;
+                    map.entry(address_hash(&r.original, &r.final_rcpt))
+                        .or_default()
+                        .push(i);
+                }
+            }
+            None if recipients.len() >= Self::THRESHOLD => {
+                let mut map: HashMap<u64, Vec<u32>> = HashMap::with_capacity(recipients.len() * 2);
+                for (i, r) in recipients.iter().enumerate() {
+                    map.entry(address_hash(&r.original, &r.final_rcpt))
+                        .or_default()
+                        .push(i as u32);
+                }
+                self.by_hash = Some(map);
+            }
+            None => {}
+        }
+    }
 }
 
 /// How long records are kept, from the operator's settings.
@@ -134,11 +199,10 @@ impl Message {
     /// than the one held (at equal times a final state wins over a pending one).
     pub fn update_recipient(&mut self, r: Recipient) -> bool {
         self.last_event = self.last_event.max(r.at);
-        match self
-            .recipients
-            .iter_mut()
-            .find(|old| old.final_rcpt == r.final_rcpt && old.original == r.original)
-        {
+        let found = self
+            .lookup
+            .find(&self.recipients, &r.original, &r.final_rcpt);
+        match found.and_then(|i| self.recipients.get_mut(i)) {
             Some(old) if *old == r => false,
             Some(old) if (r.at, !r.action.is_pending()) < (old.at, !old.action.is_pending()) => {
                 false
@@ -149,8 +213,94 @@ impl Message {
             }
             None => {
                 self.recipients.push(r);
+                self.lookup.added(&self.recipients);
                 true
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rcpt(i: usize, action: Action, at: i64) -> Recipient {
+        Recipient {
+            original: (i % 2 == 0).then(|| format!("rfc822;o{i}@x").into_bytes().into()),
+            final_rcpt: format!("u{i}@x").into_bytes().into(),
+            action,
+            status: b"2.0.0"[..].into(),
+            remote_mta: None,
+            diagnostic: None,
+            last_attempt: None,
+            will_retry_until: None,
+            at,
+        }
+    }
+
+    fn message() -> Message {
+        Message {
+            envid: b"e@x"[..].into(),
+            hash: [0; 20],
+            arrival: Timestamp {
+                unix: 0,
+                offset_minutes: 0,
+            },
+            timeout: None,
+            headers: Vec::new(),
+            recipients: Vec::new(),
+            last_event: 0,
+            lookup: RecipientIndex::default(),
+        }
+    }
+
+    #[test]
+    fn many_recipients_are_updated_in_place_not_duplicated() {
+        let mut m = message();
+        for i in 0..10_000 {
+            assert!(m.update_recipient(rcpt(i, Action::Delayed, 1)));
+        }
+        for i in (0..10_000).rev() {
+            assert!(m.update_recipient(rcpt(i, Action::Delivered, 2)));
+            assert!(
+                !m.update_recipient(rcpt(i, Action::Delivered, 2)),
+                "replay changes nothing"
+            );
+        }
+        assert_eq!(m.recipients.len(), 10_000);
+        assert!(m.recipients.iter().all(|r| r.action == Action::Delivered));
+        assert!(!m.is_pending());
+    }
+
+    #[test]
+    fn an_older_state_never_replaces_a_newer_one() {
+        let mut m = message();
+        assert!(m.update_recipient(rcpt(1, Action::Delivered, 10)));
+        assert!(!m.update_recipient(rcpt(1, Action::Delayed, 9)));
+        assert!(
+            !m.update_recipient(rcpt(1, Action::Delayed, 10)),
+            "final wins at equal times"
+        );
+        assert_eq!(m.recipients[0].action, Action::Delivered);
+        assert!(m.update_recipient(rcpt(1, Action::Failed, 11)));
+    }
+
+    #[test]
+    fn expiry_follows_rfc_3885() {
+        let retention = Retention {
+            after_last_event: 100,
+            queue_lifetime: 1000,
+        };
+        let mut m = message();
+        m.update_recipient(rcpt(1, Action::Delayed, 50));
+        assert_eq!(
+            m.expires_at(retention),
+            1000 + 100,
+            "never while queued, bounded by the queue lifetime"
+        );
+        m.update_recipient(rcpt(1, Action::Delivered, 60));
+        assert_eq!(m.expires_at(retention), 160);
+        m.timeout = Some(30);
+        assert_eq!(m.expires_at(retention), 30, "the MTRK timeout shortens it");
     }
 }

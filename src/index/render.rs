@@ -178,6 +178,7 @@ mod tests {
             headers: Vec::new(),
             recipients,
             last_event: 0,
+            lookup: Default::default(),
         }
     }
 

@@ -40,9 +40,66 @@ pub struct RcptUpdate {
     pub recipient: Recipient,
 }
 
+/// What an MTA's own log line says about one of its queue ids. Queue ids name a message only
+/// between its arrival and its [`MtaEvent::Done`]; Postfix reuses short ids after that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MtaEvent {
+    /// A message entered the queue (Postfix smtpd `client=` / pickup / qmgr `from=`, Exim `<=`,
+    /// sendmail `from=`). `message_id` when the line gives it (Exim `id=`, sendmail `msgid=`).
+    Arrival {
+        queue: Box<[u8]>,
+        time: Timestamp,
+        message_id: Option<Box<[u8]>>,
+    },
+    /// The Message-ID header of a queued message (Postfix cleanup), without angle brackets.
+    MessageId {
+        queue: Box<[u8]>,
+        message_id: Box<[u8]>,
+    },
+    /// One recipient's state changed (`to=... status=`, Exim `=>`, `->`, `**`, `==`).
+    Recipient {
+        queue: Box<[u8]>,
+        recipient: Recipient,
+    },
+    /// The message went on under another queue id of this host (a content filter's `queued as`,
+    /// a local `forwarded as`, sendmail's MSP→MTA hop): the new id is the same message.
+    Handoff {
+        queue: Box<[u8]>,
+        new_queue: Box<[u8]>,
+    },
+    /// The MTA gave up (Postfix `status=expired`): every recipient still delayed has failed.
+    Expired { queue: Box<[u8]>, time: Timestamp },
+    /// The queue id is finished and may be reused (Postfix `removed`, Exim `Completed`).
+    Done { queue: Box<[u8]>, time: Timestamp },
+    /// `queue` is a notification the MTA generated (a bounce, a delay warning): not a message of
+    /// the sender, so none of its lines is tracked.
+    Notification { queue: Box<[u8]> },
+}
+
 /// What a log line meant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Accept(Accept),
     Rcpt(RcptUpdate),
+    Mta(MtaEvent),
+}
+
+/// How a parser judged one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The line meant something; its events were emitted.
+    Parsed,
+    /// A well-formed line that carries nothing for tracking (connects, TLS, anvil…); counted
+    /// apart from rejections so that operators can tell noise from damage.
+    Ignored,
+    /// A line that looks like this format but cannot be understood; the reason is for counters
+    /// and the rate-limited log.
+    Rejected(&'static str),
+}
+
+/// A parser of one log format. It may keep state between lines (the year of syslog
+/// timestamps, say); it never sees other files' lines.
+pub trait LineParser {
+    /// Parses one line (without its line end) and emits its events, in order.
+    fn parse(&mut self, line: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome;
 }

@@ -6,7 +6,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use super::event::{Accept, Event, MessageRef, RcptUpdate};
+use super::event::{Accept, Event, MessageRef, MtaEvent, RcptUpdate};
+use crate::index::record::Action;
 use crate::index::record::{Message, Retention};
 use crate::index::render::render;
 use crate::index::{Entry, Index};
@@ -16,7 +17,28 @@ use crate::protocol::secret::Hash;
 type Key = (Box<[u8]>, Hash);
 
 /// Most recipient updates held while waiting for their message's accept line.
-const MAX_ORPHANS: usize = 100_000;
+const MAX_ORPHANS: usize = 1_000_000;
+
+/// How long (in log time) a finished queue id that no accept line claimed is remembered, for an
+/// accept line that arrives late from another file.
+const UNCLAIMED_GRACE: i64 = 600;
+
+/// Longest chain of hand-offs followed (content filter, forwarding): guards against loops.
+const MAX_HANDOFF_DEPTH: u32 = 16;
+
+/// What the MTA said about one of its queue ids.
+#[derive(Debug, Default)]
+struct QueueInfo {
+    message_id: Option<Box<[u8]>>,
+    /// Queue ids this one handed the message on to, to link when this one is linked.
+    handoffs: Vec<Box<[u8]>>,
+    /// A notification the MTA generated (a bounce): none of its lines is tracked.
+    notification: bool,
+    /// The MTA is done with it; a later arrival under the same id is a new message.
+    done: bool,
+    /// Log time of the latest line about it.
+    seen: i64,
+}
 
 /// The correlation state.
 pub struct Tracker {
@@ -34,6 +56,19 @@ pub struct Tracker {
     orphan_count: usize,
     dirty: HashSet<Key>,
     dropped_orphans: u64,
+    /// Queue ids of the MTAs' logs, tracked or not yet known to be.
+    queues: HashMap<Box<[u8]>, QueueInfo>,
+    /// The queue id of each Message-ID that no accept line has claimed yet.
+    queue_of_message_id: HashMap<Box<[u8]>, Box<[u8]>>,
+    /// How many queue ids were forgotten because they never finished in time.
+    dropped_queues: u64,
+    /// The latest event time seen: the clock that ages correlation state, so that replaying
+    /// old logs ages it as the hub did.
+    log_clock: i64,
+    /// Queue ids held after the last sweep; the next comes when they have doubled.
+    queues_after_sweep: usize,
+    /// Forget a queue id this long after its last line when it never finishes.
+    correlation_timeout: i64,
 }
 
 impl Tracker {
@@ -51,6 +86,12 @@ impl Tracker {
             orphan_count: 0,
             dirty: HashSet::new(),
             dropped_orphans: 0,
+            queues: HashMap::new(),
+            queue_of_message_id: HashMap::new(),
+            dropped_queues: 0,
+            log_clock: i64::MIN,
+            queues_after_sweep: 0,
+            correlation_timeout: retention.queue_lifetime.saturating_add(86_400),
         }
     }
 
@@ -59,7 +100,167 @@ impl Tracker {
         match event {
             Event::Accept(a) => self.accept(a),
             Event::Rcpt(r) => self.rcpt(r),
+            Event::Mta(m) => self.mta(m),
         }
+    }
+
+    fn tick(&mut self, unix: i64) {
+        self.log_clock = self.log_clock.max(unix);
+    }
+
+    fn queue(&mut self, queue: &[u8]) -> &mut QueueInfo {
+        let seen = self.log_clock;
+        let info = self.queues.entry(queue.into()).or_default();
+        info.seen = info.seen.max(seen);
+        info
+    }
+
+    fn mta(&mut self, event: MtaEvent) {
+        match event {
+            MtaEvent::Arrival {
+                queue,
+                time,
+                message_id,
+            } => {
+                self.tick(time.unix);
+                if self.queues.get(&queue).is_some_and(|q| q.done) {
+                    // Postfix reuses short queue ids: this is a new message.
+                    self.forget_queue(&queue);
+                }
+                self.queue(&queue);
+                if let Some(m) = message_id {
+                    self.note_message_id(queue, m);
+                }
+            }
+            MtaEvent::MessageId { queue, message_id } => {
+                self.queue(&queue);
+                self.note_message_id(queue, message_id);
+            }
+            MtaEvent::Recipient { queue, recipient } => {
+                self.tick(recipient.at);
+                if self.queue(&queue).notification {
+                    return;
+                }
+                self.rcpt(RcptUpdate {
+                    message: MessageRef::Queue(queue),
+                    hash: None,
+                    recipient,
+                });
+            }
+            MtaEvent::Handoff { queue, new_queue } => {
+                self.queue(&new_queue);
+                match self.by_queue.get(&queue).cloned() {
+                    Some(key) => self.link_queue(new_queue, key, 0),
+                    None => self.queue(&queue).handoffs.push(new_queue),
+                }
+            }
+            MtaEvent::Expired { queue, time } => {
+                self.tick(time.unix);
+                self.queue(&queue);
+                let Some(key) = self.by_queue.get(&queue).cloned() else {
+                    return;
+                };
+                let Some(msg) = self.messages.get_mut(&key) else {
+                    return;
+                };
+                let mut changed = false;
+                for r in msg.recipients.iter_mut().filter(|r| r.action.is_pending()) {
+                    // The MTA gave up: the last deferral's status and remote MTA stand.
+                    r.action = Action::Failed;
+                    r.at = r.at.max(time.unix);
+                    r.last_attempt = Some(time);
+                    r.will_retry_until = None;
+                    changed = true;
+                }
+                if changed {
+                    msg.last_event = msg.last_event.max(time.unix);
+                    self.dirty.insert(key);
+                }
+            }
+            MtaEvent::Done { queue, time } => {
+                self.tick(time.unix);
+                self.queue(&queue).done = true;
+            }
+            MtaEvent::Notification { queue } => {
+                self.queue(&queue).notification = true;
+                self.drop_orphans(&MessageRef::Queue(queue));
+            }
+        }
+    }
+
+    fn note_message_id(&mut self, queue: Box<[u8]>, message_id: Box<[u8]>) {
+        self.queue(&queue).message_id = Some(message_id.clone());
+        match self.by_message_id.get(&message_id).cloned() {
+            Some(key) => self.link_queue(queue, key, 0),
+            None => {
+                self.queue_of_message_id.insert(message_id, queue);
+            }
+        }
+    }
+
+    /// Ties a queue id (and every id it handed the message on to) to a tracked message, and
+    /// applies the updates that waited for it.
+    fn link_queue(&mut self, queue: Box<[u8]>, key: Key, depth: u32) {
+        if depth > MAX_HANDOFF_DEPTH || self.by_queue.get(&queue) == Some(&key) {
+            return;
+        }
+        self.by_queue.insert(queue.clone(), key.clone());
+        let handoffs = self
+            .queues
+            .get_mut(&queue)
+            .map(|q| std::mem::take(&mut q.handoffs))
+            .unwrap_or_default();
+        if let Some(waiting) = self.orphans.remove(&MessageRef::Queue(queue)) {
+            self.orphan_count -= waiting.len();
+            waiting.into_iter().for_each(|u| self.rcpt(u));
+        }
+        for next in handoffs {
+            self.link_queue(next, key.clone(), depth + 1);
+        }
+    }
+
+    fn drop_orphans(&mut self, r: &MessageRef) {
+        if let Some(dropped) = self.orphans.remove(r) {
+            self.orphan_count -= dropped.len();
+        }
+    }
+
+    fn forget_queue(&mut self, queue: &[u8]) {
+        if let Some(info) = self.queues.remove(queue) {
+            if let Some(m) = info.message_id {
+                if self
+                    .queue_of_message_id
+                    .get(&m)
+                    .is_some_and(|q| **q == *queue)
+                {
+                    self.queue_of_message_id.remove(&m);
+                }
+            }
+        }
+        self.by_queue.remove(queue);
+        self.drop_orphans(&MessageRef::Queue(queue.into()));
+    }
+
+    /// Forgets queue ids the MTA finished long enough ago, and those that never finished within
+    /// the correlation timeout (counted), with every update that waited for them.
+    fn sweep_queues(&mut self) {
+        let now = self.log_clock;
+        let timeout = self.correlation_timeout;
+        let mut forget = Vec::new();
+        let mut never_finished = 0;
+        for (queue, info) in &self.queues {
+            let finished = info.done && info.seen.saturating_add(UNCLAIMED_GRACE) < now;
+            let abandoned = !info.done && info.seen.saturating_add(timeout) < now;
+            if finished || abandoned {
+                forget.push(queue.clone());
+                never_finished += u64::from(abandoned);
+            }
+        }
+        self.dropped_queues += never_finished;
+        for queue in forget {
+            self.forget_queue(&queue);
+        }
+        self.queues_after_sweep = self.queues.len();
     }
 
     fn accept(&mut self, a: Accept) {
@@ -75,19 +276,24 @@ impl Tracker {
             headers: Vec::new(),
             recipients: Vec::new(),
             last_event: a.time.unix,
+            lookup: Default::default(),
         });
         msg.arrival = a.time;
         msg.timeout = a.timeout;
         msg.headers = a.headers;
         msg.last_event = msg.last_event.max(a.time.unix);
         self.by_envid.insert(a.envid, a.hash);
+        self.tick(a.time.unix);
+        self.dirty.insert(key.clone());
         if let Some(q) = a.queue {
-            self.by_queue.insert(q, key.clone());
+            self.link_queue(q, key.clone(), 0);
         }
         if let Some(m) = a.message_id {
-            self.by_message_id.insert(m, key.clone());
+            self.by_message_id.insert(m.clone(), key.clone());
+            if let Some(q) = self.queue_of_message_id.remove(&m) {
+                self.link_queue(q, key.clone(), 0);
+            }
         }
-        self.dirty.insert(key);
         for r in refs {
             if let Some(waiting) = self.orphans.remove(&r) {
                 self.orphan_count -= waiting.len();
@@ -152,6 +358,9 @@ impl Tracker {
     /// Renders every message changed since the last call and puts it in the index (or takes it
     /// out when it has already expired). Returns how many were rendered.
     pub fn publish(&mut self, index: &Index, now: i64) -> usize {
+        if self.queues.len() > 2 * self.queues_after_sweep + 10_000 {
+            self.sweep_queues();
+        }
         let mut rendered = 0;
         for key in self.dirty.drain() {
             let Some(msg) = self.messages.get(&key) else {
@@ -178,6 +387,7 @@ impl Tracker {
 
     /// Forgets every expired message and every reference to it, and sweeps the index.
     pub fn expire(&mut self, index: &Index, now: i64) -> usize {
+        self.sweep_queues();
         let retention = self.retention;
         let before = self.messages.len();
         self.messages.retain(|_, m| m.expires_at(retention) > now);
@@ -195,8 +405,258 @@ impl Tracker {
         self.messages.len()
     }
 
+    /// Queue ids held, and how many were dropped because they never finished in time.
+    pub fn queues(&self) -> (usize, u64) {
+        (self.queues.len(), self.dropped_queues)
+    }
+
     /// How many updates wait for their message, and how many were dropped for lack of room.
     pub fn orphans(&self) -> (usize, u64) {
         (self.orphan_count, self.dropped_orphans)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::date::Timestamp;
+    use crate::index::record::Recipient;
+    use crate::protocol::secret::sha1;
+
+    const DAY: i64 = 86_400;
+
+    fn t(unix: i64) -> Timestamp {
+        Timestamp {
+            unix,
+            offset_minutes: 0,
+        }
+    }
+
+    fn tracker() -> Tracker {
+        Tracker::new(
+            "hub.example".into(),
+            Retention {
+                after_last_event: 30 * DAY,
+                queue_lifetime: 5 * DAY,
+            },
+        )
+    }
+
+    fn accept(envid: &str, queue: Option<&str>, msgid: Option<&str>, at: i64) -> Event {
+        Event::Accept(Accept {
+            time: t(at),
+            envid: envid.as_bytes().into(),
+            hash: sha1(envid.as_bytes()),
+            timeout: None,
+            queue: queue.map(|q| q.as_bytes().into()),
+            message_id: msgid.map(|m| m.as_bytes().into()),
+            headers: Vec::new(),
+        })
+    }
+
+    fn mta_rcpt(queue: &str, to: &str, action: Action, at: i64) -> Event {
+        Event::Mta(MtaEvent::Recipient {
+            queue: queue.as_bytes().into(),
+            recipient: Recipient {
+                original: None,
+                final_rcpt: to.as_bytes().into(),
+                action,
+                status: b"2.0.0"[..].into(),
+                remote_mta: None,
+                diagnostic: None,
+                last_attempt: None,
+                will_retry_until: None,
+                at,
+            },
+        })
+    }
+
+    fn mta(e: MtaEvent) -> Event {
+        Event::Mta(e)
+    }
+
+    fn q(s: &str) -> Box<[u8]> {
+        s.as_bytes().into()
+    }
+
+    /// The recipients of `envid` as (address, action).
+    fn state(tr: &Tracker, envid: &str) -> Vec<(String, Action)> {
+        let key = (envid.as_bytes().into(), sha1(envid.as_bytes()));
+        tr.messages
+            .get(&key)
+            .map(|m| {
+                m.recipients
+                    .iter()
+                    .map(|r| {
+                        (
+                            String::from_utf8_lossy(&r.final_rcpt).into_owned(),
+                            r.action,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn mta_lines_before_and_after_the_accept_by_queue_id() {
+        let mut tr = tracker();
+        tr.apply(mta(MtaEvent::Arrival {
+            queue: q("Q1"),
+            time: t(100),
+            message_id: None,
+        }));
+        tr.apply(mta_rcpt("Q1", "a@x", Action::Delayed, 101));
+        tr.apply(accept("e1@x", Some("Q1"), None, 100));
+        tr.apply(mta_rcpt("Q1", "b@x", Action::Relayed, 102));
+        assert_eq!(
+            state(&tr, "e1@x"),
+            vec![
+                ("a@x".into(), Action::Delayed),
+                ("b@x".into(), Action::Relayed)
+            ]
+        );
+        let key = (q("e1@x"), sha1(b"e1@x"));
+        let will_retry = tr.messages[&key].recipients[0]
+            .will_retry_until
+            .map(|w| w.unix);
+        assert_eq!(will_retry, Some(100 + 5 * DAY), "arrival + queue lifetime");
+    }
+
+    #[test]
+    fn accept_by_message_id_in_either_order() {
+        let mut tr = tracker();
+        tr.apply(mta(MtaEvent::Arrival {
+            queue: q("Q1"),
+            time: t(100),
+            message_id: None,
+        }));
+        tr.apply(mta(MtaEvent::MessageId {
+            queue: q("Q1"),
+            message_id: q("m1@x"),
+        }));
+        tr.apply(mta_rcpt("Q1", "a@x", Action::Delivered, 101));
+        tr.apply(accept("e1@x", None, Some("m1@x"), 100));
+        assert_eq!(state(&tr, "e1@x"), vec![("a@x".into(), Action::Delivered)]);
+
+        tr.apply(accept("e2@x", None, Some("m2@x"), 200));
+        tr.apply(mta(MtaEvent::MessageId {
+            queue: q("Q2"),
+            message_id: q("m2@x"),
+        }));
+        tr.apply(mta_rcpt("Q2", "b@x", Action::Failed, 201));
+        assert_eq!(state(&tr, "e2@x"), vec![("b@x".into(), Action::Failed)]);
+    }
+
+    #[test]
+    fn handoffs_follow_content_filters_and_forwarding_either_order() {
+        let mut tr = tracker();
+        tr.apply(accept("e1@x", Some("Q1"), None, 100));
+        tr.apply(mta(MtaEvent::Handoff {
+            queue: q("Q1"),
+            new_queue: q("Q2"),
+        }));
+        tr.apply(mta(MtaEvent::Handoff {
+            queue: q("Q2"),
+            new_queue: q("Q3"),
+        }));
+        tr.apply(mta_rcpt("Q3", "a@x", Action::Delivered, 105));
+        assert_eq!(state(&tr, "e1@x"), vec![("a@x".into(), Action::Delivered)]);
+
+        // The hand-off and the new id's lines before the accept that links the first id.
+        tr.apply(mta(MtaEvent::Handoff {
+            queue: q("R1"),
+            new_queue: q("R2"),
+        }));
+        tr.apply(mta_rcpt("R2", "b@x", Action::Relayed, 201));
+        tr.apply(accept("e2@x", Some("R1"), None, 200));
+        assert_eq!(state(&tr, "e2@x"), vec![("b@x".into(), Action::Relayed)]);
+
+        // A loop of hand-offs ends.
+        tr.apply(mta(MtaEvent::Handoff {
+            queue: q("R2"),
+            new_queue: q("R1"),
+        }));
+    }
+
+    #[test]
+    fn notifications_are_not_tracked_and_expiry_fails_pending_recipients() {
+        let mut tr = tracker();
+        tr.apply(accept("e1@x", Some("Q1"), None, 100));
+        tr.apply(mta_rcpt("Q1", "a@x", Action::Delayed, 101));
+        tr.apply(mta_rcpt("Q1", "b@x", Action::Relayed, 101));
+        tr.apply(mta(MtaEvent::Expired {
+            queue: q("Q1"),
+            time: t(100 + 5 * DAY),
+        }));
+        assert_eq!(
+            state(&tr, "e1@x"),
+            vec![
+                ("a@x".into(), Action::Failed),
+                ("b@x".into(), Action::Relayed)
+            ]
+        );
+        tr.apply(mta(MtaEvent::Notification { queue: q("N1") }));
+        tr.apply(mta_rcpt("N1", "sender@x", Action::Delivered, 102));
+        assert_eq!(tr.orphans().0, 0, "a bounce's own lines are not held");
+    }
+
+    #[test]
+    fn a_reused_queue_id_is_a_new_message() {
+        let mut tr = tracker();
+        tr.apply(accept("e1@x", Some("Q1"), None, 100));
+        tr.apply(mta_rcpt("Q1", "a@x", Action::Delivered, 101));
+        tr.apply(mta(MtaEvent::Done {
+            queue: q("Q1"),
+            time: t(102),
+        }));
+        tr.apply(mta(MtaEvent::Arrival {
+            queue: q("Q1"),
+            time: t(500),
+            message_id: None,
+        }));
+        tr.apply(mta_rcpt("Q1", "z@x", Action::Delivered, 501));
+        assert_eq!(state(&tr, "e1@x"), vec![("a@x".into(), Action::Delivered)]);
+        assert_eq!(
+            tr.orphans().0,
+            1,
+            "the new message's line waits for an accept"
+        );
+    }
+
+    #[test]
+    fn untracked_queue_ids_are_forgotten_and_never_finished_ones_counted() {
+        let mut tr = tracker();
+        let index = Index::new(1);
+        for i in 0..50_000i64 {
+            let queue = format!("U{i}");
+            tr.apply(mta(MtaEvent::Arrival {
+                queue: q(&queue),
+                time: t(i),
+                message_id: None,
+            }));
+            tr.apply(mta_rcpt(&queue, "a@x", Action::Relayed, i));
+            if i % 10 != 0 {
+                tr.apply(mta(MtaEvent::Done {
+                    queue: q(&queue),
+                    time: t(i),
+                }));
+            }
+            tr.publish(&index, 0);
+        }
+        // Log time has moved on by far more than the grace: the finished ones are gone.
+        assert!(tr.queues().0 < 20_000, "{} queue ids held", tr.queues().0);
+        tr.apply(mta(MtaEvent::Arrival {
+            queue: q("late"),
+            time: t(50_000 + 7 * DAY),
+            message_id: None,
+        }));
+        tr.expire(&index, 0);
+        assert_eq!(
+            tr.queues(),
+            (1, 5_000),
+            "the unfinished ones were dropped and counted"
+        );
+        assert_eq!(tr.orphans().0, 0, "with the updates that waited for them");
     }
 }
