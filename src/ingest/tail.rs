@@ -154,10 +154,50 @@ impl Follower {
     /// compared: some filesystems renumber devices across reboots. Lines
     /// written to a file rotated away while nothing was following it are
     /// not found here (this follower only knows its path).
+    ///
+    /// When the path now holds another file and the checkpoint's file was renamed beside it (a
+    /// rotation while nothing followed), that file is finished first, from the checkpoint, and
+    /// the file at the path is read from its start after it, as after any rotation.
     pub fn resume(path: PathBuf, max_line: usize, from: Position) -> Follower {
         let mut follower = Follower::new(path, max_line);
+        if let Some((mut cur, size)) = follower.rotated_away(&from) {
+            cur.try_resume(&from, size);
+            if cur.read_at == from.offset {
+                follower.cur = Some(cur);
+                follower.had_file = true;
+                return follower;
+            }
+        }
         follower.resume = Some(from);
         follower
+    }
+
+    /// The checkpoint's file when it is no longer at the path but in the same directory under
+    /// another name. Only renames within the directory are found (what logrotate and `postfix
+    /// logrotate` do); a file rotated twice while down, or compressed, is not.
+    fn rotated_away(&self, from: &Position) -> Option<(Current, u64)> {
+        if from.offset == 0 {
+            return None;
+        }
+        if fs::metadata(&self.path).is_ok_and(|m| m.ino() == from.ino) {
+            return None;
+        }
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        for entry in fs::read_dir(dir).ok()?.flatten() {
+            let same = entry.metadata().is_ok_and(|m| m.is_file() && m.ino() == from.ino);
+            if !same {
+                continue;
+            }
+            let file = File::open(entry.path()).ok()?;
+            let meta = file.metadata().ok()?;
+            if meta.ino() == from.ino && meta.is_file() {
+                return Some((Current::new(file, &meta), meta.len()));
+            }
+        }
+        None
     }
 
     /// Reads everything new (bounded per call by `budget` bytes so one busy
@@ -1093,6 +1133,30 @@ mod tests {
         let (lines, st) = poll_all(&mut f);
         assert_eq!(lines, ["x"]);
         assert_eq!(st.rotations, 1);
+    }
+
+    #[test]
+    fn resume_finishes_a_file_rotated_while_nothing_followed() {
+        let s = Scratch::new("resume-rotated");
+        let log = s.path("mail.log");
+        fs::write(&log, "one\ntwo\n").unwrap();
+        let mut f = Follower::new(log.clone(), 1024);
+        let mut got = Vec::new();
+        f.poll(1 << 20, &mut |l| got.push(l.to_vec())).unwrap();
+        let at = f.position().unwrap();
+        drop(f);
+        // While down: more lines, rotation, a new file.
+        let mut old = fs::OpenOptions::new().append(true).open(&log).unwrap();
+        old.write_all(b"three\n").unwrap();
+        fs::rename(&log, s.path("mail.log.1")).unwrap();
+        old.write_all(b"four\n").unwrap();
+        fs::write(&log, "five\n").unwrap();
+        let mut g = Follower::resume(log.clone(), 1024, at);
+        let mut after = Vec::new();
+        for _ in 0..4 {
+            g.poll(1 << 20, &mut |l| after.push(String::from_utf8_lossy(l).into_owned())).unwrap();
+        }
+        assert_eq!(after, ["three", "four", "five"]);
     }
 
     #[test]
