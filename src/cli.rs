@@ -81,6 +81,13 @@ pub struct ServeArgs {
     /// Answer TRACK only under TLS (-ERR/tls-required before STARTTLS).
     #[arg(long)]
     pub tls_required: bool,
+    /// Keep log positions and tracking state here, so a restart loses nothing and reads no
+    /// line twice [default: none, every log is read from its start].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// How often the state is saved while lines keep coming (and always at shutdown).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub snapshot_interval: Duration,
 }
 
 /// `mtqpd demo` flags.
@@ -140,6 +147,9 @@ impl ServeArgs {
             if h.is_empty() || !h.bytes().all(|c| c.is_ascii_graphic()) {
                 return Err("--hostname must be printable ASCII without spaces".into());
             }
+        }
+        if let Some(dir) = &self.state_dir {
+            crate::ingest::state::check_dir(dir)?;
         }
         crate::ingest::check_sources(&self.log)
     }

@@ -171,6 +171,8 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         tls_cert: Vec::new(),
         tls_key: Vec::new(),
         tls_required: false,
+        state_dir: None,
+        snapshot_interval: Duration::from_secs(30),
     };
     let result = crate::serve::serve(&serve);
     let _ = std::fs::remove_dir_all(&dir);

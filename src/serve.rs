@@ -59,6 +59,8 @@ pub fn serve(args: &ServeArgs) -> Result<(), String> {
             sources: args.log.clone(),
             reporting_mta: hostname,
             retention: args.retention(),
+            state_dir: args.state_dir.clone(),
+            snapshot_interval: args.snapshot_interval,
         },
         Arc::clone(&index),
     )

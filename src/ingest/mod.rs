@@ -6,6 +6,7 @@
 
 pub mod event;
 pub mod native;
+pub mod state;
 pub mod tail;
 pub mod tracker;
 
@@ -21,6 +22,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::index::record::Retention;
 use crate::index::Index;
+use event::{Event, LineParser, Outcome};
 use tail::Follower;
 use tracker::Tracker;
 
@@ -74,6 +76,10 @@ pub struct IngestConfig {
     /// This hub's name, the Reporting-MTA of every answer.
     pub reporting_mta: String,
     pub retention: Retention,
+    /// Where checkpoints and the correlation state are kept; None: rebuild from the logs.
+    pub state_dir: Option<PathBuf>,
+    /// How often the state is written while lines keep coming (and always at shutdown).
+    pub snapshot_interval: Duration,
 }
 
 /// Counters the ingest thread keeps, read at shutdown.
@@ -216,38 +222,137 @@ pub fn spawn(config: IngestConfig, index: Arc<Index>) -> std::io::Result<Ingest>
     })
 }
 
-fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver<()>) {
-    let mut files: Vec<(LogFormat, Follower)> = config
-        .sources
+/// One followed file and the parser of its format.
+struct Source {
+    follower: Follower,
+    parser: Box<dyn LineParser + Send>,
+}
+
+/// A native `mtqp:` line is recognised in any file; anything else goes to the file's format.
+fn parse_line(parser: &mut dyn LineParser, line: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome {
+    match native::parse_line(line) {
+        Some(Ok(event)) => {
+            emit(event);
+            Outcome::Parsed
+        }
+        Some(Err(e)) => Outcome::Rejected(e.reason()),
+        None => parser.parse(line, emit),
+    }
+}
+
+fn parser_for(format: LogFormat) -> Box<dyn LineParser + Send> {
+    match format {
+        LogFormat::Native => Box::new(native::NativeParser),
+    }
+}
+
+/// The tracker and files as the state directory left them, or fresh ones (reading every log
+/// from its start) when there is no usable snapshot.
+fn restore(config: &IngestConfig) -> (Tracker, Vec<Source>) {
+    let fresh = |config: &IngestConfig| {
+        let tracker = Tracker::new(config.reporting_mta.clone(), config.retention);
+        let sources = config
+            .sources
+            .iter()
+            .map(|s| Source {
+                follower: Follower::new(s.path.clone(), MAX_LOG_LINE),
+                parser: parser_for(s.format),
+            })
+            .collect();
+        (tracker, sources)
+    };
+    let Some(dir) = &config.state_dir else {
+        return fresh(config);
+    };
+    let started = Instant::now();
+    let decoded = state::load(dir).and_then(|payload| {
+        let Some(payload) = payload else {
+            return Ok(None);
+        };
+        let mut dec = state::Decoder::new(&payload);
+        let positions = state::decode_positions(&mut dec)?;
+        let tracker = Tracker::decode(&mut dec, config.reporting_mta.clone(), config.retention)?;
+        if !dec.is_done() {
+            return Err(state::Corrupt("trailing bytes in the payload".into()));
+        }
+        Ok(Some((positions, tracker)))
+    });
+    match decoded {
+        Ok(None) => fresh(config),
+        Ok(Some((positions, tracker))) => {
+            let sources = config
+                .sources
+                .iter()
+                .map(|s| {
+                    let saved = positions
+                        .iter()
+                        .find(|(p, _)| *p == s.path)
+                        .map(|(_, pos)| pos.clone());
+                    let follower = match saved {
+                        Some(pos) => Follower::resume(s.path.clone(), MAX_LOG_LINE, pos),
+                        None => Follower::new(s.path.clone(), MAX_LOG_LINE),
+                    };
+                    Source {
+                        follower,
+                        parser: parser_for(s.format),
+                    }
+                })
+                .collect();
+            eprintln!(
+                "mtqpd: state: restored {} messages from {} in {} ms",
+                tracker.messages(),
+                dir.display(),
+                started.elapsed().as_millis()
+            );
+            (tracker, sources)
+        }
+        Err(state::Corrupt(why)) => {
+            eprintln!(
+                "mtqpd: state: {} is unusable ({why}); rebuilding from the logs",
+                dir.display()
+            );
+            fresh(config)
+        }
+    }
+}
+
+/// Writes the snapshot: every file's position and the tracker, together.
+fn snapshot(dir: &Path, sources: &[Source], tracker: &Tracker) {
+    let positions: Vec<_> = sources
         .iter()
-        .map(|s| (s.format, Follower::new(s.path.clone(), MAX_LOG_LINE)))
+        .filter_map(|s| Some((s.follower.path().to_path_buf(), s.follower.position()?)))
         .collect();
-    let mut tracker = Tracker::new(config.reporting_mta, config.retention);
+    let mut enc = state::Encoder::default();
+    state::encode_positions(&mut enc, &positions);
+    tracker.encode(&mut enc);
+    if let Err(e) = state::save(dir, &enc.buf) {
+        eprintln!("mtqpd: state: cannot write {}: {e}", dir.display());
+    }
+}
+
+fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver<()>) {
+    let (mut tracker, mut sources) = restore(&config);
     let mut rejects = RejectLog::default();
     let mut last_sweep = Instant::now();
+    let mut last_snapshot = Instant::now();
+    let mut lines_at_snapshot = 0;
     loop {
         let mut more = false;
-        for (format, follower) in &mut files {
-            let path = follower.path().to_path_buf();
+        for source in &mut sources {
+            let path = source.follower.path().to_path_buf();
+            let parser = &mut source.parser;
             let mut on_line = |line: &[u8]| {
                 stats.lines.fetch_add(1, Ordering::Relaxed);
-                match format {
-                    LogFormat::Native => match native::parse_line(line) {
-                        Some(Ok(event)) => {
-                            stats.applied.fetch_add(1, Ordering::Relaxed);
-                            tracker.apply(event);
-                        }
-                        Some(Err(e)) => {
-                            stats.rejected.fetch_add(1, Ordering::Relaxed);
-                            rejects.note(&path, e.reason());
-                        }
-                        None => {
-                            stats.ignored.fetch_add(1, Ordering::Relaxed);
-                        }
-                    },
-                }
+                match parse_line(parser.as_mut(), line, &mut |event| tracker.apply(event)) {
+                    Outcome::Parsed => stats.applied.fetch_add(1, Ordering::Relaxed),
+                    Outcome::Ignored => stats.ignored.fetch_add(1, Ordering::Relaxed),
+                    Outcome::Rejected(why) => {
+                        rejects.note(&path, why);
+                        stats.rejected.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
             };
-            match follower.poll(READ_BUDGET, &mut on_line) {
+            match source.follower.poll(READ_BUDGET, &mut on_line) {
                 Ok(p) => {
                     stats.too_long.fetch_add(p.too_long, Ordering::Relaxed);
                     stats.rotations.fetch_add(p.rotations, Ordering::Relaxed);
@@ -267,7 +372,7 @@ fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver
                     }
                 }
             }
-            more |= follower.has_more();
+            more |= source.follower.has_more();
         }
         let now = unix_now();
         tracker.publish(index, now);
@@ -282,11 +387,22 @@ fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver
                 index.len()
             );
         }
+        let lines = stats.lines.load(Ordering::Relaxed);
+        if let Some(dir) = &config.state_dir {
+            if lines != lines_at_snapshot && last_snapshot.elapsed() >= config.snapshot_interval {
+                snapshot(dir, &sources, &tracker);
+                lines_at_snapshot = lines;
+                last_snapshot = Instant::now();
+            }
+        }
         let wait = if more { Duration::ZERO } else { IDLE_POLL };
         match stop.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
         }
+    }
+    if let Some(dir) = &config.state_dir {
+        snapshot(dir, &sources, &tracker);
     }
     if !rejects.last.is_empty() {
         eprintln!(

@@ -3,7 +3,7 @@
 
 use memchr::memmem;
 
-use super::event::{Accept, Event, MessageRef, RcptUpdate};
+use super::event::{Accept, Event, LineParser, MessageRef, Outcome, RcptUpdate};
 use crate::index::date::Timestamp;
 use crate::index::record::{Action, Recipient};
 use crate::protocol::secret::{decode_hash, Hash};
@@ -269,6 +269,22 @@ fn rcpt(f: Fields<'_>) -> Result<Event, NativeError> {
         hash,
         recipient,
     }))
+}
+
+/// The parser of a `--log native:PATH` file: native lines only; any other line is noise.
+pub struct NativeParser;
+
+impl LineParser for NativeParser {
+    fn parse(&mut self, line: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome {
+        match parse_line(line) {
+            Some(Ok(event)) => {
+                emit(event);
+                Outcome::Parsed
+            }
+            Some(Err(e)) => Outcome::Rejected(e.reason()),
+            None => Outcome::Ignored,
+        }
+    }
 }
 
 /// Parses a line. None when the line holds no `mtqp:` token (not a native line at all).

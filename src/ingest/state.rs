@@ -1,0 +1,299 @@
+//! The state directory (`--state-dir`): one snapshot file holding where every log was read up
+//! to and the correlation state built from those lines, written together so that a restart
+//! reads every later line exactly once and finds every record.
+//!
+//! The file is `state.bin`: a magic, a version, the payload's length, the payload and its
+//! FNV-1a 64 checksum. It is written to `state.tmp`, synced and renamed over the old one, so a
+//! crash leaves the old snapshot or the new one, never half of one. Anything that does not
+//! check out (truncation, a flipped bit, another version) is reported and the caller rebuilds
+//! from the logs; decoding never trusts a length it has not bounded.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::tail::Position;
+
+const MAGIC: &[u8; 8] = b"MTQPDST\x01";
+const VERSION: u32 = 1;
+const FILE: &str = "state.bin";
+const TMP: &str = "state.tmp";
+
+/// Appends primitive values to a payload.
+#[derive(Default)]
+pub struct Encoder {
+    pub buf: Vec<u8>,
+}
+
+impl Encoder {
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn i64(&mut self, v: i64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn i16(&mut self, v: i16) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.u32(v.len() as u32);
+        self.buf.extend_from_slice(v);
+    }
+    pub fn opt_bytes(&mut self, v: Option<&[u8]>) {
+        match v {
+            None => self.u8(0),
+            Some(b) => {
+                self.u8(1);
+                self.bytes(b);
+            }
+        }
+    }
+    /// A collection length.
+    pub fn len(&mut self, n: usize) {
+        self.u32(n as u32);
+    }
+}
+
+/// Why a snapshot was not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corrupt(pub String);
+
+/// Reads primitive values back, refusing to read past the end.
+pub struct Decoder<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(buf: &'a [u8]) -> Decoder<'a> {
+        Decoder { buf }
+    }
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Corrupt> {
+        if self.buf.len() < n {
+            return Err(Corrupt("payload ends early".into()));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Corrupt> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    pub fn u8(&mut self) -> Result<u8, Corrupt> {
+        Ok(self.take(1)?[0])
+    }
+    pub fn u32(&mut self) -> Result<u32, Corrupt> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    pub fn u64(&mut self) -> Result<u64, Corrupt> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    pub fn i64(&mut self) -> Result<i64, Corrupt> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+    pub fn i16(&mut self) -> Result<i16, Corrupt> {
+        Ok(i16::from_le_bytes(self.array()?))
+    }
+    pub fn hash(&mut self) -> Result<[u8; 20], Corrupt> {
+        self.array()
+    }
+    pub fn bytes(&mut self) -> Result<Box<[u8]>, Corrupt> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n)?.into())
+    }
+    pub fn opt_bytes(&mut self) -> Result<Option<Box<[u8]>>, Corrupt> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.bytes()?)),
+            t => Err(Corrupt(format!("bad option tag {t}"))),
+        }
+    }
+    /// A collection length, bounded by what is left (every element takes at least one octet),
+    /// so that a corrupt length cannot make the caller reserve memory it will never fill.
+    pub fn len(&mut self) -> Result<usize, Corrupt> {
+        let n = self.u32()? as usize;
+        if n > self.buf.len() {
+            return Err(Corrupt(format!("length {n} exceeds the payload")));
+        }
+        Ok(n)
+    }
+    /// True when every octet was read.
+    pub fn is_done(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+/// FNV-1a 64: a checksum defined by the algorithm, the same in every build.
+fn checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The positions of every followed file, as saved.
+pub type Positions = Vec<(PathBuf, Position)>;
+
+/// Encodes file positions (the first part of every payload).
+pub fn encode_positions(enc: &mut Encoder, positions: &[(PathBuf, Position)]) {
+    use std::os::unix::ffi::OsStrExt;
+    enc.len(positions.len());
+    for (path, p) in positions {
+        enc.bytes(path.as_os_str().as_bytes());
+        enc.u64(p.dev);
+        enc.u64(p.ino);
+        enc.u64(p.offset);
+        enc.u64(p.head);
+    }
+}
+
+/// Decodes what [`encode_positions`] wrote.
+pub fn decode_positions(dec: &mut Decoder<'_>) -> Result<Positions, Corrupt> {
+    use std::os::unix::ffi::OsStrExt;
+    let n = dec.len()?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(&dec.bytes()?));
+        let p = Position {
+            dev: dec.u64()?,
+            ino: dec.u64()?,
+            offset: dec.u64()?,
+            head: dec.u64()?,
+        };
+        out.push((path, p));
+    }
+    Ok(out)
+}
+
+/// Writes `payload` as the new snapshot, atomically.
+pub fn save(dir: &Path, payload: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(TMP);
+    let mut f = File::create(&tmp)?;
+    f.write_all(MAGIC)?;
+    f.write_all(&VERSION.to_le_bytes())?;
+    f.write_all(&(payload.len() as u64).to_le_bytes())?;
+    f.write_all(payload)?;
+    f.write_all(&checksum(payload).to_le_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, dir.join(FILE))?;
+    // The rename itself must reach the disk before the snapshot counts as written.
+    File::open(dir)?.sync_all()
+}
+
+/// Reads the snapshot's payload. Ok(None) when there is none yet.
+pub fn load(dir: &Path) -> Result<Option<Vec<u8>>, Corrupt> {
+    let raw = match fs::read(dir.join(FILE)) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Corrupt(format!("cannot read: {e}"))),
+    };
+    let mut dec = Decoder::new(&raw);
+    if dec.take(MAGIC.len())? != MAGIC {
+        return Err(Corrupt("not an mtqpd state file".into()));
+    }
+    let version = dec.u32()?;
+    if version != VERSION {
+        return Err(Corrupt(format!(
+            "version {version}, this build reads {VERSION}"
+        )));
+    }
+    let len = dec.u64()?;
+    let payload =
+        dec.take(usize::try_from(len).map_err(|_| Corrupt("length too large".into()))?)?;
+    let sum = dec.u64()?;
+    if !dec.is_done() {
+        return Err(Corrupt("trailing bytes".into()));
+    }
+    if checksum(payload) != sum {
+        return Err(Corrupt("checksum mismatch".into()));
+    }
+    Ok(Some(payload.to_vec()))
+}
+
+/// Checks that the state directory exists and is writable, for a clear error at start-up.
+pub fn check_dir(dir: &Path) -> Result<(), String> {
+    if !dir.is_dir() {
+        return Err(format!("state directory {} does not exist", dir.display()));
+    }
+    let probe = dir.join(TMP);
+    File::create(&probe)
+        .and_then(|_| fs::remove_file(&probe))
+        .map_err(|e| format!("state directory {} is not writable: {e}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mtqpd-state-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn round_trip_and_every_kind_of_damage() {
+        let d = dir("damage");
+        assert_eq!(load(&d), Ok(None));
+        let mut enc = Encoder::default();
+        encode_positions(
+            &mut enc,
+            &[(
+                PathBuf::from("/var/log/mail.log"),
+                Position {
+                    dev: 1,
+                    ino: 2,
+                    offset: 3,
+                    head: 4,
+                },
+            )],
+        );
+        enc.opt_bytes(Some(b"x"));
+        save(&d, &enc.buf).unwrap();
+        let payload = load(&d).unwrap().unwrap();
+        let mut dec = Decoder::new(&payload);
+        let pos = decode_positions(&mut dec).unwrap();
+        assert_eq!(
+            pos[0].1,
+            Position {
+                dev: 1,
+                ino: 2,
+                offset: 3,
+                head: 4
+            }
+        );
+        assert_eq!(dec.opt_bytes().unwrap().as_deref(), Some(&b"x"[..]));
+        assert!(dec.is_done());
+
+        let good = fs::read(d.join(FILE)).unwrap();
+        for cut in [0, 5, 12, 20, good.len() - 1] {
+            fs::write(d.join(FILE), &good[..cut]).unwrap();
+            assert!(load(&d).is_err(), "truncated at {cut}");
+        }
+        for flip in [0, 9, 21, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[flip] ^= 0x40;
+            fs::write(d.join(FILE), &bad).unwrap();
+            assert!(load(&d).is_err(), "bit flipped at {flip}");
+        }
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn lengths_are_bounded_by_the_payload() {
+        let mut enc = Encoder::default();
+        enc.u32(u32::MAX);
+        let mut dec = Decoder::new(&enc.buf);
+        assert!(dec.len().is_err());
+        let mut dec = Decoder::new(&enc.buf);
+        assert!(dec.bytes().is_err());
+    }
+}
