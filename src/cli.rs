@@ -50,9 +50,14 @@ pub struct ServeArgs {
     /// Event-loop threads [default: number of cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// A log to follow, FORMAT:PATH (repeatable). FORMAT: native.
+    /// A log to follow, FORMAT:PATH (repeatable). FORMAT: native, postfix, exim or sendmail;
+    /// `mtqp:` native lines are recognised in every format.
     #[arg(long, value_name = "FORMAT:PATH")]
     pub log: Vec<LogSource>,
+    /// Time zone of log timestamps that carry none (classic syslog, Exim without +ZZZZ): local,
+    /// UTC, an offset like +01:00, or a zone name like Europe/Berlin.
+    #[arg(long, value_name = "ZONE", default_value = "local")]
+    pub log_timezone: String,
     /// Name in the greeting and the Reporting-MTA of answers [default: this host's name].
     #[arg(long)]
     pub hostname: Option<String>,
@@ -151,7 +156,25 @@ impl ServeArgs {
         if let Some(dir) = &self.state_dir {
             crate::ingest::state::check_dir(dir)?;
         }
+        if self.log_timezone != "local" {
+            crate::ingest::timezone::Zone::parse(&self.log_timezone)
+                .map_err(|e| format!("--log-timezone: {e}"))?;
+        }
         crate::ingest::check_sources(&self.log)
+    }
+
+    /// The zone of log timestamps without one; a warning is printed when "local" cannot be
+    /// determined.
+    pub fn log_zone(&self) -> Result<crate::ingest::timezone::Zone, String> {
+        use crate::ingest::timezone::Zone;
+        if self.log_timezone == "local" {
+            let (zone, warning) = Zone::local();
+            if let Some(w) = warning {
+                eprintln!("mtqpd: {w}");
+            }
+            return Ok(zone);
+        }
+        Zone::parse(&self.log_timezone).map_err(|e| format!("--log-timezone: {e}"))
     }
 
     /// The record lifetimes.

@@ -162,6 +162,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
             format: LogFormat::Native,
             path: log,
         }],
+        log_timezone: "UTC".into(),
         hostname: Some(HOST.into()),
         unknown: Unknown::Noinfo,
         retention: Duration::from_secs(8 * 86_400),

@@ -61,6 +61,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), String> {
             retention: args.retention(),
             state_dir: args.state_dir.clone(),
             snapshot_interval: args.snapshot_interval,
+            log_zone: args.log_zone()?,
         },
         Arc::clone(&index),
     )

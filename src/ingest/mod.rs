@@ -5,9 +5,14 @@
 //! It knows log formats and files; it never touches a socket or a client.
 
 pub mod event;
+pub mod exim;
 pub mod native;
+pub mod postfix;
+pub mod sendmail;
 pub mod state;
+pub mod syslog;
 pub mod tail;
+pub mod timezone;
 pub mod tracker;
 
 use std::collections::HashMap;
@@ -26,11 +31,17 @@ use event::{Event, LineParser, Outcome};
 use tail::Follower;
 use tracker::Tracker;
 
-/// The format of one log file.
+/// The format of one log file. `mtqp:` native lines are recognised in every one of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Only `mtqp:` lines (DESIGN.md, "The native log format").
     Native,
+    /// Postfix through syslog, rsyslog's RFC 3339 format or `maillog_file`.
+    Postfix,
+    /// Exim's mainlog, or Exim through syslog.
+    Exim,
+    /// sendmail through syslog.
+    Sendmail,
 }
 
 impl LogFormat {
@@ -38,6 +49,9 @@ impl LogFormat {
     pub fn parse(name: &str) -> Option<LogFormat> {
         match name {
             "native" => Some(LogFormat::Native),
+            "postfix" => Some(LogFormat::Postfix),
+            "exim" => Some(LogFormat::Exim),
+            "sendmail" => Some(LogFormat::Sendmail),
             _ => None,
         }
     }
@@ -57,8 +71,9 @@ impl std::str::FromStr for LogSource {
         let (format, path) = s
             .split_once(':')
             .ok_or_else(|| format!("'{s}' is not FORMAT:PATH (e.g. native:/var/log/mtqp.log)"))?;
-        let format = LogFormat::parse(format)
-            .ok_or_else(|| format!("unknown log format '{format}' (known: native)"))?;
+        let format = LogFormat::parse(format).ok_or_else(|| {
+            format!("unknown log format '{format}' (known: native, postfix, exim, sendmail)")
+        })?;
         if path.is_empty() {
             return Err(format!("'{s}' has no path"));
         }
@@ -80,6 +95,8 @@ pub struct IngestConfig {
     pub state_dir: Option<PathBuf>,
     /// How often the state is written while lines keep coming (and always at shutdown).
     pub snapshot_interval: Duration,
+    /// The zone of timestamps that carry none.
+    pub log_zone: timezone::Zone,
 }
 
 /// Counters the ingest thread keeps, read at shutdown.
@@ -240,9 +257,14 @@ fn parse_line(parser: &mut dyn LineParser, line: &[u8], emit: &mut dyn FnMut(Eve
     }
 }
 
-fn parser_for(format: LogFormat) -> Box<dyn LineParser + Send> {
+/// A fresh parser for one file of `format`.
+pub fn parser_for(format: LogFormat, zone: &timezone::Zone) -> Box<dyn LineParser + Send> {
+    let clock = || syslog::SyslogClock::new(zone.clone(), unix_now());
     match format {
         LogFormat::Native => Box::new(native::NativeParser),
+        LogFormat::Postfix => Box::new(postfix::PostfixParser::new(clock())),
+        LogFormat::Exim => Box::new(exim::EximParser::new(zone.clone(), clock())),
+        LogFormat::Sendmail => Box::new(sendmail::SendmailParser::new(clock())),
     }
 }
 
@@ -256,7 +278,7 @@ fn restore(config: &IngestConfig) -> (Tracker, Vec<Source>) {
             .iter()
             .map(|s| Source {
                 follower: Follower::new(s.path.clone(), MAX_LOG_LINE),
-                parser: parser_for(s.format),
+                parser: parser_for(s.format, &config.log_zone),
             })
             .collect();
         (tracker, sources)
@@ -294,7 +316,7 @@ fn restore(config: &IngestConfig) -> (Tracker, Vec<Source>) {
                     };
                     Source {
                         follower,
-                        parser: parser_for(s.format),
+                        parser: parser_for(s.format, &config.log_zone),
                     }
                 })
                 .collect();

@@ -55,7 +55,7 @@ impl Encoder {
         }
     }
     /// A collection length.
-    pub fn len(&mut self, n: usize) {
+    pub fn count(&mut self, n: usize) {
         self.u32(n as u32);
     }
 }
@@ -117,7 +117,7 @@ impl<'a> Decoder<'a> {
     }
     /// A collection length, bounded by what is left (every element takes at least one octet),
     /// so that a corrupt length cannot make the caller reserve memory it will never fill.
-    pub fn len(&mut self) -> Result<usize, Corrupt> {
+    pub fn count(&mut self) -> Result<usize, Corrupt> {
         let n = self.u32()? as usize;
         if n > self.buf.len() {
             return Err(Corrupt(format!("length {n} exceeds the payload")));
@@ -143,7 +143,7 @@ pub type Positions = Vec<(PathBuf, Position)>;
 /// Encodes file positions (the first part of every payload).
 pub fn encode_positions(enc: &mut Encoder, positions: &[(PathBuf, Position)]) {
     use std::os::unix::ffi::OsStrExt;
-    enc.len(positions.len());
+    enc.count(positions.len());
     for (path, p) in positions {
         enc.bytes(path.as_os_str().as_bytes());
         enc.u64(p.dev);
@@ -156,7 +156,7 @@ pub fn encode_positions(enc: &mut Encoder, positions: &[(PathBuf, Position)]) {
 /// Decodes what [`encode_positions`] wrote.
 pub fn decode_positions(dec: &mut Decoder<'_>) -> Result<Positions, Corrupt> {
     use std::os::unix::ffi::OsStrExt;
-    let n = dec.len()?;
+    let n = dec.count()?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let path = PathBuf::from(std::ffi::OsStr::from_bytes(&dec.bytes()?));
@@ -292,7 +292,7 @@ mod tests {
         let mut enc = Encoder::default();
         enc.u32(u32::MAX);
         let mut dec = Decoder::new(&enc.buf);
-        assert!(dec.len().is_err());
+        assert!(dec.count().is_err());
         let mut dec = Decoder::new(&enc.buf);
         assert!(dec.bytes().is_err());
     }

@@ -497,9 +497,9 @@ fn put_message(enc: &mut Encoder, m: &Message) {
             enc.u32(t);
         }
     }
-    enc.len(m.headers.len());
+    enc.count(m.headers.len());
     m.headers.iter().for_each(|h| enc.bytes(h));
-    enc.len(m.recipients.len());
+    enc.count(m.recipients.len());
     m.recipients.iter().for_each(|r| put_recipient(enc, r));
     enc.i64(m.last_event);
 }
@@ -513,7 +513,7 @@ fn get_message(dec: &mut Decoder<'_>) -> Result<Message, Corrupt> {
         1 => Some(dec.u32()?),
         t => return Err(Corrupt(format!("bad timeout tag {t}"))),
     };
-    let headers = (0..dec.len()?)
+    let headers = (0..dec.count()?)
         .map(|_| dec.bytes())
         .collect::<Result<_, _>>()?;
     let mut m = Message {
@@ -526,7 +526,7 @@ fn get_message(dec: &mut Decoder<'_>) -> Result<Message, Corrupt> {
         last_event: 0,
         lookup: RecipientIndex::default(),
     };
-    for _ in 0..dec.len()? {
+    for _ in 0..dec.count()? {
         m.update_recipient(get_recipient(dec)?);
     }
     m.last_event = dec.i64()?;
@@ -569,35 +569,35 @@ impl Tracker {
         enc.i64(self.log_clock);
         enc.u64(self.dropped_orphans);
         enc.u64(self.dropped_queues);
-        enc.len(self.messages.len());
+        enc.count(self.messages.len());
         self.messages.values().for_each(|m| put_message(enc, m));
-        enc.len(self.by_envid.len());
+        enc.count(self.by_envid.len());
         for (e, h) in &self.by_envid {
             enc.bytes(e);
             enc.buf.extend_from_slice(h);
         }
         for map in [&self.by_queue, &self.by_message_id] {
-            enc.len(map.len());
+            enc.count(map.len());
             for (k, key) in map {
                 enc.bytes(k);
                 put_key(enc, key);
             }
         }
-        enc.len(self.queues.len());
+        enc.count(self.queues.len());
         for (q, info) in &self.queues {
             enc.bytes(q);
             enc.opt_bytes(info.message_id.as_deref());
-            enc.len(info.handoffs.len());
+            enc.count(info.handoffs.len());
             info.handoffs.iter().for_each(|h| enc.bytes(h));
             enc.u8(u8::from(info.notification) | u8::from(info.done) << 1);
             enc.i64(info.seen);
         }
-        enc.len(self.queue_of_message_id.len());
+        enc.count(self.queue_of_message_id.len());
         for (m, q) in &self.queue_of_message_id {
             enc.bytes(m);
             enc.bytes(q);
         }
-        enc.len(self.orphan_count);
+        enc.count(self.orphan_count);
         for r in self.orphans.values().flatten() {
             put_ref(enc, &r.message);
             match &r.hash {
@@ -622,25 +622,25 @@ impl Tracker {
         t.log_clock = dec.i64()?;
         t.dropped_orphans = dec.u64()?;
         t.dropped_queues = dec.u64()?;
-        for _ in 0..dec.len()? {
+        for _ in 0..dec.count()? {
             let m = get_message(dec)?;
             let key: Key = (m.envid.clone(), m.hash);
             t.dirty.insert(key.clone());
             t.messages.insert(key, m);
         }
-        for _ in 0..dec.len()? {
+        for _ in 0..dec.count()? {
             t.by_envid.insert(dec.bytes()?, dec.hash()?);
         }
-        for _ in 0..dec.len()? {
+        for _ in 0..dec.count()? {
             t.by_queue.insert(dec.bytes()?, get_key(dec)?);
         }
-        for _ in 0..dec.len()? {
+        for _ in 0..dec.count()? {
             t.by_message_id.insert(dec.bytes()?, get_key(dec)?);
         }
-        for _ in 0..dec.len()? {
+        for _ in 0..dec.count()? {
             let q = dec.bytes()?;
             let message_id = dec.opt_bytes()?;
-            let handoffs = (0..dec.len()?)
+            let handoffs = (0..dec.count()?)
                 .map(|_| dec.bytes())
                 .collect::<Result<_, _>>()?;
             let flags = dec.u8()?;
@@ -656,10 +656,10 @@ impl Tracker {
                 },
             );
         }
-        for _ in 0..dec.len()? {
+        for _ in 0..dec.count()? {
             t.queue_of_message_id.insert(dec.bytes()?, dec.bytes()?);
         }
-        for _ in 0..dec.len()? {
+        for _ in 0..dec.count()? {
             let message = get_ref(dec)?;
             let hash = match dec.u8()? {
                 0 => None,

@@ -1,0 +1,1121 @@
+//! Postfix's own log lines (see the MTA log survey, mta-logs.md section 1), turned into
+//! [`MtaEvent`]s about its queue ids: arrivals, Message-IDs, per-recipient results, content
+//! filter and `.forward` hand-offs, bounce notifications, expiry and removal.
+//!
+//! This module owns the meaning of the message text after the syslog prefix (`QID: to=<…>,
+//! relay=…, status=…`) and the choice of the RFC 3886 action for each Postfix status. The
+//! prefix itself (timestamp, host, tag) is [`super::syslog`]'s. It must not correlate: it keeps
+//! no state about queue ids and never decides which message a queue id belongs to; that is the
+//! tracker's. It must not panic or allocate for lines that carry nothing (most of a mail log),
+//! and it never uses regular expressions: the parser runs at over a million lines a second.
+
+use memchr::{memchr, memmem, memrchr};
+
+use super::event::{Event, LineParser, MtaEvent, Outcome};
+use super::syslog::{parse_prefix, SyslogClock};
+use crate::index::date::Timestamp;
+use crate::index::record::{Action, Recipient};
+
+/// Longest queue id accepted. Postfix's own are at most about 20 characters; the bound keeps
+/// the search for the `: ` after the id short on lines that have none.
+const MAX_QUEUE_ID: usize = 64;
+/// Longest address kept, as in the native format.
+const MAX_ADDRESS: usize = 512;
+/// Longest Message-ID kept: an RFC 5322 line.
+const MAX_MESSAGE_ID: usize = 998;
+/// Longest diagnostic text kept (after `smtp;`): enough for a multi-line SMTP reply that
+/// Postfix joined, short enough that one record stays small.
+const MAX_DIAGNOSTIC: usize = 512;
+
+/// Parses Postfix log lines with a syslog prefix. Lines of other programs of the same file
+/// (amavis, dovecot, opendkim…) are ignored.
+pub struct PostfixParser {
+    clock: SyslogClock,
+}
+
+impl PostfixParser {
+    /// A parser whose prefix timestamps are read with `clock` (its zone and year guess).
+    pub fn new(clock: SyslogClock) -> PostfixParser {
+        PostfixParser { clock }
+    }
+
+    /// Parses the message text of one Postfix line, without its syslog prefix. `time` is the
+    /// line's time; `daemon` is the last `/` component of the program tag (`smtp`, `qmgr`…),
+    /// which decides the RFC 3886 action of a successful delivery.
+    pub fn parse_text(
+        &mut self,
+        time: Timestamp,
+        daemon: &[u8],
+        text: &[u8],
+        emit: &mut dyn FnMut(Event),
+    ) -> Outcome {
+        parse_text(time, daemon, text, emit)
+    }
+}
+
+impl LineParser for PostfixParser {
+    fn parse(&mut self, line: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome {
+        let Some(prefix) = parse_prefix(line, &mut self.clock) else {
+            return Outcome::Rejected("no syslog prefix");
+        };
+        // `postfix`, `postfix-incoming`, `postfix-smo/submission`… are all `syslog_name`s of
+        // Postfix instances; anything else shares the file but is not ours.
+        if !prefix.program.starts_with(b"postfix") {
+            return Outcome::Ignored;
+        }
+        let daemon = match memrchr(b'/', prefix.program) {
+            Some(i) => &prefix.program[i + 1..],
+            None => prefix.program,
+        };
+        parse_text(prefix.time, daemon, prefix.text, emit)
+    }
+}
+
+/// The shape-by-shape dispatch. Shapes are recognised by the text after `QID: ` rather than by
+/// the daemon, because each text is logged by one daemon only and the daemon names of
+/// multi-instance setups vary; the daemon only chooses between `delivered` and `relayed`.
+fn parse_text(time: Timestamp, daemon: &[u8], text: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome {
+    let Some((queue, rest)) = split_queue_id(text) else {
+        // connect/disconnect, TLS, postscreen, anvil, statistics…: no queue id.
+        return Outcome::Ignored;
+    };
+    // Not queue ids, although they look like one: severities (`warning: QID: …`), the
+    // pre-queue `NOQUEUE`, and the summaries of anvil, scache and postsuper.
+    if matches!(
+        queue,
+        b"NOQUEUE" | b"warning" | b"error" | b"fatal" | b"panic" | b"info" | b"statistics"
+    ) {
+        return Outcome::Ignored;
+    }
+    let mut emit_mta = |e: MtaEvent| emit(Event::Mta(e));
+    match rest.first() {
+        Some(b't') if rest.starts_with(b"to=") => {
+            delivery(time, daemon, queue, rest, &mut emit_mta)
+        }
+        Some(b'c') if rest.starts_with(b"client=") => {
+            emit_mta(MtaEvent::Arrival {
+                queue: queue.into(),
+                time,
+                message_id: None,
+            });
+            Outcome::Parsed
+        }
+        Some(b'u') if rest.starts_with(b"uid=") => pickup(time, queue, rest, &mut emit_mta),
+        Some(b'm') if rest.starts_with(b"message-id=") => {
+            message_id(queue, &rest[b"message-id=".len()..], &mut emit_mta)
+        }
+        Some(b'f') if rest.starts_with(b"from=") => qmgr_from(time, queue, rest, &mut emit_mta),
+        // qmgr and postsuper `removed`; cleanup (Postfix >= 3.10) `removed (canceled)` and
+        // `removed (discarded)`.
+        Some(b'r') if rest == b"removed" || rest.starts_with(b"removed (") => {
+            emit_mta(MtaEvent::Done {
+                queue: queue.into(),
+                time,
+            });
+            Outcome::Parsed
+        }
+        Some(b's' | b'p') if rest.starts_with(b"sender ") || rest.starts_with(b"postmaster ") => {
+            notification(rest, &mut emit_mta)
+        }
+        _ => Outcome::Ignored,
+    }
+}
+
+/// Splits `QID: rest`. The id is `[0-9A-Za-z_]+`: short ids are hex, long ids base 51, and a
+/// patched Postfix seen in the wild adds `_`.
+fn split_queue_id(text: &[u8]) -> Option<(&[u8], &[u8])> {
+    let head = &text[..text.len().min(MAX_QUEUE_ID + 1)];
+    let colon = memchr(b':', head)?;
+    let queue = &text[..colon];
+    let rest = text[colon + 1..].strip_prefix(b" ")?;
+    is_queue_id(queue).then_some((queue, rest))
+}
+
+fn is_queue_id(s: &[u8]) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_QUEUE_ID
+        && s.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// The queue id at the start of `s`, up to the first byte that cannot be in one.
+fn leading_queue_id(s: &[u8]) -> Option<&[u8]> {
+    let n = s
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_'))
+        .unwrap_or(s.len());
+    let id = &s[..n];
+    is_queue_id(id).then_some(id)
+}
+
+/// pickup: `uid=N from=<sender>`, with ` orig_id=OLDQID` when `postsuper -r` requeued the
+/// message: then the old id goes on under the new one.
+fn pickup(time: Timestamp, queue: &[u8], rest: &[u8], emit: &mut dyn FnMut(MtaEvent)) -> Outcome {
+    if memmem::find(rest, b" from=").is_none() {
+        return Outcome::Ignored;
+    }
+    emit(MtaEvent::Arrival {
+        queue: queue.into(),
+        time,
+        message_id: None,
+    });
+    // Unlike smtpd's XFORWARD `orig_queue_id=`, which another host may have sent, `orig_id=`
+    // always names a queue file of this Postfix.
+    if let Some(i) = memmem::find(rest, b" orig_id=") {
+        if let Some(old) = leading_queue_id(&rest[i + b" orig_id=".len()..]) {
+            if old != queue {
+                emit(MtaEvent::Handoff {
+                    queue: old.into(),
+                    new_queue: queue.into(),
+                });
+            }
+        }
+    }
+    Outcome::Parsed
+}
+
+/// cleanup: `message-id=<ID>`. Angle brackets are dropped; values without them (MIME-encoded
+/// junk from broken senders) are kept verbatim, as they are what the client may quote back.
+fn message_id(queue: &[u8], value: &[u8], emit: &mut dyn FnMut(MtaEvent)) -> Outcome {
+    let id = match value {
+        [b'<', inner @ .., b'>'] => inner,
+        _ => value,
+    };
+    if id.is_empty() {
+        // `message-id=<>`: the message has none and Postfix added none.
+        return Outcome::Ignored;
+    }
+    if id.len() > MAX_MESSAGE_ID {
+        return Outcome::Rejected("message-id longer than 998 octets");
+    }
+    emit(MtaEvent::MessageId {
+        queue: queue.into(),
+        message_id: id.into(),
+    });
+    Outcome::Parsed
+}
+
+/// qmgr: `from=<S>, size=N, nrcpt=N (queue active)` (on arrival and on every retry) or
+/// `from=<S>, status=expired, returned to sender` (`force-expired` after `postsuper -e`).
+fn qmgr_from(
+    time: Timestamp,
+    queue: &[u8],
+    rest: &[u8],
+    emit: &mut dyn FnMut(MtaEvent),
+) -> Outcome {
+    let (sender, after) = match take_address(&rest[b"from=".len()..]) {
+        Ok(v) => v,
+        Err(reason) => return Outcome::Rejected(reason),
+    };
+    let Some(after) = after.strip_prefix(b", ") else {
+        return Outcome::Ignored;
+    };
+    if after.starts_with(b"size=") {
+        // A null sender is a bounce or delay notice Postfix made itself: its queue id is no
+        // message of any sender, even when it arrives before the bounce line naming it.
+        let event = if sender.is_empty() {
+            MtaEvent::Notification {
+                queue: queue.into(),
+            }
+        } else {
+            MtaEvent::Arrival {
+                queue: queue.into(),
+                time,
+                message_id: None,
+            }
+        };
+        emit(event);
+        return Outcome::Parsed;
+    }
+    if after.starts_with(b"status=expired") || after.starts_with(b"status=force-expired") {
+        emit(MtaEvent::Expired {
+            queue: queue.into(),
+            time,
+        });
+        return Outcome::Parsed;
+    }
+    Outcome::Ignored
+}
+
+/// bounce: `sender non-delivery notification: NEWQID` and its siblings (`postmaster
+/// non-delivery`, `sender delay`, `sender delivery status`): NEWQID is Postfix's own message.
+fn notification(rest: &[u8], emit: &mut dyn FnMut(MtaEvent)) -> Outcome {
+    let Some(i) = memmem::find(rest, b" notification: ") else {
+        return Outcome::Ignored;
+    };
+    let new = &rest[i + b" notification: ".len()..];
+    if !is_queue_id(new) {
+        return Outcome::Rejected("notification without a queue id");
+    }
+    emit(MtaEvent::Notification { queue: new.into() });
+    Outcome::Parsed
+}
+
+/// The fields of one delivery agent line (`log_adhoc()`), borrowed from the line.
+#[derive(Default)]
+struct Delivery<'a> {
+    to: &'a [u8],
+    orig_to: Option<&'a [u8]>,
+    relay: &'a [u8],
+    dsn: Option<&'a [u8]>,
+    status: &'a [u8],
+    /// The parenthesised text after the status, without the parentheses.
+    text: &'a [u8],
+}
+
+/// Reads `to=<A>[, orig_to=<B>], relay=R, …, dsn=X.Y.Z, status=S (TEXT)` as generic `key=value`
+/// pairs: `conn_use=`, `delay=`, `delays=`, Postfix 3.11's `tls=` and whatever comes next are
+/// skipped, and pre-2.3 lines without `dsn=` still parse.
+fn split_delivery(rest: &[u8]) -> Result<Delivery<'_>, &'static str> {
+    let mut d = Delivery::default();
+    let mut p = rest;
+    loop {
+        let Some(eq) = memchr(b'=', p) else {
+            return Err("delivery line without status=");
+        };
+        let (key, value) = (&p[..eq], &p[eq + 1..]);
+        if key.is_empty()
+            || key.len() > 16
+            || !key.iter().all(|&c| c.is_ascii_lowercase() || c == b'_')
+        {
+            return Err("delivery line field is not key=value");
+        }
+        let after = match key {
+            b"to" | b"orig_to" => {
+                let (addr, after) = take_address(value)?;
+                if key == b"to" {
+                    d.to = addr;
+                } else {
+                    d.orig_to = Some(addr);
+                }
+                after
+            }
+            b"status" => {
+                // The last field: a word, then ` (TEXT)` up to the end of the line. A line
+                // Postfix truncated at 2000 bytes has no closing parenthesis.
+                let end = memchr(b' ', value).unwrap_or(value.len());
+                d.status = &value[..end];
+                let text = value[end..].strip_prefix(b" (").unwrap_or(b"");
+                d.text = text.strip_suffix(b")").unwrap_or(text);
+                return Ok(d);
+            }
+            _ => {
+                let end = find_comma_space(value).unwrap_or(value.len());
+                match key {
+                    b"relay" => d.relay = &value[..end],
+                    b"dsn" => d.dsn = Some(&value[..end]),
+                    _ => {}
+                }
+                &value[end..]
+            }
+        };
+        p = match after.strip_prefix(b", ") {
+            Some(next) => next,
+            None if after.is_empty() => return Err("delivery line without status="),
+            None => return Err("delivery line field is not key=value"),
+        };
+    }
+}
+
+/// The first `, ` in `s`.
+fn find_comma_space(s: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b',', s).find(|&i| s.get(i + 1) == Some(&b' '))
+}
+
+/// An address value: `<addr>` (local parts quoted since Postfix 3.5 may hold `>` or `, `) or,
+/// tolerated, a bare address up to the next `, `. Returns the address and what follows it.
+fn take_address(v: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
+    let (addr, after) = match v.strip_prefix(b"<") {
+        Some(inner) => match closing_bracket(inner) {
+            Some(i) => (&inner[..i], &inner[i + 1..]),
+            None => return Err("address without closing >"),
+        },
+        None => {
+            let end = bare_address_end(v);
+            (&v[..end], &v[end..])
+        }
+    };
+    if addr.len() > MAX_ADDRESS {
+        return Err("address longer than 512 octets");
+    }
+    Ok((addr, after))
+}
+
+/// Where the `>` closing an address is: the first one outside a quoted string that ends the
+/// field. An unbalanced quote (Postfix's `internal` address format does not quote) falls back
+/// to the first `>` that ends the field.
+fn closing_bracket(s: &[u8]) -> Option<usize> {
+    let ends_field = |i: usize| matches!(s.get(i + 1..), Some([] | [b',', b' ', ..]));
+    let mut quoted = false;
+    let mut i = 0;
+    while let Some(off) = memchr::memchr3(b'"', b'\\', b'>', &s[i..]) {
+        let j = i + off;
+        match s[j] {
+            b'\\' if quoted => i = j + 2,
+            b'"' => {
+                quoted = !quoted;
+                i = j + 1;
+            }
+            b'>' if !quoted && ends_field(j) => return Some(j),
+            _ => i = j + 1,
+        }
+        if i >= s.len() {
+            break;
+        }
+    }
+    memchr::memchr_iter(b'>', s).find(|&j| ends_field(j))
+}
+
+/// The end of an address written without angle brackets: the first `, ` outside quotes.
+fn bare_address_end(s: &[u8]) -> usize {
+    let mut quoted = false;
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'\\' if quoted => i += 1,
+            b'"' => quoted = !quoted,
+            b',' if !quoted && s.get(i + 1) == Some(&b' ') => return i,
+            _ => {}
+        }
+        i += 1;
+    }
+    // An unbalanced quote: the field ends at the first `, ` after all.
+    find_comma_space(s).unwrap_or(s.len())
+}
+
+/// `relay=HOST[ADDR]:PORT` (or `HOST[ADDR]`) as (HOST, ADDR); `none`, `local`, `virtual` and
+/// pipe transport names (`dovecot`) have no brackets.
+fn relay_parts(relay: &[u8]) -> Option<(&[u8], &[u8])> {
+    let open = memchr(b'[', relay)?;
+    let close = open + memchr(b']', &relay[open..])?;
+    Some((&relay[..open], &relay[open + 1..close]))
+}
+
+/// A relay on this host (a content filter such as amavis on 127.0.0.1:10024).
+fn is_loopback(host: &[u8], addr: &[u8]) -> bool {
+    host.eq_ignore_ascii_case(b"localhost")
+        || addr.starts_with(b"127.")
+        || addr == b"::1"
+        || addr.eq_ignore_ascii_case(b"ipv6:::1")
+}
+
+/// The queue id after the last `queued as ` of an SMTP reply (amavis nests the reply of the
+/// re-injecting Postfix inside its own, so the last one is the new id).
+fn queued_as(text: &[u8]) -> Option<&[u8]> {
+    let i = memmem::rfind(text, b"queued as ")?;
+    leading_queue_id(&text[i + b"queued as ".len()..])
+}
+
+/// `class.subject.detail`: class 2, 4 or 5, then 1 to 3 digits twice (RFC 3463).
+fn is_dsn_code(s: &[u8]) -> bool {
+    let mut parts = s.split(|&c| c == b'.');
+    let class_ok = matches!(parts.next(), Some([b'2' | b'4' | b'5']));
+    let rest_ok = (0..2).all(|_| {
+        matches!(parts.next(), Some(p) if (1..=3).contains(&p.len()) && p.iter().all(u8::is_ascii_digit))
+    });
+    class_ok && rest_ok && parts.next().is_none()
+}
+
+/// `prefix` followed by `value`, as one owned field.
+fn joined(prefix: &[u8], value: &[u8]) -> Box<[u8]> {
+    let mut v = Vec::with_capacity(prefix.len() + value.len());
+    v.extend_from_slice(prefix);
+    v.extend_from_slice(value);
+    v.into()
+}
+
+/// At most `max` bytes of `s`, not cutting a UTF-8 sequence in two.
+fn capped(s: &[u8], max: usize) -> &[u8] {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while end > 0 && s[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A delivery agent's `to=` line: one recipient's new state, or a hop to another queue id of
+/// this host.
+fn delivery(
+    time: Timestamp,
+    daemon: &[u8],
+    queue: &[u8],
+    rest: &[u8],
+    emit: &mut dyn FnMut(MtaEvent),
+) -> Outcome {
+    let d = match split_delivery(rest) {
+        Ok(d) => d,
+        Err(reason) => return Outcome::Rejected(reason),
+    };
+    if d.to.is_empty() {
+        return Outcome::Rejected("delivery line with an empty to= address");
+    }
+    let relay = relay_parts(d.relay);
+    let action = match d.status {
+        b"sent" => {
+            if let Some(new) = d
+                .text
+                .strip_prefix(b"forwarded as ")
+                .and_then(leading_queue_id)
+            {
+                // local's `.forward` or alias re-injection: this recipient is expanded, and
+                // the copies go on under the new id.
+                if new != queue {
+                    let r = recipient(time, &d, Action::Expanded, None);
+                    emit(MtaEvent::Recipient {
+                        queue: queue.into(),
+                        recipient: r,
+                    });
+                    emit(MtaEvent::Handoff {
+                        queue: queue.into(),
+                        new_queue: new.into(),
+                    });
+                    return Outcome::Parsed;
+                }
+            }
+            if let (Some((host, addr)), Some(new)) = (relay, queued_as(d.text)) {
+                // A content filter on this host took the message and re-injected it: not a
+                // final state, the message goes on under the new id.
+                if is_loopback(host, addr) && new != queue {
+                    emit(MtaEvent::Handoff {
+                        queue: queue.into(),
+                        new_queue: new.into(),
+                    });
+                    return Outcome::Parsed;
+                }
+            }
+            // Postfix's smtp client reports `relayed` (its DSNs say so); lmtp, local, virtual,
+            // pipe and discard deliver.
+            if daemon == b"smtp" {
+                Action::Relayed
+            } else {
+                Action::Delivered
+            }
+        }
+        b"deferred" | b"SOFTBOUNCE" => Action::Delayed,
+        b"bounced" => Action::Failed,
+        s if s.starts_with(b"undeliverable") => Action::Failed,
+        // An address verification probe that succeeded: no message was delivered.
+        b"deliverable" => return Outcome::Ignored,
+        _ => return Outcome::Rejected("unknown delivery status"),
+    };
+    // A unix-socket relay (`host[private/dovecot-lmtp]`) and the transport names of local
+    // deliveries name no remote MTA.
+    let remote_mta = match relay {
+        Some((host, addr)) if !host.is_empty() && memchr(b'/', addr).is_none() => {
+            Some(joined(b"dns;", host))
+        }
+        _ => None,
+    };
+    if let Some(dsn) = d.dsn {
+        if !is_dsn_code(dsn) {
+            return Outcome::Rejected("dsn= is not class.subject.detail");
+        }
+    }
+    let r = recipient(time, &d, action, remote_mta);
+    emit(MtaEvent::Recipient {
+        queue: queue.into(),
+        recipient: r,
+    });
+    Outcome::Parsed
+}
+
+/// The recipient state of a delivery line.
+fn recipient(
+    time: Timestamp,
+    d: &Delivery<'_>,
+    action: Action,
+    remote_mta: Option<Box<[u8]>>,
+) -> Recipient {
+    // Lines before Postfix 2.3 have no dsn=: the class follows from the status.
+    let status: Box<[u8]> = match d.dsn {
+        Some(dsn) => dsn.into(),
+        None => match action {
+            Action::Delayed => b"4.0.0"[..].into(),
+            Action::Failed => b"5.0.0"[..].into(),
+            _ => b"2.0.0"[..].into(),
+        },
+    };
+    let attempted = matches!(action, Action::Relayed | Action::Delayed | Action::Failed);
+    let diagnostic = match action {
+        Action::Delayed | Action::Failed if !d.text.is_empty() => {
+            Some(joined(b"smtp;", capped(d.text, MAX_DIAGNOSTIC)))
+        }
+        _ => None,
+    };
+    Recipient {
+        original: d.orig_to.map(|o| joined(b"rfc822;", o)),
+        final_rcpt: d.to.into(),
+        action,
+        status,
+        remote_mta,
+        diagnostic,
+        last_attempt: attempted.then_some(time),
+        will_retry_until: None,
+        at: time.unix,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timestamp = Timestamp {
+        unix: 1_678_750_113,
+        offset_minutes: 60,
+    };
+
+    fn run(daemon: &str, text: &[u8]) -> (Outcome, Vec<MtaEvent>) {
+        let mut events = Vec::new();
+        let outcome = parse_text(T, daemon.as_bytes(), text, &mut |e| match e {
+            Event::Mta(m) => events.push(m),
+            other => panic!("not an MTA event: {other:?}"),
+        });
+        (outcome, events)
+    }
+
+    fn one(daemon: &str, text: &str) -> MtaEvent {
+        let (outcome, mut events) = run(daemon, text.as_bytes());
+        assert_eq!(outcome, Outcome::Parsed, "{text}");
+        assert_eq!(events.len(), 1, "{text}: {events:?}");
+        events.remove(0)
+    }
+
+    fn rcpt(daemon: &str, text: &str) -> Recipient {
+        match one(daemon, text) {
+            MtaEvent::Recipient { queue, recipient } => {
+                assert!(text.as_bytes().starts_with(&queue));
+                recipient
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    fn b(s: &str) -> Box<[u8]> {
+        s.as_bytes().into()
+    }
+
+    fn ignored(daemon: &str, text: &str) {
+        let (outcome, events) = run(daemon, text.as_bytes());
+        assert_eq!(outcome, Outcome::Ignored, "{text}");
+        assert!(events.is_empty());
+    }
+
+    fn rejected(daemon: &str, text: &str) -> &'static str {
+        let (outcome, events) = run(daemon, text.as_bytes());
+        assert!(events.is_empty(), "{text}: {events:?}");
+        match outcome {
+            Outcome::Rejected(r) => r,
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn arrivals() {
+        let arrival = MtaEvent::Arrival {
+            queue: b("4PbC4x469Jz3tBr"),
+            time: T,
+            message_id: None,
+        };
+        assert_eq!(
+            one("smtpd", "4PbC4x469Jz3tBr: client=unknown[2a02:8109::15c8], sasl_method=PLAIN, sasl_username=vmail@uhu-banane.net"),
+            arrival
+        );
+        assert_eq!(one("pickup", "4PbC4x469Jz3tBr: uid=0 from=<root>"), arrival);
+        assert_eq!(
+            one(
+                "qmgr",
+                "4PbC4x469Jz3tBr: from=<a@b.example>, size=1135, nrcpt=1 (queue active)"
+            ),
+            arrival
+        );
+        // Quoted local parts (Postfix >= 3.5) may hold `>` and `, `.
+        assert_eq!(
+            one(
+                "qmgr",
+                "4PbC4x469Jz3tBr: from=<\"a>, b\"@b.example>, size=1135, nrcpt=1 (queue active)"
+            ),
+            arrival
+        );
+        assert_eq!(
+            one(
+                "qmgr",
+                "0F5383D: from=<>, size=6002, nrcpt=1 (queue active)"
+            ),
+            MtaEvent::Notification {
+                queue: b("0F5383D")
+            }
+        );
+        ignored("pickup", "0F5383D: uid=0");
+    }
+
+    #[test]
+    fn requeued_mail_hands_off_from_its_old_id() {
+        let (outcome, events) = run(
+            "pickup",
+            b"4PbMVG6Tmjz3tG3: uid=0 from=<root> orig_id=4PbMVG6Tmjz3tAA",
+        );
+        assert_eq!(outcome, Outcome::Parsed);
+        assert_eq!(
+            events,
+            [
+                MtaEvent::Arrival {
+                    queue: b("4PbMVG6Tmjz3tG3"),
+                    time: T,
+                    message_id: None
+                },
+                MtaEvent::Handoff {
+                    queue: b("4PbMVG6Tmjz3tAA"),
+                    new_queue: b("4PbMVG6Tmjz3tG3")
+                },
+            ]
+        );
+        // XFORWARD's orig_queue_id= may name another host's queue: no hand-off.
+        let (_, events) = run(
+            "smtpd",
+            b"ABC123: client=localhost[127.0.0.1], orig_queue_id=DEF456, orig_client=x[192.0.2.1]",
+        );
+        assert_eq!(events.len(), 1);
+    }
+
+    #[test]
+    fn message_ids() {
+        assert_eq!(
+            one("cleanup", "0F5383D: message-id=<544D2523.30609@rhsoft.net>"),
+            MtaEvent::MessageId {
+                queue: b("0F5383D"),
+                message_id: b("544D2523.30609@rhsoft.net")
+            }
+        );
+        assert_eq!(
+            one(
+                "cleanup",
+                "ADD961003206D: message-id==?UTF-8?B?PDE5?=? =?UTF-8?B?MTI=?="
+            ),
+            MtaEvent::MessageId {
+                queue: b("ADD961003206D"),
+                message_id: b("=?UTF-8?B?PDE5?=? =?UTF-8?B?MTI=?=")
+            }
+        );
+        assert_eq!(
+            one("cleanup", "0F5383D: message-id=<unbalanced"),
+            MtaEvent::MessageId {
+                queue: b("0F5383D"),
+                message_id: b("<unbalanced")
+            }
+        );
+        ignored("cleanup", "4104E3D: message-id=<>");
+        ignored("cleanup", "4104E3D: message-id=");
+        ignored("cleanup", "4104E3D: resent-message-id=<a@b>");
+        let long = format!("0F5383D: message-id=<{}>", "x".repeat(999));
+        assert_eq!(
+            rejected("cleanup", &long),
+            "message-id longer than 998 octets"
+        );
+    }
+
+    #[test]
+    fn removal_and_expiry() {
+        for (daemon, text) in [
+            ("qmgr", "D4F2023DB: removed"),
+            ("postsuper", "D4F2023DB: removed"),
+            ("cleanup", "D4F2023DB: removed (canceled)"),
+            ("cleanup", "D4F2023DB: removed (discarded)"),
+        ] {
+            assert_eq!(
+                one(daemon, text),
+                MtaEvent::Done {
+                    queue: b("D4F2023DB"),
+                    time: T
+                }
+            );
+        }
+        ignored("postsuper", "D4F2023DB: removedX");
+        ignored("postsuper", "D4F2023DB: requeued");
+        ignored("postsuper", "D4F2023DB: expired");
+        for text in [
+            "66C15648577B: from=<uvnhbl@yahoo.com.tw>, status=expired, returned to sender",
+            "66C15648577B: from=<a@b>, status=force-expired, returned to sender",
+            "66C15648577B: from=<>, status=expired, returned to sender",
+        ] {
+            assert_eq!(
+                one("qmgr", text),
+                MtaEvent::Expired {
+                    queue: b("66C15648577B"),
+                    time: T
+                }
+            );
+        }
+        ignored("qmgr", "66C15648577B: from=<a@b>");
+        assert_eq!(
+            rejected("qmgr", "66C15648577B: from=<a@b"),
+            "address without closing >"
+        );
+    }
+
+    #[test]
+    fn notifications() {
+        for text in [
+            "17CCA8044: sender non-delivery notification: ADD2F8052",
+            "17CCA8044: postmaster non-delivery notification: ADD2F8052",
+            "17CCA8044: sender delay notification: ADD2F8052",
+            "17CCA8044: sender delivery status notification: ADD2F8052",
+        ] {
+            assert_eq!(
+                one("bounce", text),
+                MtaEvent::Notification {
+                    queue: b("ADD2F8052")
+                }
+            );
+        }
+        assert_eq!(
+            rejected("bounce", "17CCA8044: sender non-delivery notification: "),
+            "notification without a queue id"
+        );
+        ignored("bounce", "17CCA8044: sender is weird");
+    }
+
+    #[test]
+    fn relayed_by_smtp() {
+        let r = rcpt("smtp", "3D74ADB7400B: to=<test@example.to>, relay=example.to[192.168.0.20]:25, delay=1.7, delays=0.02/0/1.7/0.06, dsn=2.0.0, status=sent (250 [Sniper] OK 1539154772 snipe-queue 10549)");
+        assert_eq!(
+            r,
+            Recipient {
+                original: None,
+                final_rcpt: b("test@example.to"),
+                action: Action::Relayed,
+                status: b("2.0.0"),
+                remote_mta: Some(b("dns;example.to")),
+                diagnostic: None,
+                last_attempt: Some(T),
+                will_retry_until: None,
+                at: T.unix,
+            }
+        );
+        // conn_use= and Postfix 3.11's tls= are skipped like any unknown key.
+        let r = rcpt("smtp", "D53A72713E5: to=<me@bellsouth.net>, relay=gw.att.net[204.127.217.16]:25, conn_use=2, delay=0.57, delays=0.11/0.03/0.23/0.19, tls=dane/!requiretls:nocertmatch, future_key=x, dsn=2.1.5, status=sent (250 ok)");
+        assert_eq!(r.action, Action::Relayed);
+        assert_eq!(&*r.status, b"2.1.5");
+        assert_eq!(r.remote_mta.as_deref(), Some(&b"dns;gw.att.net"[..]));
+    }
+
+    #[test]
+    fn delivered_locally() {
+        let r = rcpt("pipe", "153053D: to=<tom@example.com>, orig_to=<admin@example.com>, relay=dovecot, delay=3.4, delays=3.3/0.03/0/0.12, dsn=2.0.0, status=sent (delivered via dovecot service)");
+        assert_eq!(
+            r,
+            Recipient {
+                original: Some(b("rfc822;admin@example.com")),
+                final_rcpt: b("tom@example.com"),
+                action: Action::Delivered,
+                status: b("2.0.0"),
+                remote_mta: None,
+                diagnostic: None,
+                last_attempt: None,
+                will_retry_until: None,
+                at: T.unix,
+            }
+        );
+        for daemon in ["lmtp", "local", "virtual", "discard"] {
+            let r = rcpt(daemon, "B657F2DB195D: to=<postmaster@example.com>, relay=virtual, delay=0.52, delays=0.51/0.01/0/0, dsn=2.0.0, status=sent (delivered to maildir)");
+            assert_eq!(r.action, Action::Delivered);
+            assert_eq!(r.remote_mta, None);
+        }
+        // A unix-socket LMTP relay names no remote MTA.
+        let r = rcpt("lmtp", "AD6E41CDC05C: to=<admin@example.com>, relay=sub1.example.com[private/dovecot-lmtp], delay=0.15, delays=0.04/0/0.02/0.08, dsn=2.0.0, status=sent (250 2.0.0 <admin@example.com> qYyyBMsl9FRuZQAAA15QOA Saved)");
+        assert_eq!((r.action, r.remote_mta), (Action::Delivered, None));
+        // Addresses without angle brackets (a hand-edited upstream fixture) are tolerated.
+        let r = rcpt("local", "2A22C263F6: to=user@hostname.example.com, orig_to=root@localhost, relay=local, delay=0.07, delays=0.04/0/0/0.03, dsn=2.0.0, status=sent (delivered to command: procmail -a \"$EXTENSION\")");
+        assert_eq!(&*r.final_rcpt, b"user@hostname.example.com");
+        assert_eq!(r.original.as_deref(), Some(&b"rfc822;root@localhost"[..]));
+    }
+
+    #[test]
+    fn delayed_and_failed() {
+        let r = rcpt("smtp", "C93CEB08A046: to=<order@arobor.ru>, relay=none, delay=307136, delays=307106/0.02/30/0, dsn=4.4.1, status=deferred (connect to arobor.ru[178.210.73.19]:25: Connection timed out)");
+        assert_eq!(
+            r,
+            Recipient {
+                original: None,
+                final_rcpt: b("order@arobor.ru"),
+                action: Action::Delayed,
+                status: b("4.4.1"),
+                remote_mta: None,
+                diagnostic: Some(b(
+                    "smtp;connect to arobor.ru[178.210.73.19]:25: Connection timed out"
+                )),
+                last_attempt: Some(T),
+                will_retry_until: None,
+                at: T.unix,
+            }
+        );
+        let r = rcpt("smtp", "A0E85200BD: to=<u@lists.example.org>, relay=open.example.nl[10.49.140.10]:25, delay=2.3, delays=0.25/0.05/2/0.04, dsn=4.2.0, status=deferred (host open.example.nl[10.49.140.10] said: 450 4.2.0 Greylisted (in reply to RCPT TO command))");
+        assert_eq!(r.remote_mta.as_deref(), Some(&b"dns;open.example.nl"[..]));
+        assert_eq!(
+            r.diagnostic.as_deref(),
+            Some(&b"smtp;host open.example.nl[10.49.140.10] said: 450 4.2.0 Greylisted (in reply to RCPT TO command)"[..])
+        );
+        let r = rcpt("smtp", "ABC: to=<a@b>, relay=none, delay=1, dsn=4.7.1, status=SOFTBOUNCE (host x[192.0.2.1] said: 554 no)");
+        assert_eq!((r.action, &*r.status), (Action::Delayed, &b"4.7.1"[..]));
+        let r = rcpt("local", "892A0205B6: to=ghdsgfhdslfh@localhost, relay=local, delay=0.05, delays=0.02/0/0/0.02, dsn=5.1.1, status=bounced (unknown user: \"ghdsgfhdslfh\")");
+        assert_eq!(r.action, Action::Failed);
+        assert_eq!(r.last_attempt, Some(T));
+        assert_eq!(
+            r.diagnostic.as_deref(),
+            Some(&b"smtp;unknown user: \"ghdsgfhdslfh\""[..])
+        );
+        let r = rcpt("error", "3E29030F8637E: to=<user@yahoo.com>, relay=none, delay=0.01, delays=0.01/0/0/0, dsn=5.1.1, status=undeliverable-but-not-cached (User unknown in virtual alias table)");
+        assert_eq!(r.action, Action::Failed);
+        ignored("smtp", "3E29030F8637E: to=<user@yahoo.com>, relay=x[192.0.2.1]:25, delay=1, delays=0/0/0/1, dsn=2.1.5, status=deliverable (250 ok)");
+    }
+
+    #[test]
+    fn diagnostics_are_capped_on_a_character_boundary() {
+        let text = format!(
+            "ABC: to=<a@b>, relay=none, delay=1, dsn=5.0.0, status=bounced ({})",
+            "é".repeat(400)
+        );
+        let r = rcpt("smtp", &text);
+        let diag = r.diagnostic.unwrap();
+        assert!(diag.len() <= "smtp;".len() + MAX_DIAGNOSTIC);
+        assert!(diag.len() > "smtp;".len() + MAX_DIAGNOSTIC - 2);
+        assert!(std::str::from_utf8(&diag).is_ok());
+        // A line Postfix truncated (2000 bytes) has no closing parenthesis.
+        let r = rcpt("smtp", "ABC: to=<a@b>, relay=none, delay=1, dsn=5.0.0, status=bounced (host x said: 550 no such");
+        assert_eq!(
+            r.diagnostic.as_deref(),
+            Some(&b"smtp;host x said: 550 no such"[..])
+        );
+    }
+
+    #[test]
+    fn pre_2_3_lines_without_dsn() {
+        let r = rcpt(
+            "smtp",
+            "ABC: to=<a@b>, relay=mx.b[192.0.2.1], delay=0, status=sent (250 ok)",
+        );
+        assert_eq!((&*r.status, r.action), (&b"2.0.0"[..], Action::Relayed));
+        assert_eq!(r.remote_mta.as_deref(), Some(&b"dns;mx.b"[..]));
+        let r = rcpt(
+            "smtp",
+            "ABC: to=<a@b>, relay=none, delay=0, status=deferred (timeout)",
+        );
+        assert_eq!(&*r.status, b"4.0.0");
+        let r = rcpt(
+            "smtp",
+            "ABC: to=<a@b>, relay=none, delay=0, status=bounced (no)",
+        );
+        assert_eq!(&*r.status, b"5.0.0");
+    }
+
+    #[test]
+    fn quoted_local_parts() {
+        let r = rcpt("smtp", "ABC: to=<\"a>, b\"@example.com>, orig_to=<\"x\\\"y>\"@example.com>, relay=none, delay=0, dsn=4.0.0, status=deferred (x)");
+        assert_eq!(&*r.final_rcpt, b"\"a>, b\"@example.com");
+        assert_eq!(
+            r.original.as_deref(),
+            Some(&b"rfc822;\"x\\\"y>\"@example.com"[..])
+        );
+        // The internal (unquoted) format: the `>` that ends the field closes the address.
+        let r = rcpt(
+            "smtp",
+            "ABC: to=<a>b@example.com>, relay=none, delay=0, dsn=4.0.0, status=deferred (x)",
+        );
+        assert_eq!(&*r.final_rcpt, b"a>b@example.com");
+        let r = rcpt(
+            "smtp",
+            "ABC: to=<a\"b@example.com>, relay=none, delay=0, dsn=4.0.0, status=deferred (x)",
+        );
+        assert_eq!(&*r.final_rcpt, b"a\"b@example.com");
+    }
+
+    #[test]
+    fn content_filter_hop_is_a_handoff_only() {
+        for (daemon, text) in [
+            ("smtp", "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=127.0.0.1[127.0.0.1]:10024, delay=3.7, delays=0.6/0.02/0.01/3, dsn=2.0.0, status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
+            ("lmtp", "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=localhost[::1]:10024, delay=3.7, delays=0.6/0.02/0.01/3, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
+            ("smtp", "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=filter[::1]:10024, delay=3.7, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
+        ] {
+            assert_eq!(
+                one(daemon, text),
+                MtaEvent::Handoff { queue: b("4Pbf065nmSz3tBr"), new_queue: b("4Pbf0B0gx2z3tG3") }
+            );
+        }
+        // The next hop's `queued as` names another host's queue: relayed.
+        let r = rcpt("smtp", "0D9633D: to=<jos@example.com>, orig_to=<bestuur@example.com>, relay=mail1.example.net[10.74.103.11]:25, delay=11, delays=5.4/0.06/5.1/0.03, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as F12DF84004)");
+        assert_eq!(r.action, Action::Relayed);
+        // A local relay that does not re-queue (LMTP to a local store) delivers.
+        let r = rcpt("lmtp", "A: to=<a@b>, relay=127.0.0.1[127.0.0.1]:24, delay=1, dsn=2.0.0, status=sent (250 2.0.0 <a@b> Saved)");
+        assert_eq!(r.action, Action::Delivered);
+    }
+
+    #[test]
+    fn forwarded_is_expanded_and_handed_off() {
+        let (outcome, events) = run("local", b"4PbMVH1gW1z3tBr: to=<root@mail.uhu-banane.de>, relay=local, delay=0.05, delays=0.01/0.03/0/0.01, dsn=2.0.0, status=sent (forwarded as 4PbMVH1yTpz3tG3)");
+        assert_eq!(outcome, Outcome::Parsed);
+        assert_eq!(
+            events,
+            [
+                MtaEvent::Recipient {
+                    queue: b("4PbMVH1gW1z3tBr"),
+                    recipient: Recipient {
+                        original: None,
+                        final_rcpt: b("root@mail.uhu-banane.de"),
+                        action: Action::Expanded,
+                        status: b("2.0.0"),
+                        remote_mta: None,
+                        diagnostic: None,
+                        last_attempt: None,
+                        will_retry_until: None,
+                        at: T.unix,
+                    },
+                },
+                MtaEvent::Handoff {
+                    queue: b("4PbMVH1gW1z3tBr"),
+                    new_queue: b("4PbMVH1yTpz3tG3")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn damaged_delivery_lines_are_rejected() {
+        assert_eq!(
+            rejected("smtp", "ABC: to=<a@b>, relay=none, delay=0"),
+            "delivery line without status="
+        );
+        assert_eq!(
+            rejected("smtp", "ABC: to=<a@b"),
+            "address without closing >"
+        );
+        assert_eq!(
+            rejected("smtp", "ABC: to=<>, relay=none, dsn=2.0.0, status=sent (x)"),
+            "delivery line with an empty to= address"
+        );
+        assert_eq!(
+            rejected(
+                "smtp",
+                "ABC: to=<a@b>, relay=none, dsn=2.0, status=sent (x)"
+            ),
+            "dsn= is not class.subject.detail"
+        );
+        assert_eq!(
+            rejected(
+                "smtp",
+                "ABC: to=<a@b>, relay=none, dsn=2.0.0, status=sentx (x)"
+            ),
+            "unknown delivery status"
+        );
+        assert_eq!(
+            rejected(
+                "smtp",
+                "ABC: to=<a@b> relay=none, dsn=2.0.0, status=sent (x)"
+            ),
+            "address without closing >"
+        );
+        assert_eq!(
+            rejected(
+                "smtp",
+                "ABC: to=a@b, relay=none, dsn 2.0.0, status=sent (x)"
+            ),
+            "delivery line field is not key=value"
+        );
+        assert_eq!(
+            rejected(
+                "smtp",
+                "ABC: to=<a@b>, Relay Host=none, dsn=2.0.0, status=sent (x)"
+            ),
+            "delivery line field is not key=value"
+        );
+        let long = format!(
+            "ABC: to=<{}@b>, relay=none, dsn=2.0.0, status=sent (x)",
+            "a".repeat(600)
+        );
+        assert_eq!(rejected("smtp", &long), "address longer than 512 octets");
+    }
+
+    #[test]
+    fn noise_is_ignored() {
+        for (daemon, text) in [
+            ("smtpd", "connect from example.com[127.0.0.1]"),
+            ("smtpd", "disconnect from unknown[2001:db8::1] ehlo=1 commands=1"),
+            ("smtpd", "NOQUEUE: reject: RCPT from x[192.0.2.1]: 554 5.7.1 no; from=<a@b> to=<c@d> proto=ESMTP helo=<x>"),
+            ("cleanup", "warning: 9BECF3F19D: sender_canonical_maps map lookup problem"),
+            ("smtp", "B99FE3D: lost connection with mx3.hotmail.com[65.55.37.72] while receiving the initial server greeting"),
+            ("smtp", "ED59C3D: host mail2.example.com[1.74.253.23] said: 450 4.7.1 Greylisted (in reply to RCPT TO command)"),
+            ("anvil", "statistics: max cache size 1 at Oct 26 18:13:50"),
+            ("postsuper", "Deleted: 115 messages"),
+            ("qmgr", "ED06590130AA1C9D6D862: skipped, still being delivered"),
+            ("master", "daemon started -- version 2.11.0, configuration /etc/postfix"),
+            ("smtp", ""),
+            ("smtp", ":"),
+            ("smtp", ": "),
+            ("smtp", "ABC:"),
+            ("smtp", "ABC: "),
+        ] {
+            ignored(daemon, text);
+        }
+    }
+
+    /// Deterministic pseudo-random bytes (xorshift), so that a failure can be replayed.
+    fn noise(seed: &mut u64, len: usize, alphabet: &[u8]) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                alphabet[(*seed % alphabet.len() as u64) as usize]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_input_panics() {
+        let lines: &[&[u8]] = &[
+            b"4PbMVH1gW1z3tBr: to=<\"root\"@mail.uhu-banane.de>, orig_to=<x@y>, relay=local[127.0.0.1]:25, conn_use=2, delay=0.05, delays=0.01/0.03/0/0.01, tls=may, dsn=2.0.0, status=sent (forwarded as 4PbMVH1yTpz3tG3)",
+            b"4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=127.0.0.1[127.0.0.1]:10024, delay=3.7, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)",
+            b"C93CEB08A046: from=<ina@somedomain.com>, status=expired, returned to sender",
+            b"17CCA8044: sender non-delivery notification: ADD2F8052",
+            b"0F5383D: message-id=<544D2523.30609@rhsoft.net>",
+            b"4PbMVG6Tmjz3tG3: uid=0 from=<root> orig_id=4PbMVG6Tmjz3tAA",
+        ];
+        // Every truncation of real shapes.
+        for line in lines {
+            for end in 0..=line.len() {
+                for daemon in ["smtp", "local", "qmgr"] {
+                    let _ = run(daemon, &line[..end]);
+                }
+            }
+        }
+        // Random bytes, and random bytes from the syntax's own alphabet.
+        let mut seed = 0x9E37_79B9_7F4A_7C15;
+        let all: Vec<u8> = (0..=255).collect();
+        let syntax = b"<>\"\\,= ()[]:.to=relay=status=dsn=2.0.0sentqueued as ABC12forwarded";
+        for i in 0..20_000 {
+            let len = i % 300;
+            let mut line = b"ABC12: to=".to_vec();
+            line.extend(noise(
+                &mut seed,
+                len,
+                if i % 2 == 0 { &all } else { syntax },
+            ));
+            let _ = run("smtp", &line);
+            let _ = run("smtp", &line[7..]);
+            let _ = run("smtp", &noise(&mut seed, len, &all));
+        }
+        // A 1 MB line of each kind.
+        let big = vec![b'A'; 1 << 20];
+        let _ = run("smtp", &big);
+        let mut to = b"ABC: to=<".to_vec();
+        to.resize(to.len() + (1 << 20), b'>');
+        assert!(matches!(run("smtp", &to).0, Outcome::Rejected(_)));
+        let mut status = b"ABC: to=<a@b>, relay=none, dsn=5.0.0, status=bounced (".to_vec();
+        status.resize(status.len() + (1 << 20), b'x');
+        let r = rcpt("smtp", std::str::from_utf8(&status).unwrap());
+        assert!(r.diagnostic.unwrap().len() <= 5 + MAX_DIAGNOSTIC);
+        let mut msgid = b"ABC: message-id=<".to_vec();
+        msgid.resize(msgid.len() + (1 << 20), b'x');
+        assert!(matches!(run("cleanup", &msgid).0, Outcome::Rejected(_)));
+    }
+}
