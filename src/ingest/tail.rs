@@ -187,7 +187,9 @@ impl Follower {
             _ => Path::new("."),
         };
         for entry in fs::read_dir(dir).ok()?.flatten() {
-            let same = entry.metadata().is_ok_and(|m| m.is_file() && m.ino() == from.ino);
+            let same = entry
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.ino() == from.ino);
             if !same {
                 continue;
             }
@@ -1154,7 +1156,10 @@ mod tests {
         let mut g = Follower::resume(log.clone(), 1024, at);
         let mut after = Vec::new();
         for _ in 0..4 {
-            g.poll(1 << 20, &mut |l| after.push(String::from_utf8_lossy(l).into_owned())).unwrap();
+            g.poll(1 << 20, &mut |l| {
+                after.push(String::from_utf8_lossy(l).into_owned())
+            })
+            .unwrap();
         }
         assert_eq!(after, ["three", "four", "five"]);
     }
