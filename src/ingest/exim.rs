@@ -692,7 +692,7 @@ mod tests {
 
     /// 1999-03-02 09:44:33 UTC, the time of every line of the Exim test-suite logs.
     const SUITE_TIME: i64 = 920_367_873;
-    /// Lines of the fixture files are all stamped with this (after the harness's normalising).
+    /// "Now" for the syslog clock's year inference: 2023-11-14 22:13:20 UTC.
     const NOW: i64 = 1_700_000_000;
 
     fn parser_in(zone: &str) -> EximParser {
@@ -827,88 +827,11 @@ mod tests {
         Box::leak(s.into_boxed_str())
     }
 
-    /// Exim/exim test/log/0215 (GPL-2.0-or-later, as distributed upstream; harness-normalised
-    /// test output, not configuration or code), verbatim.
-    const SUITE_0215: &str = r#"1999-03-02 09:44:33 10HmaX-000000005vi-0000 <= CALLER@myhost.test.ex U=CALLER P=local S=sss
-1999-03-02 09:44:33 10HmaX-000000005vi-0000 => userx@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] C="250 OK"
-1999-03-02 09:44:33 10HmaX-000000005vi-0000 Completed
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 <= CALLER@myhost.test.ex U=CALLER P=local S=sss
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 => userx@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] C="250 OK"
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 == userxx@myhost.test.ex R=smartuser T=lmtp defer (0) H=127.0.0.1 [127.0.0.1]: LMTP error after DATA: 440 Temporary error
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 ** userxy@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] : LMTP error after DATA: 550 Bad user
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 -> userxz@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] C="250 OK"
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 == useryx@myhost.test.ex R=smartuser T=lmtp defer (0) H=127.0.0.1 [127.0.0.1]: LMTP error after DATA: 440 Temporary error
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 ** useryy@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] : LMTP error after DATA: 550 Bad user
-1999-03-02 09:44:33 10HmaZ-000000005vi-0000 <= <> R=10HmaY-000000005vi-0000 U=EXIMUSER P=local S=sss
-1999-03-02 09:44:33 10HmaZ-000000005vi-0000 => :blackhole: <CALLER@myhost.test.ex> R=bounces
-1999-03-02 09:44:33 10HmaZ-000000005vi-0000 Completed
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 removed by CALLER
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 Completed
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 <= CALLER@myhost.test.ex U=CALLER P=local S=sss
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 => userx@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] C="250 OK"
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 == userxx@myhost.test.ex R=smartuser T=lmtp defer (0) H=127.0.0.1 [127.0.0.1]: LMTP error after DATA: 440 Temporary error
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 ** userxy@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] : LMTP error after DATA: 550-I don't like this user\n550 Bad user
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 -> userxz@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] C="250-This one's OK\\n250 OK"
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 == useryx@myhost.test.ex R=smartuser T=lmtp defer (0) H=127.0.0.1 [127.0.0.1]: LMTP error after DATA: 440-Here's a whole long message, in several lines,\n440-just for testing that nothing breaks when\n440-we do this\n440 Temporary error
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 ** useryy@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] : LMTP error after DATA: 550 Bad user
-1999-03-02 09:44:33 10HmbB-000000005vi-0000 <= <> R=10HmbA-000000005vi-0000 U=EXIMUSER P=local S=sss
-1999-03-02 09:44:33 10HmbB-000000005vi-0000 => :blackhole: <CALLER@myhost.test.ex> R=bounces
-1999-03-02 09:44:33 10HmbB-000000005vi-0000 Completed
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 removed by CALLER
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 Completed
-1999-03-02 09:44:33 10HmbC-000000005vi-0000 <= CALLER@myhost.test.ex U=CALLER P=local S=sss
-1999-03-02 09:44:33 10HmbC-000000005vi-0000 ** userx@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] : SMTP error from remote mail server after RCPT TO:<userx@myhost.test.ex>: 550 Receiver BAD
-1999-03-02 09:44:33 10HmbC-000000005vi-0000 == userxx@myhost.test.ex R=smartuser T=lmtp defer (0) H=127.0.0.1 [127.0.0.1]: LMTP error after DATA: 440 Temporary error
-1999-03-02 09:44:33 10HmbC-000000005vi-0000 == userxy@myhost.test.ex R=smartuser T=lmtp defer (-44) H=127.0.0.1 [127.0.0.1]: SMTP error from remote mail server after RCPT TO:<userxy@myhost.test.ex>: 450 Receiver temporarily bad
-1999-03-02 09:44:33 10HmbC-000000005vi-0000 ** userxz@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] : LMTP error after DATA: 550-I don't like this user\n550 Bad user
-1999-03-02 09:44:33 10HmbC-000000005vi-0000 => useryx@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] C="250-This one's OK\\n250 OK"
-1999-03-02 09:44:33 10HmbC-000000005vi-0000 ** useryy@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] : SMTP error from remote mail server after RCPT TO:<useryy@myhost.test.ex>: 550 Receiver BAD
-1999-03-02 09:44:33 10HmbD-000000005vi-0000 <= <> R=10HmbC-000000005vi-0000 U=EXIMUSER P=local S=sss
-1999-03-02 09:44:33 10HmbD-000000005vi-0000 => :blackhole: <CALLER@myhost.test.ex> R=bounces
-1999-03-02 09:44:33 10HmbD-000000005vi-0000 Completed
-1999-03-02 09:44:33 10HmbE-000000005vi-0000 <= CALLER@myhost.test.ex U=CALLER P=local S=sss
-1999-03-02 09:44:33 10HmbE-000000005vi-0000 => userxx@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] C="250 OK"
-1999-03-02 09:44:33 10HmbE-000000005vi-0000 -> userxy@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] C="250 OK"
-1999-03-02 09:44:33 10HmbE-000000005vi-0000 -> userxz@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] C="250 OK"
-1999-03-02 09:44:33 10HmbE-000000005vi-0000 Completed
-1999-03-02 09:44:33 10HmbF-000000005vi-0000 <= CALLER@myhost.test.ex U=CALLER P=local S=sss
-1999-03-02 09:44:33 10HmbF-000000005vi-0000 => userxx@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] C="250 OK"
-1999-03-02 09:44:33 10HmbF-000000005vi-0000 -> userxy@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] C="250 OK"
-1999-03-02 09:44:33 10HmbF-000000005vi-0000 -> userxz@myhost.test.ex F=<CALLER@myhost.test.ex> R=smartuser T=lmtp H=127.0.0.1 [127.0.0.1] C="250 OK"
-1999-03-02 09:44:33 10HmbF-000000005vi-0000 Completed
-1999-03-02 09:44:33 10HmbG-000000005vi-0000 <= CALLER@myhost.test.ex U=CALLER P=local S=sss
-1999-03-02 09:44:33 10HmbG-000000005vi-0000 == userx@myhost.test.ex R=smartuser T=lmtp defer (-44) H=127.0.0.1 [127.0.0.1]: SMTP error from remote mail server after RCPT TO:<userx@myhost.test.ex>: 450 LATER
-1999-03-02 09:44:33 10HmbH-000000005vi-0000 <= CALLER@myhost.test.ex U=CALLER P=local S=sss
-1999-03-02 09:44:33 10HmbH-000000005vi-0000 == userx@myhost.test.ex R=smartuser T=lmtp defer (-44) H=127.0.0.1 [127.0.0.1]: SMTP error from remote mail server after RCPT TO:<userx@myhost.test.ex>: 450 LATER
-"#;
+    /// Exim/exim test/log/0215 (GPL-2.0-or-later; see tests/data/real-logs/SOURCES.md).
+    const SUITE_0215: &str = include_str!("../../tests/data/real-logs/exim-testsuite-0215.log");
 
-    /// Exim/exim test/log/5102 (GPL-2.0-or-later, as distributed upstream), verbatim.
-    const SUITE_5102: &str = r#"1999-03-02 09:44:33 10HmaX-000000005vi-0000 <= CALLER@myhost.test.ex U=CALLER P=local S=sss
-1999-03-02 09:44:33 10HmaX-000000005vi-0000 => userx <userx@myhost.test.ex> R=smartuser T=lmtp C="250 OK"
-1999-03-02 09:44:33 10HmaX-000000005vi-0000 Completed
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 <= CALLER@myhost.test.ex U=CALLER P=local S=sss
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 == userx@myhost.test.ex R=smartuser T=lmtp defer (-1): LMTP timeout after initial connection
-1999-03-02 09:44:33 Start queue run: pid=p1234 -qf
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 == userx@myhost.test.ex R=smartuser T=lmtp defer (-1): LMTP error after initial connection: 440 Sorry, there's a problem here
-1999-03-02 09:44:33 End queue run: pid=p1234 -qf
-1999-03-02 09:44:33 Start queue run: pid=p1235 -qf
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 ** userx@myhost.test.ex R=smartuser T=lmtp : LMTP error after MAIL FROM:<CALLER@myhost.test.ex>: 550 Don't like that sender
-1999-03-02 09:44:33 10HmaZ-000000005vi-0000 <= <> R=10HmaY-000000005vi-0000 U=EXIMUSER P=local S=sss
-1999-03-02 09:44:33 10HmaZ-000000005vi-0000 => :blackhole: <CALLER@myhost.test.ex> R=bounces
-1999-03-02 09:44:33 10HmaZ-000000005vi-0000 Completed
-1999-03-02 09:44:33 10HmaY-000000005vi-0000 Completed
-1999-03-02 09:44:33 End queue run: pid=p1235 -qf
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 <= CALLER@myhost.test.ex U=CALLER P=local S=sss
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 => lp1 <lp1@myhost.test.ex> R=smartuser T=lmtp C="250 Number 1 is OK"
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 == lp2@myhost.test.ex R=smartuser T=lmtp defer (-46): LMTP error after end of data: 450 Number 2 is now delayed
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 ** lp3@myhost.test.ex R=smartuser T=lmtp : LMTP error after end of data: 550 Number 3 is now rejected
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 == lp4@myhost.test.ex R=smartuser T=lmtp defer (-44): LMTP error after RCPT TO:<lp4@myhost.test.ex>: 450 This one is delayed on RCPT
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 ** lp5@myhost.test.ex R=smartuser T=lmtp : LMTP error after RCPT TO:<lp5@myhost.test.ex>: 550 This one is unknown on RCPT
-1999-03-02 09:44:33 10HmbA-000000005vi-0000 -> lp6 <lp6@myhost.test.ex> R=smartuser T=lmtp C="250 Number 6 is OK"
-1999-03-02 09:44:33 10HmbB-000000005vi-0000 <= <> R=10HmbA-000000005vi-0000 U=EXIMUSER P=local S=sss
-1999-03-02 09:44:33 10HmbB-000000005vi-0000 => :blackhole: <CALLER@myhost.test.ex> R=bounces
-1999-03-02 09:44:33 10HmbB-000000005vi-0000 Completed
-"#;
+    /// Exim/exim test/log/5102 (GPL-2.0-or-later; see tests/data/real-logs/SOURCES.md).
+    const SUITE_5102: &str = include_str!("../../tests/data/real-logs/exim-testsuite-5102.log");
 
     #[test]
     fn every_line_of_exim_test_0215() {
