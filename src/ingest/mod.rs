@@ -192,9 +192,18 @@ const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Default)]
 struct RejectLog {
     last: HashMap<&'static str, (Instant, u64)>,
+    /// Count only, log nothing (offline replays report the totals themselves).
+    quiet: bool,
 }
 
 impl RejectLog {
+    fn quiet() -> RejectLog {
+        RejectLog {
+            quiet: true,
+            ..RejectLog::default()
+        }
+    }
+
     /// One line per reason with its total, for the shutdown report.
     fn summary(&self) -> String {
         let mut reasons: Vec<_> = self
@@ -213,7 +222,7 @@ impl RejectLog {
             .entry(reason)
             .or_insert((now - REJECT_LOG_INTERVAL, 0));
         entry.1 += 1;
-        if now.duration_since(entry.0) >= REJECT_LOG_INTERVAL {
+        if !self.quiet && now.duration_since(entry.0) >= REJECT_LOG_INTERVAL {
             eprintln!(
                 "mtqpd: ingest: {}: rejected line: {reason} ({} so far)",
                 path.display(),
@@ -352,15 +361,20 @@ fn snapshot(dir: &Path, sources: &[Source], tracker: &Tracker) {
     }
 }
 
-fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver<()>) {
-    let (mut tracker, mut sources) = restore(&config);
-    let mut rejects = RejectLog::default();
-    let mut last_sweep = Instant::now();
-    let mut last_snapshot = Instant::now();
-    let mut lines_at_snapshot = 0;
-    loop {
+/// The pipeline of one ingest: files, their parsers, the tracker and the counters.
+struct Pipeline<'a> {
+    sources: Vec<Source>,
+    tracker: Tracker,
+    rejects: RejectLog,
+    stats: &'a IngestStats,
+}
+
+impl Pipeline<'_> {
+    /// Reads what is new in every file, a bounded amount each. True when some file has more.
+    fn round(&mut self) -> bool {
         let mut more = false;
-        for source in &mut sources {
+        let (tracker, rejects, stats) = (&mut self.tracker, &mut self.rejects, self.stats);
+        for source in &mut self.sources {
             let path = source.follower.path().to_path_buf();
             let parser = &mut source.parser;
             let mut on_line = |line: &[u8]| {
@@ -396,10 +410,62 @@ fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver
             }
             more |= source.follower.has_more();
         }
+        more
+    }
+}
+
+/// What an offline read of the logs found (see [`replay`]).
+pub struct Replay {
+    pub tracker: Tracker,
+    pub stats: IngestStats,
+    /// Rejected lines per reason, most frequent first.
+    pub rejected: Vec<(&'static str, u64)>,
+}
+
+/// Reads every log once from its start to its current end, without following it and without
+/// the state directory, and puts what it found in `index`: for `mtqpd ingest-check` and the
+/// ingest benchmark.
+pub fn replay(config: &IngestConfig, index: &Index) -> Replay {
+    let stats = IngestStats::default();
+    let mut fresh = config.clone();
+    fresh.state_dir = None;
+    let (tracker, sources) = restore(&fresh);
+    let mut p = Pipeline {
+        sources,
+        tracker,
+        rejects: RejectLog::quiet(),
+        stats: &stats,
+    };
+    while p.round() {
+        p.tracker.publish(index, unix_now());
+    }
+    p.tracker.publish(index, unix_now());
+    let mut rejected: Vec<_> = p.rejects.last.iter().map(|(r, (_, n))| (*r, *n)).collect();
+    rejected.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    Replay {
+        tracker: p.tracker,
+        stats,
+        rejected,
+    }
+}
+
+fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver<()>) {
+    let (tracker, sources) = restore(&config);
+    let mut p = Pipeline {
+        sources,
+        tracker,
+        rejects: RejectLog::default(),
+        stats,
+    };
+    let mut last_sweep = Instant::now();
+    let mut last_snapshot = Instant::now();
+    let mut lines_at_snapshot = 0;
+    loop {
+        let more = p.round();
         let now = unix_now();
-        tracker.publish(index, now);
+        p.tracker.publish(index, now);
         if last_sweep.elapsed() >= EXPIRY_SWEEP {
-            tracker.expire(index, now);
+            p.tracker.expire(index, now);
             last_sweep = Instant::now();
         }
         if !more && !stats.caught_up.swap(true, Ordering::Relaxed) {
@@ -412,7 +478,7 @@ fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver
         let lines = stats.lines.load(Ordering::Relaxed);
         if let Some(dir) = &config.state_dir {
             if lines != lines_at_snapshot && last_snapshot.elapsed() >= config.snapshot_interval {
-                snapshot(dir, &sources, &tracker);
+                snapshot(dir, &p.sources, &p.tracker);
                 lines_at_snapshot = lines;
                 last_snapshot = Instant::now();
             }
@@ -424,12 +490,12 @@ fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver
         }
     }
     if let Some(dir) = &config.state_dir {
-        snapshot(dir, &sources, &tracker);
+        snapshot(dir, &p.sources, &p.tracker);
     }
-    if !rejects.last.is_empty() {
+    if !p.rejects.last.is_empty() {
         eprintln!(
             "mtqpd: ingest: rejected lines by reason: {}",
-            rejects.summary()
+            p.rejects.summary()
         );
     }
 }

@@ -407,6 +407,20 @@ impl Tracker {
         self.messages.len()
     }
 
+    /// Every tracked message, in no particular order.
+    pub fn each_message(&self) -> impl Iterator<Item = &Message> {
+        self.messages.values()
+    }
+
+    /// Queue ids held that no accept line claimed: messages the MTA handled that cannot be
+    /// tracked (no `mtqp:` accept line names them).
+    pub fn unclaimed_queues(&self) -> usize {
+        self.queues
+            .keys()
+            .filter(|q| !self.by_queue.contains_key(*q))
+            .count()
+    }
+
     /// Queue ids held, and how many were dropped because they never finished in time.
     pub fn queues(&self) -> (usize, u64) {
         (self.queues.len(), self.dropped_queues)

@@ -1,0 +1,97 @@
+//! Ingest throughput on one core: the ingest pipeline (follow, parse, correlate, render,
+//! index) run in this thread over a whole log, as `mtqpd serve` does at start-up.
+//! Run: `cargo bench --bench ingest`. By default it generates a 200,000-message Postfix log
+//! with `mtqp-load gen`; set MTQPD_BENCH_LOG=PATH (and MTQPD_BENCH_FORMAT=native|postfix) to
+//! measure another log, e.g. a 1 GB one.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mtqpd::index::record::Retention;
+use mtqpd::index::Index;
+use mtqpd::ingest::timezone::Zone;
+use mtqpd::ingest::{replay, IngestConfig, LogSource};
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let format = std::env::var("MTQPD_BENCH_FORMAT").unwrap_or_else(|_| "postfix".into());
+    let log = match std::env::var_os("MTQPD_BENCH_LOG") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+            let log = dir.join(format!("bench-{format}.log"));
+            if !log.exists() {
+                let ok = std::process::Command::new(env!("CARGO"))
+                    .args([
+                        "run",
+                        "--quiet",
+                        "--release",
+                        "-p",
+                        "mtqp-load",
+                        "--",
+                        "gen",
+                        "--messages",
+                        "200000",
+                    ])
+                    .args(["--format", &format, "--out"])
+                    .arg(&log)
+                    .arg("--secrets")
+                    .arg(dir.join(format!("bench-{format}.secrets")))
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "mtqp-load gen failed");
+            }
+            log
+        }
+    };
+    let bytes = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let config = IngestConfig {
+        sources: vec![format!("{format}:{}", log.display())
+            .parse::<LogSource>()
+            .expect("log")],
+        reporting_mta: "hub.example".into(),
+        retention: Retention {
+            after_last_event: 36_500 * 86_400,
+            queue_lifetime: 5 * 86_400,
+        },
+        state_dir: None,
+        snapshot_interval: Duration::from_secs(30),
+        log_zone: Zone::utc(),
+    };
+    let index = Arc::new(Index::new(32));
+    let before = rss_kib();
+    let start = Instant::now();
+    let r = replay(&config, &index);
+    let secs = start.elapsed().as_secs_f64();
+    let lines = r.stats.lines.load(std::sync::atomic::Ordering::Relaxed);
+    let after = rss_kib();
+    println!(
+        "log: {} ({:.1} MB, {lines} lines, format {format})",
+        log.display(),
+        bytes as f64 / 1e6
+    );
+    println!(
+        "ingest: {:.2} s, {:.0} lines/s, {:.0} MB/s, {} records; rejected {}",
+        secs,
+        lines as f64 / secs,
+        bytes as f64 / secs / 1e6,
+        index.len(),
+        r.stats.rejected.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    println!(
+        "memory: RSS grew {} MiB, {:.0} bytes per tracked message (correlation state + index)",
+        after.saturating_sub(before) / 1024,
+        (after.saturating_sub(before) * 1024) as f64 / index.len().max(1) as f64
+    );
+}

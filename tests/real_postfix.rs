@@ -1,0 +1,310 @@
+//! End to end against a real Postfix (issue 4): `.ci/postfix-setup.sh` installs Debian's
+//! postfix, listening on 127.0.0.1:25 only and logging to its own `maillog_file`. This test
+//! sends three messages over SMTP — one delivered locally, one to an unknown local user (bounced
+//! after acceptance: the setup sets `smtpd_reject_unlisted_recipient = no`, so smtpd takes the
+//! recipient and local(8) bounces it with 5.1.1), one to a domain routed to a closed port
+//! (deferred, 4.4.1) — writes a native accept line for each keyed by its Message-ID, and checks
+//! over MTQP that mtqpd, following the Postfix log, gives each recipient the right Action and
+//! Status.
+//!
+//! It runs only when `MTQPD_REAL_POSTFIX=1` (what `.ci/run` exports after the setup script
+//! succeeded); otherwise it says it was skipped, except under CI (`CI` set), where a missing
+//! Postfix is a failure. The Postfix log is followed from its start and may hold earlier runs:
+//! Message-IDs, envids and secrets are unique per run.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mtqpd::index::date::Timestamp;
+
+/// Where the setup script makes Postfix log (`maillog_file`).
+const POSTFIX_LOG: &str = "/var/log/postfix-mtqpd.log";
+/// Postfix's `myhostname`, also mtqpd's `--hostname`.
+const HOSTNAME: &str = "mtqpd-ci.example";
+/// A local user the setup script creates. Also the envelope sender, so that the bounce of the
+/// unknown user is delivered rather than bounced again.
+const LOCAL_USER: &str = "mtqpdtest";
+
+/// Whether the test should run; panics under CI when the setup did not say Postfix is ready.
+fn enabled() -> bool {
+    if std::env::var_os("MTQPD_REAL_POSTFIX").is_some_and(|v| v == "1") {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but MTQPD_REAL_POSTFIX=1 is not: .ci/run must run .ci/postfix-setup.sh \
+         and export MTQPD_REAL_POSTFIX=1"
+    );
+    eprintln!(
+        "real_postfix: skipped (set MTQPD_REAL_POSTFIX=1 after running .ci/postfix-setup.sh as root)"
+    );
+    false
+}
+
+/// A minimal blocking SMTP client: just enough of RFC 5321 to hand Postfix one message.
+struct Smtp {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Smtp {
+    fn connect() -> Smtp {
+        let stream =
+            TcpStream::connect("127.0.0.1:25").expect("connect to Postfix on 127.0.0.1:25");
+        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let writer = stream.try_clone().expect("clone");
+        let mut s = Smtp {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        s.expect("greeting", 220);
+        s
+    }
+
+    /// Reads one (possibly multi-line) reply and checks its code; returns its text.
+    fn expect(&mut self, what: &str, code: u16) -> String {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).expect("read SMTP reply");
+            assert!(n > 0, "Postfix closed the connection after {what}: {text}");
+            text.push_str(&line);
+            // `250-…` continues, `250 …` ends the reply.
+            if line.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+        assert!(
+            text.starts_with(&code.to_string()),
+            "{what}: wanted {code}, Postfix said: {text}"
+        );
+        text
+    }
+
+    fn command(&mut self, line: &str, code: u16) -> String {
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("send SMTP command");
+        self.expect(line, code)
+    }
+
+    /// Sends one message with the given Message-ID (without angle brackets) to `rcpt`.
+    fn send(&mut self, rcpt: &str, message_id: &str) {
+        let from = format!("{LOCAL_USER}@{HOSTNAME}");
+        self.command(&format!("MAIL FROM:<{from}>"), 250);
+        self.command(&format!("RCPT TO:<{rcpt}>"), 250);
+        self.command("DATA", 354);
+        let body = format!(
+            "From: <{from}>\r\nTo: <{rcpt}>\r\nSubject: mtqpd real Postfix test\r\n\
+             Message-ID: <{message_id}>\r\n\r\nA test message of tests/real_postfix.rs.\r\n.\r\n"
+        );
+        self.writer.write_all(body.as_bytes()).expect("send DATA");
+        let reply = self.expect("end of DATA", 250);
+        eprintln!("real_postfix: {rcpt} <{message_id}>: {}", reply.trim_end());
+    }
+
+    fn quit(mut self) {
+        self.command("QUIT", 221);
+    }
+}
+
+/// One message of the test and what TRACK must show for its recipient.
+struct Case {
+    rcpt: String,
+    message_id: String,
+    envid: String,
+    secret: String,
+    want: Vec<String>,
+}
+
+/// One TRACK on a fresh connection: the status line and the body.
+fn track(s: &Server, envid: &str, secret: &str) -> (String, String) {
+    let mut c = s.client();
+    c.send(format!("TRACK {envid} {}\r\n", secret_b64(secret)).as_bytes());
+    let r = c.response();
+    (
+        String::from_utf8_lossy(&r.status).into_owned(),
+        String::from_utf8_lossy(&r.body).into_owned(),
+    )
+}
+
+/// The lines of the Postfix log that mention `needle`, for failure messages.
+fn log_lines_with(needle: &str) -> String {
+    std::fs::read_to_string(POSTFIX_LOG)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The queue id Postfix gave the message with this Message-ID, from its cleanup line.
+fn queue_id_of(message_id: &str) -> Option<String> {
+    let needle = format!(": message-id=<{message_id}>");
+    let log = std::fs::read_to_string(POSTFIX_LOG).ok()?;
+    let line = log.lines().find(|l| l.ends_with(&needle))?;
+    let head = &line[..line.len() - needle.len()];
+    head.rsplit(' ').next().map(str::to_string)
+}
+
+#[test]
+fn real_postfix_delivered_bounced_deferred() {
+    if !enabled() {
+        return;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    let run = format!("{now}.{}", std::process::id());
+    let mut time = String::new();
+    Timestamp {
+        unix: (now / 1_000_000_000) as i64,
+        offset_minutes: 0,
+    }
+    .write_rfc3339_utc(&mut time);
+
+    let case = |tag: &str, rcpt: &str, want: &[&str]| Case {
+        rcpt: rcpt.to_string(),
+        message_id: format!("{run}.{tag}@mtqpd-test.example"),
+        envid: format!("{run}.{tag}@envid.example"),
+        secret: format!("secret-{tag}-{run}"),
+        want: want
+            .iter()
+            .map(|w| w.replace("RCPT", rcpt))
+            .collect::<Vec<_>>(),
+    };
+    let cases = [
+        case(
+            "delivered",
+            &format!("{LOCAL_USER}@localhost"),
+            &[
+                "Final-Recipient: rfc822; RCPT\r\n",
+                "Action: delivered\r\n",
+                "Status: 2.0.0\r\n",
+            ],
+        ),
+        case(
+            "bounced",
+            "nosuchuser@localhost",
+            &[
+                "Final-Recipient: rfc822; RCPT\r\n",
+                "Action: failed\r\n",
+                "Status: 5.1.1\r\n",
+                "Diagnostic-Code: smtp; unknown user: \"nosuchuser\"\r\n",
+            ],
+        ),
+        case(
+            "deferred",
+            "someone@deferred.example",
+            &[
+                "Final-Recipient: rfc822; RCPT\r\n",
+                "Action: delayed\r\n",
+                "Status: 4.4.1\r\n",
+                "Diagnostic-Code: smtp; connect to 127.0.0.1[127.0.0.1]:9: Connection refused\r\n",
+                "Will-Retry-Until: ",
+            ],
+        ),
+    ];
+
+    let dir = TempDir::new("real-postfix");
+    let native = dir.path("mtqp.log");
+    std::fs::write(&native, b"").expect("create native log");
+    let native_arg = format!("native:{}", native.display());
+    let postfix_arg = format!("postfix:{POSTFIX_LOG}");
+    let s = Server::start_caught_up(&[
+        "--log",
+        &postfix_arg,
+        "--log",
+        &native_arg,
+        "--hostname",
+        HOSTNAME,
+        "--log-timezone",
+        "local",
+        "--retention",
+        "36500d",
+        "--threads",
+        "1",
+    ]);
+
+    // Hand Postfix the three messages on one SMTP session, then write what the submitting
+    // application would: an accept line per message, keyed by its Message-ID.
+    let mut smtp = Smtp::connect();
+    smtp.command("EHLO mtqpd-test.example", 250);
+    for c in &cases {
+        smtp.send(&c.rcpt, &c.message_id);
+    }
+    smtp.quit();
+    for c in &cases {
+        append(
+            &native,
+            &accept_line(
+                &time,
+                &c.envid,
+                &c.secret,
+                &format!("msgid={}", c.message_id),
+            ),
+        );
+    }
+
+    for c in &cases {
+        let mut last = (String::new(), String::new());
+        let found = eventually_or_none(|| {
+            last = track(&s, &c.envid, &c.secret);
+            (last.0.starts_with("+OK") && c.want.iter().all(|w| last.1.contains(w.as_str())))
+                .then_some(())
+        });
+        assert!(
+            found.is_some(),
+            "{}: TRACK never showed {:?}\nlast answer: {}\n{}\nPostfix log:\n{}\nmtqpd stderr:\n{}",
+            c.rcpt,
+            c.want,
+            last.0,
+            last.1,
+            log_lines_with(&queue_id_of(&c.message_id).unwrap_or_else(|| c.message_id.clone())),
+            s.stderr()
+        );
+        eprintln!("real_postfix: TRACK {} ->\n{}", c.envid, last.1);
+        // Exactly one recipient per message, and the envid is the one the accept line gave.
+        assert_eq!(last.1.matches("Final-Recipient:").count(), 1, "{}", last.1);
+        assert!(
+            last.1
+                .contains(&format!("Original-Envelope-Id: {}\r\n", c.envid)),
+            "{}",
+            last.1
+        );
+        // Postfix logs `relay=local` and, for a refused connection, `relay=none`: no
+        // remote MTA to name.
+        assert!(!last.1.contains("Remote-MTA:"), "{}", last.1);
+        // A wrong secret learns nothing.
+        let (status, _) = track(&s, &c.envid, "not-the-secret");
+        assert!(
+            status.starts_with("-ERR"),
+            "wrong secret answered: {status}"
+        );
+    }
+
+    // Tidy the queue: the deferred message would otherwise be retried for days.
+    if let Some(qid) = queue_id_of(&cases[2].message_id) {
+        let _ = Command::new("postsuper").args(["-d", &qid]).status();
+    }
+}
+
+/// Polls `f` until it returns Some, within the harness deadline; None when it never did.
+fn eventually_or_none<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() >= DEADLINE {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
