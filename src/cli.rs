@@ -1,6 +1,6 @@
 //! The command line (DESIGN.md, "Command line"): flags, their checks, and the dispatch to
 //! [`crate::serve`], [`crate::demo`] and [`crate::client`]. Every bad setting ends here as one
-//! line on stderr and a non-zero exit.
+//! line on stderr and a non-zero exit. `serve --config FILE` is merged in by [`crate::config`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,11 +25,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve MTQP from the tracking records found in MTA logs.
-    Serve(ServeArgs),
+    Serve(ServeCommand),
     /// Serve a generated demo log on 127.0.0.1 and print TRACK lines to try.
     Demo(DemoArgs),
     /// Query an MTQP server for one message, named by an mtqp:// URI, and print its status.
     Track(crate::client::TrackArgs),
+    /// Read logs once, offline, and print the messages they track and the lines they could not
+    /// read, to check a hub's logs before deploying.
+    IngestCheck(crate::check::CheckArgs),
 }
 
 /// What to answer for an unknown envid or a wrong secret.
@@ -41,17 +44,33 @@ pub enum Unknown {
     Opaque,
 }
 
-/// `mtqpd serve` flags.
+/// `mtqpd serve`: where the settings come from, and the settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServeCommand {
+    /// Read the settings from this TOML file (keys as the flags, `_` for `-`; see
+    /// mtqpd.example.toml); a flag given here overrides the file, the file overrides the
+    /// default. A bad file is one line on stderr and exit status 1.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The settings: the command line's, merged with `--config` FILE's by
+    /// [`crate::config::cli_from_matches`].
+    #[command(flatten)]
+    pub args: ServeArgs,
+}
+
+/// `mtqpd serve` flags. Kept apart from `--config` because they are the settings themselves,
+/// which [`crate::demo`] builds without any command line.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (repeatable).
+    /// Address to listen on (repeatable; given here, replaces the config file's list).
     #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:1038")]
     pub listen: Vec<SocketAddr>,
     /// Event-loop threads [default: number of cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// A log to follow, FORMAT:PATH (repeatable). FORMAT: native, postfix, exim or sendmail;
-    /// `mtqp:` native lines are recognised in every format.
+    /// A log to follow, FORMAT:PATH (repeatable; given here, replaces the config file's list).
+    /// FORMAT: native, postfix, exim or sendmail; `mtqp:` native lines are recognised in every
+    /// format.
     #[arg(long, value_name = "FORMAT:PATH")]
     pub log: Vec<LogSource>,
     /// Time zone of log timestamps that carry none (classic syslog, Exim without +ZZZZ): local,
@@ -76,8 +95,9 @@ pub struct ServeArgs {
     /// Most open connections; more are told -TEMP and closed.
     #[arg(long, value_name = "N", default_value_t = 50_000)]
     pub max_connections: usize,
-    /// A PEM certificate chain for STARTTLS (repeatable, each with a --tls-key); the names it
-    /// serves are its subjectAltName dNSNames.
+    /// A PEM certificate chain for STARTTLS (repeatable, each with a --tls-key; given here, the
+    /// pairs replace the config file's `tls` list); the names it serves are its subjectAltName
+    /// dNSNames.
     #[arg(long, value_name = "PEM")]
     pub tls_cert: Vec<PathBuf>,
     /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of the --tls-cert in the same position.
@@ -212,8 +232,9 @@ fn system_hostname() -> String {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Serve(args) => crate::serve::serve(&args),
+        Command::Serve(cmd) => crate::serve::serve(&cmd.args),
         Command::Demo(args) => crate::demo::run(&args),
+        Command::IngestCheck(args) => crate::check::run(&args),
         // The client has exit statuses of its own (how the message fares), so it reports
         // its errors itself.
         Command::Track(args) => return crate::client::run(&args),

@@ -7,9 +7,13 @@
 //! - [`stats`]: latency histograms and counters.
 //! - [`client`]: `mtqpd track`, the MTQP client.
 //! - [`cli`], [`serve`] and [`demo`]: the command line and what it starts.
+//! - [`config`]: `serve --config FILE`, the settings as TOML, merged under the flags.
+//! - [`check`]: `ingest-check`, an offline read of logs for operators.
 
+pub mod check;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod demo;
 pub mod index;
 pub mod ingest;

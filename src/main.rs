@@ -1,18 +1,33 @@
-//! The `mtqpd` binary: parse the command line, hand over to the library.
+//! The `mtqpd` binary: parse the command line (merging `serve --config FILE`), hand over to the
+//! library.
 
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use clap::Parser;
+use clap::CommandFactory;
+use mtqpd::config::Error;
 
 fn main() -> ExitCode {
-    match mtqpd::cli::Cli::try_parse() {
+    let parsed = mtqpd::cli::Cli::command()
+        .try_get_matches()
+        .map_err(Error::Usage)
+        .and_then(|matches| mtqpd::config::cli_from_matches(&matches));
+    match parsed {
         Ok(cli) => mtqpd::cli::run(cli),
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+        // A bad config file is a bad setting: one line and status 1, like those `run` reports.
+        Err(Error::Config(e)) => {
+            eprintln!("mtqpd: {e}");
+            ExitCode::FAILURE
+        }
+        Err(Error::Usage(e))
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) =>
+        {
             e.exit()
         }
-        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
-        Err(e) => {
+        Err(Error::Usage(e)) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            e.exit()
+        }
+        Err(Error::Usage(e)) => {
             // One line, as for every other bad setting; --help has the rest.
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("invalid command line");

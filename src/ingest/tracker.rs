@@ -64,6 +64,8 @@ pub struct Tracker {
     queue_of_message_id: HashMap<Box<[u8]>, Box<[u8]>>,
     /// How many queue ids were forgotten because they never finished in time.
     dropped_queues: u64,
+    /// How many queue ids were forgotten without an accept line ever claiming them.
+    unclaimed_forgotten: u64,
     /// The latest event time seen: the clock that ages correlation state, so that replaying
     /// old logs ages it as the hub did.
     log_clock: i64,
@@ -91,6 +93,7 @@ impl Tracker {
             queues: HashMap::new(),
             queue_of_message_id: HashMap::new(),
             dropped_queues: 0,
+            unclaimed_forgotten: 0,
             log_clock: i64::MIN,
             queues_after_sweep: 0,
             correlation_timeout: retention.queue_lifetime.saturating_add(86_400),
@@ -229,6 +232,9 @@ impl Tracker {
 
     fn forget_queue(&mut self, queue: &[u8]) {
         if let Some(info) = self.queues.remove(queue) {
+            if !info.notification && !self.by_queue.contains_key(queue) {
+                self.unclaimed_forgotten += 1;
+            }
             if let Some(m) = info.message_id {
                 if self
                     .queue_of_message_id
