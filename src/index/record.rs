@@ -20,6 +20,17 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in a fixed order (the state directory stores the position).
+    pub const ALL: [Action; 7] = [
+        Action::Delivered,
+        Action::Expanded,
+        Action::Relayed,
+        Action::Transferred,
+        Action::Delayed,
+        Action::Failed,
+        Action::Opaque,
+    ];
+
     /// The value as written in a body and in the native log format.
     pub fn name(self) -> &'static str {
         match self {
@@ -35,17 +46,9 @@ impl Action {
 
     /// Parses an action name (case-insensitive, as RFC 3464 allows).
     pub fn parse(s: &[u8]) -> Option<Action> {
-        [
-            Action::Delivered,
-            Action::Expanded,
-            Action::Relayed,
-            Action::Transferred,
-            Action::Delayed,
-            Action::Failed,
-            Action::Opaque,
-        ]
-        .into_iter()
-        .find(|a| a.name().as_bytes().eq_ignore_ascii_case(s))
+        Action::ALL
+            .into_iter()
+            .find(|a| a.name().as_bytes().eq_ignore_ascii_case(s))
     }
 
     /// True while the MTA still holds the message for this recipient.

@@ -7,7 +7,8 @@
 //! RFC 5424. It must not interpret the text after the tag: the MTA parsers do that. It never
 //! allocates: a [`Prefix`] borrows from the line.
 
-use super::timezone::{civil_from_days, Zone};
+use super::timezone::Zone;
+use crate::index::date::civil_from_days;
 use crate::index::date::Timestamp;
 
 /// Month abbreviations of classic syslog timestamps, as `strftime("%b")` writes them in the C

@@ -6,6 +6,7 @@
 //! parse log lines, infer years or know any log format; [`super::syslog`] does that. It reads
 //! files only when a zone is built, never per line.
 
+use crate::index::date::{civil_from_days, days_from_civil};
 use std::path::Path;
 
 /// Largest zoneinfo file read: real ones are a few KiB, so anything bigger is not one.
@@ -565,31 +566,6 @@ fn parse_posix_tz(s: &[u8]) -> Option<Tail> {
         start,
         end,
     }))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (i64::from(m) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`). Shared with [`super::syslog`] for the current year and month.
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 fn is_leap(y: i64) -> bool {

@@ -438,16 +438,6 @@ impl Tracker {
     }
 }
 
-const ACTIONS: [Action; 7] = [
-    Action::Delivered,
-    Action::Expanded,
-    Action::Relayed,
-    Action::Transferred,
-    Action::Delayed,
-    Action::Failed,
-    Action::Opaque,
-];
-
 fn put_time(enc: &mut Encoder, t: &Timestamp) {
     enc.i64(t.unix);
     enc.i16(t.offset_minutes);
@@ -481,7 +471,7 @@ fn get_opt_time(dec: &mut Decoder<'_>) -> Result<Option<Timestamp>, Corrupt> {
 fn put_recipient(enc: &mut Encoder, r: &Recipient) {
     enc.opt_bytes(r.original.as_deref());
     enc.bytes(&r.final_rcpt);
-    enc.u8(ACTIONS.iter().position(|a| *a == r.action).unwrap_or(0) as u8);
+    enc.u8(Action::ALL.iter().position(|a| *a == r.action).unwrap_or(0) as u8);
     enc.bytes(&r.status);
     enc.opt_bytes(r.remote_mta.as_deref());
     enc.opt_bytes(r.diagnostic.as_deref());
@@ -494,7 +484,7 @@ fn get_recipient(dec: &mut Decoder<'_>) -> Result<Recipient, Corrupt> {
     Ok(Recipient {
         original: dec.opt_bytes()?,
         final_rcpt: dec.bytes()?,
-        action: *ACTIONS
+        action: *Action::ALL
             .get(usize::from(dec.u8()?))
             .ok_or_else(|| Corrupt("bad action".into()))?,
         status: dec.bytes()?,
