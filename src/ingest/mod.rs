@@ -459,6 +459,10 @@ fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver
     };
     let mut last_sweep = Instant::now();
     let mut last_snapshot = Instant::now();
+    // The ingest thread writes snapshots itself, so a large state stalls it while writing:
+    // space them at least ten times their own duration apart, keeping the stall under a tenth
+    // of the time whatever the interval says.
+    let mut snapshot_gap = config.snapshot_interval;
     let mut lines_at_snapshot = 0;
     loop {
         let more = p.round();
@@ -477,8 +481,10 @@ fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver
         }
         let lines = stats.lines.load(Ordering::Relaxed);
         if let Some(dir) = &config.state_dir {
-            if lines != lines_at_snapshot && last_snapshot.elapsed() >= config.snapshot_interval {
+            if lines != lines_at_snapshot && last_snapshot.elapsed() >= snapshot_gap {
+                let started = Instant::now();
                 snapshot(dir, &p.sources, &p.tracker);
+                snapshot_gap = config.snapshot_interval.max(started.elapsed() * 10);
                 lines_at_snapshot = lines;
                 last_snapshot = Instant::now();
             }
