@@ -5,11 +5,14 @@
 //! Every line of a body part starts with a field name this module writes, or is empty, so no
 //! line can start with the boundary delimiter `--%%%%` (RFC 2046 section 5.1.1); values are
 //! sanitised so that no octet outside printable ASCII (and so no line break) reaches the wire.
+//! For the same reason the only line that can begin with `.` is an operator's extra header
+//! line: it is dot-stuffed as it is written, and everything else goes out as written, CRLF and
+//! all, with no second pass over the bytes.
 
 use std::sync::Arc;
 
 use super::record::{Message, Recipient};
-use crate::protocol::dotstuff::stuff_append;
+use crate::protocol::dotstuff::TERMINATOR;
 use crate::protocol::xtext;
 
 /// The multipart boundary. Safe for every body this module writes (see the module doc).
@@ -45,38 +48,41 @@ fn push_typed(out: &mut Vec<u8>, name: &str, typed: &[u8], default_type: &str) {
             push_value(out, typed.trim_ascii());
         }
     }
-    out.extend_from_slice(b"\n");
+    out.extend_from_slice(b"\r\n");
 }
 
 fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     push_value(out, value);
-    out.extend_from_slice(b"\n");
+    out.extend_from_slice(b"\r\n");
 }
 
 fn push_date(out: &mut Vec<u8>, name: &str, t: &super::date::Timestamp) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     t.write_rfc5322(out);
-    out.extend_from_slice(b"\n");
+    out.extend_from_slice(b"\r\n");
 }
 
 fn push_outer_header(body: &mut Vec<u8>, headers: &[Box<[u8]>]) {
     body.extend_from_slice(b"Content-Type: multipart/related; boundary=");
     body.extend_from_slice(BOUNDARY.as_bytes());
-    body.extend_from_slice(b"; type=\"message/tracking-status\"\n");
+    body.extend_from_slice(b"; type=\"message/tracking-status\"\r\n");
     for h in headers {
+        if h.first() == Some(&b'.') {
+            body.push(b'.');
+        }
         push_value(body, h);
-        body.extend_from_slice(b"\n");
+        body.extend_from_slice(b"\r\n");
     }
-    body.extend_from_slice(b"\n--");
+    body.extend_from_slice(b"\r\n--");
     body.extend_from_slice(BOUNDARY.as_bytes());
-    body.extend_from_slice(b"\nContent-Type: message/tracking-status\n\n");
+    body.extend_from_slice(b"\r\nContent-Type: message/tracking-status\r\n\r\n");
 }
 
 fn push_recipient(body: &mut Vec<u8>, r: &Recipient) {
-    body.extend_from_slice(b"\n");
+    body.extend_from_slice(b"\r\n");
     if let Some(orcpt) = &r.original {
         push_typed(body, "Original-Recipient", orcpt, "rfc822");
     }
@@ -97,29 +103,35 @@ fn push_recipient(body: &mut Vec<u8>, r: &Recipient) {
     }
 }
 
-fn finish(body: &[u8]) -> Arc<[u8]> {
-    let mut out = Vec::with_capacity(STATUS_LINE.len() + body.len() + body.len() / 16 + 8);
-    out.extend_from_slice(STATUS_LINE);
-    stuff_append(body, &mut out);
-    out.into()
-}
-
 /// Renders the complete TRACK answer for `msg`. `reporting_mta` is this hub's name.
 pub fn render(msg: &Message, reporting_mta: &str) -> Arc<[u8]> {
-    let mut body = Vec::with_capacity(320 + 200 * msg.recipients.len());
-    push_outer_header(&mut body, &msg.headers);
-    let mut envid = Vec::with_capacity(msg.envid.len());
-    xtext::encode_append(&msg.envid, &mut envid);
-    push_field(&mut body, "Original-Envelope-Id", &envid);
-    push_typed(&mut body, "Reporting-MTA", reporting_mta.as_bytes(), "dns");
-    push_date(&mut body, "Arrival-Date", &msg.arrival);
+    let per_recipient: usize = msg
+        .recipients
+        .iter()
+        .map(|r| {
+            200 + r.final_rcpt.len()
+                + r.original.as_ref().map_or(0, |o| o.len())
+                + r.remote_mta.as_ref().map_or(0, |m| m.len())
+                + r.diagnostic.as_ref().map_or(0, |d| d.len())
+        })
+        .sum();
+    let mut out =
+        Vec::with_capacity(300 + msg.envid.len() * 3 + reporting_mta.len() + per_recipient);
+    out.extend_from_slice(STATUS_LINE);
+    push_outer_header(&mut out, &msg.headers);
+    out.extend_from_slice(b"Original-Envelope-Id: ");
+    xtext::encode_append(&msg.envid, &mut out);
+    out.extend_from_slice(b"\r\n");
+    push_typed(&mut out, "Reporting-MTA", reporting_mta.as_bytes(), "dns");
+    push_date(&mut out, "Arrival-Date", &msg.arrival);
     for r in &msg.recipients {
-        push_recipient(&mut body, r);
+        push_recipient(&mut out, r);
     }
-    body.extend_from_slice(b"\n--");
-    body.extend_from_slice(BOUNDARY.as_bytes());
-    body.extend_from_slice(b"--\n");
-    finish(&body)
+    out.extend_from_slice(b"\r\n--");
+    out.extend_from_slice(BOUNDARY.as_bytes());
+    out.extend_from_slice(b"--\r\n");
+    out.extend_from_slice(TERMINATOR);
+    out.into()
 }
 
 /// The `opaque` answer (RFC 3887 section 4, `--unknown opaque`), in two halves that go on the
@@ -135,23 +147,16 @@ impl OpaqueAnswer {
     /// Renders the two halves for this hub.
     pub fn new(reporting_mta: &str) -> OpaqueAnswer {
         let mut before = STATUS_LINE.to_vec();
-        let mut head = Vec::new();
-        push_outer_header(&mut head, &[]);
-        head.extend_from_slice(b"Original-Envelope-Id: ");
-        // The header lines contain no line starting with '.', so stuffing leaves them as they
-        // are; stuff_append adds the terminator, which belongs to the second half.
-        stuff_append(&head, &mut before);
-        before.truncate(before.len() - b"\r\n.\r\n".len());
-        let mut tail = Vec::new();
-        tail.extend_from_slice(b"\n");
-        push_typed(&mut tail, "Reporting-MTA", reporting_mta.as_bytes(), "dns");
-        tail.extend_from_slice(
-            b"\nFinal-Recipient: rfc822; unknown\nAction: opaque\nStatus: 5.0.0\n\n--",
+        push_outer_header(&mut before, &[]);
+        before.extend_from_slice(b"Original-Envelope-Id: ");
+        let mut after = b"\r\n".to_vec();
+        push_typed(&mut after, "Reporting-MTA", reporting_mta.as_bytes(), "dns");
+        after.extend_from_slice(
+            b"\r\nFinal-Recipient: rfc822; unknown\r\nAction: opaque\r\nStatus: 5.0.0\r\n\r\n--",
         );
-        tail.extend_from_slice(BOUNDARY.as_bytes());
-        tail.extend_from_slice(b"--\n");
-        let mut after = Vec::new();
-        stuff_append(&tail, &mut after);
+        after.extend_from_slice(BOUNDARY.as_bytes());
+        after.extend_from_slice(b"--\r\n");
+        after.extend_from_slice(TERMINATOR);
         OpaqueAnswer {
             before_envid: before.into(),
             after_envid: after.into(),

@@ -15,8 +15,38 @@ use crate::index::render::render;
 use crate::index::{Entry, Index};
 use crate::protocol::secret::Hash;
 
-/// A message is known by its envid and the hash of its secret.
+/// A message is known by its envid and the hash of its secret...
 type Key = (Box<[u8]>, Hash);
+
+/// ...and inside the tracker by a number, cheap to copy into every map that refers to it.
+type Id = u64;
+
+/// FxHash (rustc's): for maps keyed by numbers the tracker hands out and by queue ids, which
+/// the MTA generates; maps keyed by what senders choose (envids, Message-IDs) keep std's keyed
+/// SipHash against collision flooding.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Fast = std::hash::BuildHasherDefault<FxHasher>;
 
 /// Most recipient updates held while waiting for their message's accept line.
 const MAX_ORPHANS: usize = 1_000_000;
@@ -46,20 +76,22 @@ struct QueueInfo {
 pub struct Tracker {
     reporting_mta: String,
     retention: Retention,
-    messages: HashMap<Key, Message>,
-    /// The hash of the latest message of each envid, for updates that name only the envid.
-    by_envid: HashMap<Box<[u8]>, Hash>,
-    by_queue: HashMap<Box<[u8]>, Key>,
-    by_message_id: HashMap<Box<[u8]>, Key>,
+    messages: HashMap<Id, Message, Fast>,
+    ids: HashMap<Key, Id>,
+    next_id: Id,
+    /// The latest message of each envid, for updates that name only the envid.
+    by_envid: HashMap<Box<[u8]>, Id>,
+    by_queue: HashMap<Box<[u8]>, Id, Fast>,
+    by_message_id: HashMap<Box<[u8]>, Id>,
     /// Updates whose message is not known yet, by the reference they wait for...
     orphans: HashMap<MessageRef, Vec<RcptUpdate>>,
     /// ...and those references, oldest first, for eviction when full.
     orphan_order: VecDeque<MessageRef>,
     orphan_count: usize,
-    dirty: HashSet<Key>,
+    dirty: HashSet<Id, Fast>,
     dropped_orphans: u64,
     /// Queue ids of the MTAs' logs, tracked or not yet known to be.
-    queues: HashMap<Box<[u8]>, QueueInfo>,
+    queues: HashMap<Box<[u8]>, QueueInfo, Fast>,
     /// The queue id of each Message-ID that no accept line has claimed yet.
     queue_of_message_id: HashMap<Box<[u8]>, Box<[u8]>>,
     /// How many queue ids were forgotten because they never finished in time.
@@ -81,16 +113,18 @@ impl Tracker {
         Tracker {
             reporting_mta,
             retention,
-            messages: HashMap::new(),
+            messages: HashMap::default(),
+            ids: HashMap::new(),
+            next_id: 0,
             by_envid: HashMap::new(),
-            by_queue: HashMap::new(),
+            by_queue: HashMap::default(),
             by_message_id: HashMap::new(),
             orphans: HashMap::new(),
             orphan_order: VecDeque::new(),
             orphan_count: 0,
-            dirty: HashSet::new(),
+            dirty: HashSet::default(),
             dropped_orphans: 0,
-            queues: HashMap::new(),
+            queues: HashMap::default(),
             queue_of_message_id: HashMap::new(),
             dropped_queues: 0,
             unclaimed_forgotten: 0,
@@ -113,11 +147,30 @@ impl Tracker {
         self.log_clock = self.log_clock.max(unix);
     }
 
-    fn queue(&mut self, queue: &[u8]) -> &mut QueueInfo {
+    /// Notes a line about `queue`, remembering it if new. Looks up before inserting: the
+    /// common case is a known queue id, and `entry` would allocate its key on every line.
+    fn touch_queue(&mut self, queue: &[u8]) {
         let seen = self.log_clock;
-        let info = self.queues.entry(queue.into()).or_default();
-        info.seen = info.seen.max(seen);
-        info
+        match self.queues.get_mut(queue) {
+            Some(info) => info.seen = info.seen.max(seen),
+            None => {
+                self.queues.insert(
+                    queue.into(),
+                    QueueInfo {
+                        seen,
+                        ..QueueInfo::default()
+                    },
+                );
+            }
+        }
+    }
+
+    /// Notes a line about `queue` and changes its state.
+    fn with_queue(&mut self, queue: &[u8], change: impl FnOnce(&mut QueueInfo)) {
+        self.touch_queue(queue);
+        if let Some(info) = self.queues.get_mut(queue) {
+            change(info);
+        }
     }
 
     fn mta(&mut self, event: MtaEvent) {
@@ -132,18 +185,18 @@ impl Tracker {
                     // Postfix reuses short queue ids: this is a new message.
                     self.forget_queue(&queue);
                 }
-                self.queue(&queue);
+                self.touch_queue(&queue);
                 if let Some(m) = message_id {
                     self.note_message_id(queue, m);
                 }
             }
             MtaEvent::MessageId { queue, message_id } => {
-                self.queue(&queue);
                 self.note_message_id(queue, message_id);
             }
             MtaEvent::Recipient { queue, recipient } => {
                 self.tick(recipient.at);
-                if self.queue(&queue).notification {
+                self.touch_queue(&queue);
+                if self.queues.get(&queue).is_some_and(|q| q.notification) {
                     return;
                 }
                 self.rcpt(RcptUpdate {
@@ -153,19 +206,19 @@ impl Tracker {
                 });
             }
             MtaEvent::Handoff { queue, new_queue } => {
-                self.queue(&new_queue);
-                match self.by_queue.get(&queue).cloned() {
-                    Some(key) => self.link_queue(new_queue, key, 0),
-                    None => self.queue(&queue).handoffs.push(new_queue),
+                self.touch_queue(&new_queue);
+                match self.by_queue.get(&queue).copied() {
+                    Some(id) => self.link_queue(new_queue, id, 0),
+                    None => self.with_queue(&queue, |q| q.handoffs.push(new_queue)),
                 }
             }
             MtaEvent::Expired { queue, time } => {
                 self.tick(time.unix);
-                self.queue(&queue);
-                let Some(key) = self.by_queue.get(&queue).cloned() else {
+                self.touch_queue(&queue);
+                let Some(id) = self.by_queue.get(&queue).copied() else {
                     return;
                 };
-                let Some(msg) = self.messages.get_mut(&key) else {
+                let Some(msg) = self.messages.get_mut(&id) else {
                     return;
                 };
                 let mut changed = false;
@@ -179,24 +232,24 @@ impl Tracker {
                 }
                 if changed {
                     msg.last_event = msg.last_event.max(time.unix);
-                    self.dirty.insert(key);
+                    self.dirty.insert(id);
                 }
             }
             MtaEvent::Done { queue, time } => {
                 self.tick(time.unix);
-                self.queue(&queue).done = true;
+                self.with_queue(&queue, |q| q.done = true);
             }
             MtaEvent::Notification { queue } => {
-                self.queue(&queue).notification = true;
+                self.with_queue(&queue, |q| q.notification = true);
                 self.drop_orphans(&MessageRef::Queue(queue));
             }
         }
     }
 
     fn note_message_id(&mut self, queue: Box<[u8]>, message_id: Box<[u8]>) {
-        self.queue(&queue).message_id = Some(message_id.clone());
-        match self.by_message_id.get(&message_id).cloned() {
-            Some(key) => self.link_queue(queue, key, 0),
+        self.with_queue(&queue, |q| q.message_id = Some(message_id.clone()));
+        match self.by_message_id.get(&message_id).copied() {
+            Some(id) => self.link_queue(queue, id, 0),
             None => {
                 self.queue_of_message_id.insert(message_id, queue);
             }
@@ -205,11 +258,11 @@ impl Tracker {
 
     /// Ties a queue id (and every id it handed the message on to) to a tracked message, and
     /// applies the updates that waited for it.
-    fn link_queue(&mut self, queue: Box<[u8]>, key: Key, depth: u32) {
-        if depth > MAX_HANDOFF_DEPTH || self.by_queue.get(&queue) == Some(&key) {
+    fn link_queue(&mut self, queue: Box<[u8]>, id: Id, depth: u32) {
+        if depth > MAX_HANDOFF_DEPTH || self.by_queue.get(&queue) == Some(&id) {
             return;
         }
-        self.by_queue.insert(queue.clone(), key.clone());
+        self.by_queue.insert(queue.clone(), id);
         let handoffs = self
             .queues
             .get_mut(&queue)
@@ -220,7 +273,7 @@ impl Tracker {
             waiting.into_iter().for_each(|u| self.rcpt(u));
         }
         for next in handoffs {
-            self.link_queue(next, key.clone(), depth + 1);
+            self.link_queue(next, id, depth + 1);
         }
     }
 
@@ -276,7 +329,16 @@ impl Tracker {
         let mut refs = vec![MessageRef::Envid(a.envid.clone())];
         refs.extend(a.queue.iter().cloned().map(MessageRef::Queue));
         refs.extend(a.message_id.iter().cloned().map(MessageRef::MessageId));
-        let msg = self.messages.entry(key.clone()).or_insert_with(|| Message {
+        let id = match self.ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.ids.insert(key, id);
+                id
+            }
+        };
+        let msg = self.messages.entry(id).or_insert_with(|| Message {
             envid: a.envid.clone(),
             hash: a.hash,
             arrival: a.time,
@@ -290,16 +352,16 @@ impl Tracker {
         msg.timeout = a.timeout;
         msg.headers = a.headers;
         msg.last_event = msg.last_event.max(a.time.unix);
-        self.by_envid.insert(a.envid, a.hash);
+        self.by_envid.insert(a.envid, id);
         self.tick(a.time.unix);
-        self.dirty.insert(key.clone());
+        self.dirty.insert(id);
         if let Some(q) = a.queue {
-            self.link_queue(q, key.clone(), 0);
+            self.link_queue(q, id, 0);
         }
         if let Some(m) = a.message_id {
-            self.by_message_id.insert(m.clone(), key.clone());
+            self.by_message_id.insert(m.clone(), id);
             if let Some(q) = self.queue_of_message_id.remove(&m) {
-                self.link_queue(q, key.clone(), 0);
+                self.link_queue(q, id, 0);
             }
         }
         for r in refs {
@@ -310,31 +372,30 @@ impl Tracker {
         }
     }
 
-    fn resolve(&self, message: &MessageRef, hash: Option<Hash>) -> Option<Key> {
+    fn resolve(&self, message: &MessageRef, hash: Option<Hash>) -> Option<Id> {
         match message {
-            MessageRef::Queue(q) => self.by_queue.get(q).cloned(),
-            MessageRef::MessageId(m) => self.by_message_id.get(m).cloned(),
-            MessageRef::Envid(e) => {
-                let hash = hash.or_else(|| self.by_envid.get(e).copied())?;
-                let key = (e.clone(), hash);
-                self.messages.contains_key(&key).then_some(key)
-            }
+            MessageRef::Queue(q) => self.by_queue.get(q).copied(),
+            MessageRef::MessageId(m) => self.by_message_id.get(m).copied(),
+            MessageRef::Envid(e) => match hash {
+                Some(h) => self.ids.get(&(e.clone(), h)).copied(),
+                None => self.by_envid.get(e).copied(),
+            },
         }
     }
 
     fn rcpt(&mut self, mut r: RcptUpdate) {
-        let Some(key) = self.resolve(&r.message, r.hash) else {
+        let Some(id) = self.resolve(&r.message, r.hash) else {
             self.hold_orphan(r);
             return;
         };
-        let Some(msg) = self.messages.get_mut(&key) else {
+        let Some(msg) = self.messages.get_mut(&id) else {
             return;
         };
         if r.recipient.action.is_pending() && r.recipient.will_retry_until.is_none() {
             r.recipient.will_retry_until = Some(msg.arrival.plus(self.retention.queue_lifetime));
         }
         if msg.update_recipient(r.recipient) {
-            self.dirty.insert(key);
+            self.dirty.insert(id);
         }
     }
 
@@ -370,20 +431,20 @@ impl Tracker {
             self.sweep_queues();
         }
         let mut rendered = 0;
-        for key in self.dirty.drain() {
-            let Some(msg) = self.messages.get(&key) else {
+        for id in self.dirty.drain() {
+            let Some(msg) = self.messages.get(&id) else {
                 continue;
             };
             let expires_at = msg.expires_at(self.retention);
             if expires_at <= now {
-                index.remove(&key.0, &key.1);
+                index.remove(&msg.envid, &msg.hash);
                 continue;
             }
             let answer = render(msg, &self.reporting_mta);
             index.upsert(
-                &key.0,
+                &msg.envid,
                 Entry {
-                    hash: key.1,
+                    hash: msg.hash,
                     expires_at,
                     answer,
                 },
@@ -400,10 +461,10 @@ impl Tracker {
         let before = self.messages.len();
         self.messages.retain(|_, m| m.expires_at(retention) > now);
         let messages = &self.messages;
-        self.by_queue.retain(|_, k| messages.contains_key(k));
-        self.by_message_id.retain(|_, k| messages.contains_key(k));
-        self.by_envid
-            .retain(|e, h| messages.contains_key(&(e.clone(), *h)));
+        self.ids.retain(|_, id| messages.contains_key(id));
+        self.by_queue.retain(|_, id| messages.contains_key(id));
+        self.by_message_id.retain(|_, id| messages.contains_key(id));
+        self.by_envid.retain(|_, id| messages.contains_key(id));
         index.sweep(now);
         before - self.messages.len()
     }
@@ -564,9 +625,14 @@ fn get_ref(dec: &mut Decoder<'_>) -> Result<MessageRef, Corrupt> {
     }
 }
 
-fn put_key(enc: &mut Encoder, k: &Key) {
-    enc.bytes(&k.0);
-    enc.buf.extend_from_slice(&k.1);
+/// The entries of a reference map whose message exists, with that message.
+fn refs_of<'a, S>(
+    map: &'a HashMap<Box<[u8]>, Id, S>,
+    messages: &'a HashMap<Id, Message, Fast>,
+) -> Vec<(&'a [u8], &'a Message)> {
+    map.iter()
+        .filter_map(|(k, id)| Some((&**k, messages.get(id)?)))
+        .collect()
 }
 
 fn get_key(dec: &mut Decoder<'_>) -> Result<Key, Corrupt> {
@@ -581,16 +647,18 @@ impl Tracker {
         enc.u64(self.dropped_queues);
         enc.count(self.messages.len());
         self.messages.values().for_each(|m| put_message(enc, m));
-        enc.count(self.by_envid.len());
-        for (e, h) in &self.by_envid {
-            enc.bytes(e);
-            enc.buf.extend_from_slice(h);
-        }
-        for map in [&self.by_queue, &self.by_message_id] {
-            enc.count(map.len());
-            for (k, key) in map {
+        // References are saved as the (envid, hash) they lead to: ids are this process's own.
+        let messages = &self.messages;
+        for list in [
+            refs_of(&self.by_envid, messages),
+            refs_of(&self.by_queue, messages),
+            refs_of(&self.by_message_id, messages),
+        ] {
+            enc.count(list.len());
+            for (k, m) in list {
                 enc.bytes(k);
-                put_key(enc, key);
+                enc.bytes(&m.envid);
+                enc.buf.extend_from_slice(&m.hash);
             }
         }
         enc.count(self.queues.len());
@@ -634,18 +702,29 @@ impl Tracker {
         t.dropped_queues = dec.u64()?;
         for _ in 0..dec.count()? {
             let m = get_message(dec)?;
-            let key: Key = (m.envid.clone(), m.hash);
-            t.dirty.insert(key.clone());
-            t.messages.insert(key, m);
+            let id = t.next_id;
+            t.next_id += 1;
+            t.ids.insert((m.envid.clone(), m.hash), id);
+            t.dirty.insert(id);
+            t.messages.insert(id, m);
         }
         for _ in 0..dec.count()? {
-            t.by_envid.insert(dec.bytes()?, dec.hash()?);
+            let (k, key) = (dec.bytes()?, get_key(dec)?);
+            if let Some(&id) = t.ids.get(&key) {
+                t.by_envid.insert(k, id);
+            }
         }
         for _ in 0..dec.count()? {
-            t.by_queue.insert(dec.bytes()?, get_key(dec)?);
+            let (k, key) = (dec.bytes()?, get_key(dec)?);
+            if let Some(&id) = t.ids.get(&key) {
+                t.by_queue.insert(k, id);
+            }
         }
         for _ in 0..dec.count()? {
-            t.by_message_id.insert(dec.bytes()?, get_key(dec)?);
+            let (k, key) = (dec.bytes()?, get_key(dec)?);
+            if let Some(&id) = t.ids.get(&key) {
+                t.by_message_id.insert(k, id);
+            }
         }
         for _ in 0..dec.count()? {
             let q = dec.bytes()?;
@@ -753,9 +832,10 @@ mod tests {
 
     /// The recipients of `envid` as (address, action).
     fn state(tr: &Tracker, envid: &str) -> Vec<(String, Action)> {
-        let key = (envid.as_bytes().into(), sha1(envid.as_bytes()));
-        tr.messages
+        let key: Key = (envid.as_bytes().into(), sha1(envid.as_bytes()));
+        tr.ids
             .get(&key)
+            .and_then(|id| tr.messages.get(id))
             .map(|m| {
                 m.recipients
                     .iter()
@@ -789,7 +869,7 @@ mod tests {
             ]
         );
         let key = (q("e1@x"), sha1(b"e1@x"));
-        let will_retry = tr.messages[&key].recipients[0]
+        let will_retry = tr.messages[&tr.ids[&key]].recipients[0]
             .will_retry_until
             .map(|w| w.unix);
         assert_eq!(will_retry, Some(100 + 5 * DAY), "arrival + queue lifetime");
