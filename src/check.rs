@@ -75,9 +75,10 @@ pub fn run(args: &CheckArgs) -> Result<(), String> {
     let r = replay(&config, &Index::new(1));
     let mut out = String::new();
     if !args.counts_only {
-        let mut messages: Vec<&Message> = r.tracker.each_message().collect();
+        let mut messages: Vec<Message> = Vec::new();
+        r.tracker.for_each_message(|m| messages.push(m.clone()));
         messages.sort_by(|a, b| (a.arrival.unix, &a.envid).cmp(&(b.arrival.unix, &b.envid)));
-        for m in messages {
+        for m in &messages {
             message_block(&mut out, m);
         }
     }

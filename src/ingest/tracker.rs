@@ -48,6 +48,56 @@ impl std::hash::Hasher for FxHasher {
 
 type Fast = std::hash::BuildHasherDefault<FxHasher>;
 
+/// A message as the tracker holds it: whole while it may still change, packed into its
+/// state-file encoding (a third of the memory) once it has recipients and none is pending,
+/// since few lines come after that. A late line unpacks it.
+#[derive(Debug)]
+enum Stored {
+    Live(Message),
+    Packed { expires_at: i64, bytes: Box<[u8]> },
+}
+
+fn pack(m: &Message) -> Box<[u8]> {
+    let mut enc = Encoder::default();
+    put_message(&mut enc, m);
+    enc.buf.into_boxed_slice()
+}
+
+fn unpack(bytes: &[u8]) -> Option<Message> {
+    let mut dec = Decoder::new(bytes);
+    let m = get_message(&mut dec).ok()?;
+    dec.is_done().then_some(m)
+}
+
+impl Stored {
+    /// The message, unpacked for change. None only if packed bytes did not decode, which
+    /// cannot happen for bytes this module wrote.
+    fn live(&mut self) -> Option<&mut Message> {
+        if let Stored::Packed { bytes, .. } = self {
+            *self = Stored::Live(unpack(bytes)?);
+        }
+        match self {
+            Stored::Live(m) => Some(m),
+            Stored::Packed { .. } => None,
+        }
+    }
+
+    /// The message, decoded if packed, for reading.
+    fn read(&self) -> Option<std::borrow::Cow<'_, Message>> {
+        match self {
+            Stored::Live(m) => Some(std::borrow::Cow::Borrowed(m)),
+            Stored::Packed { bytes, .. } => unpack(bytes).map(std::borrow::Cow::Owned),
+        }
+    }
+
+    fn expires_at(&self, retention: Retention) -> i64 {
+        match self {
+            Stored::Live(m) => m.expires_at(retention),
+            Stored::Packed { expires_at, .. } => *expires_at,
+        }
+    }
+}
+
 /// Most recipient updates held while waiting for their message's accept line.
 const MAX_ORPHANS: usize = 1_000_000;
 
@@ -76,7 +126,7 @@ struct QueueInfo {
 pub struct Tracker {
     reporting_mta: String,
     retention: Retention,
-    messages: HashMap<Id, Message, Fast>,
+    messages: HashMap<Id, Stored, Fast>,
     ids: HashMap<Key, Id>,
     next_id: Id,
     /// The latest message of each envid, for updates that name only the envid.
@@ -218,7 +268,8 @@ impl Tracker {
                 let Some(id) = self.by_queue.get(&queue).copied() else {
                     return;
                 };
-                let Some(msg) = self.messages.get_mut(&id) else {
+                // A packed message has no pending recipient: nothing to fail.
+                let Some(Stored::Live(msg)) = self.messages.get_mut(&id) else {
                     return;
                 };
                 let mut changed = false;
@@ -338,16 +389,19 @@ impl Tracker {
                 id
             }
         };
-        let msg = self.messages.entry(id).or_insert_with(|| Message {
-            envid: a.envid.clone(),
-            hash: a.hash,
-            arrival: a.time,
-            timeout: a.timeout,
-            headers: Vec::new(),
-            recipients: Vec::new(),
-            last_event: a.time.unix,
-            lookup: Default::default(),
+        let stored = self.messages.entry(id).or_insert_with(|| {
+            Stored::Live(Message {
+                envid: a.envid.clone(),
+                hash: a.hash,
+                arrival: a.time,
+                timeout: a.timeout,
+                headers: Vec::new(),
+                recipients: Vec::new(),
+                last_event: a.time.unix,
+                lookup: Default::default(),
+            })
         });
+        let Some(msg) = stored.live() else { return };
         msg.arrival = a.time;
         msg.timeout = a.timeout;
         msg.headers = a.headers;
@@ -388,7 +442,7 @@ impl Tracker {
             self.hold_orphan(r);
             return;
         };
-        let Some(msg) = self.messages.get_mut(&id) else {
+        let Some(msg) = self.messages.get_mut(&id).and_then(Stored::live) else {
             return;
         };
         if r.recipient.action.is_pending() && r.recipient.will_retry_until.is_none() {
@@ -432,9 +486,10 @@ impl Tracker {
         }
         let mut rendered = 0;
         for id in self.dirty.drain() {
-            let Some(msg) = self.messages.get(&id) else {
+            let Some(stored) = self.messages.get_mut(&id) else {
                 continue;
             };
+            let Some(msg) = stored.live() else { continue };
             let expires_at = msg.expires_at(self.retention);
             if expires_at <= now {
                 index.remove(&msg.envid, &msg.hash);
@@ -450,6 +505,10 @@ impl Tracker {
                 },
             );
             rendered += 1;
+            if !msg.recipients.is_empty() && !msg.is_pending() {
+                let bytes = pack(msg);
+                *stored = Stored::Packed { expires_at, bytes };
+            }
         }
         rendered
     }
@@ -474,9 +533,11 @@ impl Tracker {
         self.messages.len()
     }
 
-    /// Every tracked message, in no particular order.
-    pub fn each_message(&self) -> impl Iterator<Item = &Message> {
-        self.messages.values()
+    /// Calls `f` with every tracked message, in no particular order.
+    pub fn for_each_message(&self, mut f: impl FnMut(&Message)) {
+        for m in self.messages.values().filter_map(Stored::read) {
+            f(&m);
+        }
     }
 
     /// Queue ids held that no accept line claimed: messages the MTA handled that cannot be
@@ -625,13 +686,13 @@ fn get_ref(dec: &mut Decoder<'_>) -> Result<MessageRef, Corrupt> {
     }
 }
 
-/// The entries of a reference map whose message exists, with that message.
+/// The entries of a reference map whose message exists, with that message's key.
 fn refs_of<'a, S>(
     map: &'a HashMap<Box<[u8]>, Id, S>,
-    messages: &'a HashMap<Id, Message, Fast>,
-) -> Vec<(&'a [u8], &'a Message)> {
+    keys: &HashMap<Id, &'a Key, Fast>,
+) -> Vec<(&'a [u8], &'a Key)> {
     map.iter()
-        .filter_map(|(k, id)| Some((&**k, messages.get(id)?)))
+        .filter_map(|(k, id)| Some((&**k, *keys.get(id)?)))
         .collect()
 }
 
@@ -646,19 +707,25 @@ impl Tracker {
         enc.u64(self.dropped_orphans);
         enc.u64(self.dropped_queues);
         enc.count(self.messages.len());
-        self.messages.values().for_each(|m| put_message(enc, m));
+        for stored in self.messages.values() {
+            match stored {
+                Stored::Live(m) => put_message(enc, m),
+                // Packed bytes are this very encoding.
+                Stored::Packed { bytes, .. } => enc.buf.extend_from_slice(bytes),
+            }
+        }
         // References are saved as the (envid, hash) they lead to: ids are this process's own.
-        let messages = &self.messages;
+        let keys: HashMap<Id, &Key, Fast> = self.ids.iter().map(|(k, id)| (*id, k)).collect();
         for list in [
-            refs_of(&self.by_envid, messages),
-            refs_of(&self.by_queue, messages),
-            refs_of(&self.by_message_id, messages),
+            refs_of(&self.by_envid, &keys),
+            refs_of(&self.by_queue, &keys),
+            refs_of(&self.by_message_id, &keys),
         ] {
             enc.count(list.len());
-            for (k, m) in list {
+            for (k, key) in list {
                 enc.bytes(k);
-                enc.bytes(&m.envid);
-                enc.buf.extend_from_slice(&m.hash);
+                enc.bytes(&key.0);
+                enc.buf.extend_from_slice(&key.1);
             }
         }
         enc.count(self.queues.len());
@@ -706,7 +773,7 @@ impl Tracker {
             t.next_id += 1;
             t.ids.insert((m.envid.clone(), m.hash), id);
             t.dirty.insert(id);
-            t.messages.insert(id, m);
+            t.messages.insert(id, Stored::Live(m));
         }
         for _ in 0..dec.count()? {
             let (k, key) = (dec.bytes()?, get_key(dec)?);
@@ -836,6 +903,7 @@ mod tests {
         tr.ids
             .get(&key)
             .and_then(|id| tr.messages.get(id))
+            .and_then(Stored::read)
             .map(|m| {
                 m.recipients
                     .iter()
@@ -869,7 +937,7 @@ mod tests {
             ]
         );
         let key = (q("e1@x"), sha1(b"e1@x"));
-        let will_retry = tr.messages[&tr.ids[&key]].recipients[0]
+        let will_retry = tr.messages[&tr.ids[&key]].read().unwrap().recipients[0]
             .will_retry_until
             .map(|w| w.unix);
         assert_eq!(will_retry, Some(100 + 5 * DAY), "arrival + queue lifetime");
