@@ -165,6 +165,15 @@ impl Index {
         dropped
     }
 
+    /// Makes room for `records` more records spread over the shards, so that loading many at
+    /// once does not rehash them while growing.
+    pub fn reserve(&self, records: usize) {
+        let per_shard = records / self.shards.len() + 1;
+        for shard in self.shards.iter() {
+            shard.write().reserve(per_shard);
+        }
+    }
+
     /// How many records the index holds.
     pub fn len(&self) -> usize {
         self.records.load(Ordering::Relaxed)

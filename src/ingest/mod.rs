@@ -451,6 +451,7 @@ pub fn replay(config: &IngestConfig, index: &Index) -> Replay {
 
 fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver<()>) {
     let (tracker, sources) = restore(&config);
+    index.reserve(tracker.messages());
     let mut p = Pipeline {
         sources,
         tracker,

@@ -767,7 +767,14 @@ impl Tracker {
         t.log_clock = dec.i64()?;
         t.dropped_orphans = dec.u64()?;
         t.dropped_queues = dec.u64()?;
-        for _ in 0..dec.count()? {
+        let n = dec.count()?;
+        // Sized up front: growing maps of a million entries rehashes every key several times.
+        t.messages.reserve(n);
+        t.ids.reserve(n);
+        t.dirty.reserve(n);
+        t.by_envid.reserve(n);
+        t.by_message_id.reserve(n);
+        for _ in 0..n {
             let m = get_message(dec)?;
             let id = t.next_id;
             t.next_id += 1;
