@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each bench uses a different part
 
+pub mod pipelined;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
