@@ -7,8 +7,6 @@ mod common;
 use common::*;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::Instant;
 
 const HOST: &str = "example2.com";
 const ENVID: &str = "12345-20010101@example.com";
@@ -106,33 +104,6 @@ fn write_config(dir: &TempDir, name: &str, text: &str) -> String {
     let path = dir.path(name);
     std::fs::write(&path, text).expect("write config");
     path.display().to_string()
-}
-
-/// Runs `mtqpd ARGS…` to its exit (killing it after the deadline); returns status and stderr.
-fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mtqpd"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mtqpd");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("mtqpd {args:?} did not exit");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("read stderr");
-    (status, stderr)
 }
 
 /// Starts `mtqpd serve --listen 127.0.0.1:0 --config FILE` with FILE = `text` and expects exit

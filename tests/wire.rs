@@ -8,9 +8,7 @@ use common::*;
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Instant;
 
 const HOST: &str = "example2.com";
 /// The envid of the RFC 3887 examples.
@@ -151,33 +149,6 @@ fn serve_log(dir: &TempDir, lines: &[String], extra: &[&str]) -> Server {
     ];
     args.extend_from_slice(extra);
     Server::start_caught_up(&args)
-}
-
-/// Runs `mtqpd ARGS…` to its exit (killing it after the deadline); returns status and stderr.
-fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mtqpd"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mtqpd");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("mtqpd {args:?} did not exit");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
-        .expect("read stderr");
-    (status, stderr)
 }
 
 // ---------------------------------------------------------------------------------------------
