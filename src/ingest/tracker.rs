@@ -139,6 +139,8 @@ pub struct Tracker {
     orphan_order: VecDeque<MessageRef>,
     orphan_count: usize,
     dirty: HashSet<Id, Fast>,
+    /// Answers rendered while restoring, for the next [`Tracker::publish`] to put in the index.
+    ready: Vec<(Box<[u8]>, Entry)>,
     dropped_orphans: u64,
     /// Queue ids of the MTAs' logs, tracked or not yet known to be.
     queues: HashMap<Box<[u8]>, QueueInfo, Fast>,
@@ -173,6 +175,7 @@ impl Tracker {
             orphan_order: VecDeque::new(),
             orphan_count: 0,
             dirty: HashSet::default(),
+            ready: Vec::new(),
             dropped_orphans: 0,
             queues: HashMap::default(),
             queue_of_message_id: HashMap::new(),
@@ -485,6 +488,12 @@ impl Tracker {
             self.sweep_queues();
         }
         let mut rendered = 0;
+        for (envid, entry) in self.ready.drain(..) {
+            if entry.expires_at > now {
+                index.upsert(&envid, entry);
+                rendered += 1;
+            }
+        }
         for id in self.dirty.drain() {
             let Some(stored) = self.messages.get_mut(&id) else {
                 continue;
@@ -686,18 +695,106 @@ fn get_ref(dec: &mut Decoder<'_>) -> Result<MessageRef, Corrupt> {
     }
 }
 
-/// The entries of a reference map whose message exists, with that message's key.
-fn refs_of<'a, S>(
-    map: &'a HashMap<Box<[u8]>, Id, S>,
-    keys: &HashMap<Id, &'a Key, Fast>,
-) -> Vec<(&'a [u8], &'a Key)> {
-    map.iter()
-        .filter_map(|(k, id)| Some((&**k, *keys.get(id)?)))
-        .collect()
+/// One message of a state file, decoded and ready to be tracked and served.
+struct Restored {
+    key: Key,
+    envid: Box<[u8]>,
+    stored: Stored,
+    /// The rendered answer (publish() skips it if it expired while we were down).
+    answer: Entry,
 }
 
-fn get_key(dec: &mut Decoder<'_>) -> Result<Key, Corrupt> {
-    Ok((dec.bytes()?, dec.hash()?))
+/// Decodes and renders the message records of a state file on every core: at a million
+/// messages this is most of a restart, and the workers are not busy yet. A finished message
+/// stays packed in the very bytes it was saved as.
+fn restore_messages(
+    records: &[&[u8]],
+    reporting_mta: &str,
+    retention: Retention,
+) -> Result<Vec<Restored>, Corrupt> {
+    let one = |bytes: &[u8]| -> Result<Restored, Corrupt> {
+        let mut dec = Decoder::new(bytes);
+        let m = get_message(&mut dec)?;
+        if !dec.is_done() {
+            return Err(Corrupt("message record longer than its message".into()));
+        }
+        let expires_at = m.expires_at(retention);
+        let answer = Entry {
+            hash: m.hash,
+            expires_at,
+            answer: render(&m, reporting_mta),
+        };
+        let key = (m.envid.clone(), m.hash);
+        let envid = m.envid.clone();
+        let stored = if !m.recipients.is_empty() && !m.is_pending() {
+            Stored::Packed {
+                expires_at,
+                bytes: bytes.into(),
+            }
+        } else {
+            Stored::Live(m)
+        };
+        Ok(Restored {
+            key,
+            envid,
+            stored,
+            answer,
+        })
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .max(1);
+    let chunk = records.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|b| one(b)).collect::<Result<Vec<_>, _>>())
+            })
+            .collect();
+        let mut all = Vec::with_capacity(records.len());
+        for w in workers {
+            all.extend(
+                w.join()
+                    .map_err(|_| Corrupt("a restore thread failed".into()))??,
+            );
+        }
+        Ok(all)
+    })
+}
+
+/// Writes a reference map as (key, position of its message) pairs, leaving out references to
+/// messages that are gone.
+fn put_refs<'a>(
+    enc: &mut Encoder,
+    map: impl Iterator<Item = (&'a Box<[u8]>, &'a Id)>,
+    position: &HashMap<Id, u32, Fast>,
+) {
+    let live: Vec<(&[u8], u32)> = map
+        .filter_map(|(k, id)| Some((&**k, *position.get(id)?)))
+        .collect();
+    enc.count(live.len());
+    for (k, at) in live {
+        enc.bytes(k);
+        enc.u32(at);
+    }
+}
+
+/// Reads what [`put_refs`] wrote: a restored message's id is its position.
+fn get_refs(
+    dec: &mut Decoder<'_>,
+    messages: u64,
+    mut insert: impl FnMut(Box<[u8]>, Id),
+) -> Result<(), Corrupt> {
+    for _ in 0..dec.count()? {
+        let k = dec.bytes()?;
+        let at = u64::from(dec.u32()?);
+        if at >= messages {
+            return Err(Corrupt(format!("reference to message {at} of {messages}")));
+        }
+        insert(k, at);
+    }
+    Ok(())
 }
 
 impl Tracker {
@@ -707,27 +804,22 @@ impl Tracker {
         enc.u64(self.dropped_orphans);
         enc.u64(self.dropped_queues);
         enc.count(self.messages.len());
-        for stored in self.messages.values() {
+        // References are saved as the position of their message in this list: ids are this
+        // process's own, and positions cost a restore neither a key nor a lookup.
+        let mut position: HashMap<Id, u32, Fast> =
+            HashMap::with_capacity_and_hasher(self.messages.len(), Fast::default());
+        for (i, (id, stored)) in self.messages.iter().enumerate() {
+            position.insert(*id, i as u32);
             match stored {
-                Stored::Live(m) => put_message(enc, m),
+                Stored::Live(m) => enc.bytes(&pack(m)),
                 // Packed bytes are this very encoding.
-                Stored::Packed { bytes, .. } => enc.buf.extend_from_slice(bytes),
+                Stored::Packed { bytes, .. } => enc.bytes(bytes),
             }
         }
-        // References are saved as the (envid, hash) they lead to: ids are this process's own.
-        let keys: HashMap<Id, &Key, Fast> = self.ids.iter().map(|(k, id)| (*id, k)).collect();
-        for list in [
-            refs_of(&self.by_envid, &keys),
-            refs_of(&self.by_queue, &keys),
-            refs_of(&self.by_message_id, &keys),
-        ] {
-            enc.count(list.len());
-            for (k, key) in list {
-                enc.bytes(k);
-                enc.bytes(&key.0);
-                enc.buf.extend_from_slice(&key.1);
-            }
+        for map in [&self.by_envid, &self.by_message_id] {
+            put_refs(enc, map.iter(), &position);
         }
+        put_refs(enc, self.by_queue.iter(), &position);
         enc.count(self.queues.len());
         for (q, info) in &self.queues {
             enc.bytes(q);
@@ -768,38 +860,30 @@ impl Tracker {
         t.dropped_orphans = dec.u64()?;
         t.dropped_queues = dec.u64()?;
         let n = dec.count()?;
+        let records = (0..n).map(|_| dec.slice()).collect::<Result<Vec<_>, _>>()?;
         // Sized up front: growing maps of a million entries rehashes every key several times.
         t.messages.reserve(n);
         t.ids.reserve(n);
-        t.dirty.reserve(n);
+        t.ready.reserve(n);
         t.by_envid.reserve(n);
         t.by_message_id.reserve(n);
-        for _ in 0..n {
-            let m = get_message(dec)?;
+        for r in restore_messages(&records, &t.reporting_mta, retention)? {
             let id = t.next_id;
             t.next_id += 1;
-            t.ids.insert((m.envid.clone(), m.hash), id);
-            t.dirty.insert(id);
-            t.messages.insert(id, Stored::Live(m));
+            t.ids.insert(r.key, id);
+            t.ready.push((r.envid, r.answer));
+            t.messages.insert(id, r.stored);
         }
-        for _ in 0..dec.count()? {
-            let (k, key) = (dec.bytes()?, get_key(dec)?);
-            if let Some(&id) = t.ids.get(&key) {
-                t.by_envid.insert(k, id);
-            }
-        }
-        for _ in 0..dec.count()? {
-            let (k, key) = (dec.bytes()?, get_key(dec)?);
-            if let Some(&id) = t.ids.get(&key) {
-                t.by_queue.insert(k, id);
-            }
-        }
-        for _ in 0..dec.count()? {
-            let (k, key) = (dec.bytes()?, get_key(dec)?);
-            if let Some(&id) = t.ids.get(&key) {
-                t.by_message_id.insert(k, id);
-            }
-        }
+        let n = t.next_id;
+        get_refs(dec, n, |k, id| {
+            t.by_envid.insert(k, id);
+        })?;
+        get_refs(dec, n, |k, id| {
+            t.by_message_id.insert(k, id);
+        })?;
+        get_refs(dec, n, |k, id| {
+            t.by_queue.insert(k, id);
+        })?;
         for _ in 0..dec.count()? {
             let q = dec.bytes()?;
             let message_id = dec.opt_bytes()?;
