@@ -12,7 +12,7 @@
 //! gating, which these benches are not meant for; the end-to-end benches stay plain binaries.
 
 use std::hint::black_box;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use divan::counter::{BytesCount, ItemsCount};
@@ -20,7 +20,7 @@ use divan::Bencher;
 use mtqpd::index::date::Timestamp;
 use mtqpd::index::record::{Action, Message, Recipient, RecipientIndex};
 use mtqpd::index::render::render;
-use mtqpd::index::{Entry, Index};
+use mtqpd::index::{Answer, Entry, Index};
 use mtqpd::protocol::command::{parse, Command};
 use mtqpd::protocol::secret::{encode, hash_secret, sha1};
 use mtqpd::protocol::{xtext, MAX_ENVID};
@@ -161,7 +161,7 @@ static INDEX: LazyLock<Index> = LazyLock::new(|| {
             Entry {
                 hash: m.hash,
                 expires_at: NOW + 86_400,
-                answer: render(&m, "hub.example"),
+                answer: Answer::new(&render(&m, "hub.example")),
             },
         );
     }
@@ -209,7 +209,7 @@ impl Case {
 
 /// What the server does with a TRACK line up to choosing the answer (session.rs `track`):
 /// parse (which hashes the secret), decode the envid, look it up.
-fn track(index: &Index, line: &[u8]) -> Option<Arc<[u8]>> {
+fn track(index: &Index, line: &[u8]) -> Option<Answer> {
     let Ok(Command::Track { envid, secret_hash }) = parse(line) else {
         panic!("not a TRACK line");
     };

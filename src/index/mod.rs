@@ -17,6 +17,49 @@ use parking_lot::RwLock;
 
 use crate::protocol::secret::{hashes_equal, Hash};
 
+/// A TRACK answer as the index keeps it. Most answers begin and end with the same octets
+/// ([`render::FRAME_PREFIX`], [`render::FRAME_SUFFIX`]); those are kept once, statically, and
+/// go on the wire as extra slices of the same vectored write, saving about 180 octets a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The frame was cut off and must be sent around `body`.
+    pub framed: bool,
+    pub body: Arc<[u8]>,
+}
+
+impl Answer {
+    /// Keeps `wire` (a complete answer), without its frame when it has the usual one.
+    pub fn new(wire: &[u8]) -> Answer {
+        match wire
+            .strip_prefix(render::FRAME_PREFIX)
+            .and_then(|w| w.strip_suffix(render::FRAME_SUFFIX))
+        {
+            Some(body) => Answer {
+                framed: true,
+                body: body.into(),
+            },
+            None => Answer {
+                framed: false,
+                body: wire.into(),
+            },
+        }
+    }
+
+    /// The answer's octets, in three slices (the first and last empty when not framed).
+    pub fn pieces(&self) -> [&[u8]; 3] {
+        if self.framed {
+            [render::FRAME_PREFIX, &self.body, render::FRAME_SUFFIX]
+        } else {
+            [&[], &self.body, &[]]
+        }
+    }
+
+    /// The whole answer, as one buffer (for tests and tools; the server sends the pieces).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.pieces().concat()
+    }
+}
+
 /// One servable record: what a TRACK hit needs and nothing more.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -24,8 +67,8 @@ pub struct Entry {
     pub hash: Hash,
     /// Unix time after which it is not served.
     pub expires_at: i64,
-    /// The complete wire answer (see [`render::render`]).
-    pub answer: Arc<[u8]>,
+    /// The wire answer (see [`render::render`]).
+    pub answer: Answer,
 }
 
 /// The records of one envid. Nearly always one; more when two senders chose the same envid,
@@ -76,7 +119,7 @@ impl Index {
     /// The answer for `envid` (decoded) when `secret_hash` matches a live record. Every record
     /// of the envid is compared, and a decoy when there is none, so that the time taken does
     /// not tell a wrong secret from an unknown envid.
-    pub fn lookup(&self, envid: &[u8], secret_hash: &Hash, now: i64) -> Option<Arc<[u8]>> {
+    pub fn lookup(&self, envid: &[u8], secret_hash: &Hash, now: i64) -> Option<Answer> {
         let shard = self.shard(envid).read();
         let Some(slot) = shard.get(envid) else {
             std::hint::black_box(hashes_equal(&DECOY, secret_hash));
@@ -191,10 +234,11 @@ mod tests {
     use crate::protocol::secret::sha1;
 
     fn entry(secret: &[u8], expires_at: i64, answer: &[u8]) -> Entry {
+        let answer = Answer::new(answer);
         Entry {
             hash: sha1(secret),
             expires_at,
-            answer: answer.into(),
+            answer,
         }
     }
 
@@ -203,7 +247,9 @@ mod tests {
         let ix = Index::new(4);
         ix.upsert(b"e@x", entry(b"s", 100, b"A"));
         assert_eq!(
-            ix.lookup(b"e@x", &sha1(b"s"), 99).as_deref(),
+            ix.lookup(b"e@x", &sha1(b"s"), 99)
+                .map(|a| a.to_vec())
+                .as_deref(),
             Some(&b"A"[..])
         );
         assert_eq!(ix.lookup(b"e@x", &sha1(b"t"), 99), None);
@@ -219,17 +265,23 @@ mod tests {
         ix.upsert(b"e@x", entry(b"s1", 100, b"A2"));
         assert_eq!(ix.len(), 2);
         assert_eq!(
-            ix.lookup(b"e@x", &sha1(b"s1"), 0).as_deref(),
+            ix.lookup(b"e@x", &sha1(b"s1"), 0)
+                .map(|a| a.to_vec())
+                .as_deref(),
             Some(&b"A2"[..])
         );
         assert_eq!(
-            ix.lookup(b"e@x", &sha1(b"s2"), 0).as_deref(),
+            ix.lookup(b"e@x", &sha1(b"s2"), 0)
+                .map(|a| a.to_vec())
+                .as_deref(),
             Some(&b"B"[..])
         );
         ix.remove(b"e@x", &sha1(b"s1"));
         assert_eq!(ix.lookup(b"e@x", &sha1(b"s1"), 0), None);
         assert_eq!(
-            ix.lookup(b"e@x", &sha1(b"s2"), 0).as_deref(),
+            ix.lookup(b"e@x", &sha1(b"s2"), 0)
+                .map(|a| a.to_vec())
+                .as_deref(),
             Some(&b"B"[..])
         );
         ix.remove(b"e@x", &sha1(b"s2"));
@@ -247,7 +299,9 @@ mod tests {
         assert_eq!(ix.sweep(50), 52);
         assert_eq!(ix.len(), 49);
         assert_eq!(
-            ix.lookup(b"m99@x", &sha1(b"s"), 60).as_deref(),
+            ix.lookup(b"m99@x", &sha1(b"s"), 60)
+                .map(|a| a.to_vec())
+                .as_deref(),
             Some(&b"A"[..])
         );
         assert_eq!(ix.lookup(b"m20@x", &sha1(b"s"), 0), None);

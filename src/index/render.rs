@@ -20,6 +20,15 @@ pub const BOUNDARY: &str = "%%%%";
 
 const STATUS_LINE: &[u8] = b"+OK+ Tracking information follows\r\n";
 
+/// How every answer without extra header lines begins, up to its first field: the index keeps
+/// it once rather than in every record (see [`crate::index::Answer`]).
+pub const FRAME_PREFIX: &[u8] = b"+OK+ Tracking information follows\r\n\
+Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"\r\n\
+\r\n--%%%%\r\nContent-Type: message/tracking-status\r\n\r\n";
+
+/// How every answer ends.
+pub const FRAME_SUFFIX: &[u8] = b"\r\n--%%%%--\r\n.\r\n";
+
 /// Appends `value` with every octet outside printable ASCII and space written as xtext `+XX`,
 /// so that a value from a log line can neither break a line nor leave 7-bit.
 fn push_value(out: &mut Vec<u8>, value: &[u8]) {
@@ -104,7 +113,7 @@ fn push_recipient(body: &mut Vec<u8>, r: &Recipient) {
 }
 
 /// Renders the complete TRACK answer for `msg`. `reporting_mta` is this hub's name.
-pub fn render(msg: &Message, reporting_mta: &str) -> Arc<[u8]> {
+pub fn render(msg: &Message, reporting_mta: &str) -> Vec<u8> {
     let per_recipient: usize = msg
         .recipients
         .iter()
@@ -131,7 +140,7 @@ pub fn render(msg: &Message, reporting_mta: &str) -> Arc<[u8]> {
     out.extend_from_slice(BOUNDARY.as_bytes());
     out.extend_from_slice(b"--\r\n");
     out.extend_from_slice(TERMINATOR);
-    out.into()
+    out
 }
 
 /// The `opaque` answer (RFC 3887 section 4, `--unknown opaque`), in two halves that go on the
@@ -238,6 +247,16 @@ mod tests {
         assert!(text.contains("Diagnostic-Code: smtp; 550 +00+FF\r\n"));
         assert_eq!(text.matches("\r\n--%%%%").count(), 2);
         assert!(text.ends_with("\r\n--%%%%--\r\n.\r\n"));
+    }
+
+    #[test]
+    fn frame_constants_are_what_render_writes() {
+        let wire = render(
+            &msg(vec![rcpt("a@b", Action::Delivered, "2.0.0")]),
+            "h.example",
+        );
+        assert!(wire.starts_with(FRAME_PREFIX));
+        assert!(wire.ends_with(FRAME_SUFFIX));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::index::date::Timestamp;
 use crate::index::record::{Action, Recipient, RecipientIndex};
 use crate::index::record::{Message, Retention};
 use crate::index::render::render;
-use crate::index::{Entry, Index};
+use crate::index::{Answer, Entry, Index};
 use crate::protocol::secret::Hash;
 
 /// A message is known by its envid and the hash of its secret...
@@ -504,7 +504,7 @@ impl Tracker {
                 index.remove(&msg.envid, &msg.hash);
                 continue;
             }
-            let answer = render(msg, &self.reporting_mta);
+            let answer = Answer::new(&render(msg, &self.reporting_mta));
             index.upsert(
                 &msg.envid,
                 Entry {
@@ -722,7 +722,7 @@ fn restore_messages(
         let answer = Entry {
             hash: m.hash,
             expires_at,
-            answer: render(&m, reporting_mta),
+            answer: Answer::new(&render(&m, reporting_mta)),
         };
         let key = (m.envid.clone(), m.hash);
         let envid = m.envid.clone();

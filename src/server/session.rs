@@ -9,6 +9,7 @@ use memchr::memchr;
 
 use super::output::{Bytes, Output};
 use super::Shared;
+use crate::index::render::{FRAME_PREFIX, FRAME_SUFFIX};
 use crate::protocol::command::{parse, BadCommand, Command, CommandKind};
 use crate::protocol::{reply, xtext, MAX_ENVID, MAX_LINE};
 use crate::stats::WorkerStats;
@@ -186,7 +187,12 @@ impl Session {
         };
         if let Some(answer) = turn.shared.index.lookup(raw, secret_hash, turn.now_unix) {
             turn.stats.counters.track_hits += 1;
-            return self.reply(Bytes::Shared(answer), CommandKind::Track, turn);
+            if !answer.framed {
+                return self.reply(Bytes::Shared(answer.body), CommandKind::Track, turn);
+            }
+            self.out.push(Bytes::Static(FRAME_PREFIX), None);
+            self.out.push(Bytes::Shared(answer.body), None);
+            return self.reply(Bytes::Static(FRAME_SUFFIX), CommandKind::Track, turn);
         }
         turn.stats.counters.track_misses += 1;
         match &turn.shared.unknown {
