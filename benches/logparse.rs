@@ -59,17 +59,9 @@ fn postfix_parser() -> PostfixParser {
     PostfixParser::new(SyslogClock::new(Zone::utc(), NOW))
 }
 
-/// What the ingest thread does with a line of a Postfix file (ingest/mod.rs `parse_line`): a
-/// native `mtqp:` line is recognised in any file; anything else goes to the file's parser.
+/// What the ingest thread does with a line of a Postfix file.
 fn ingest_line(parser: &mut PostfixParser, line: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome {
-    match native::parse_line(line) {
-        Some(Ok(event)) => {
-            emit(event);
-            Outcome::Parsed
-        }
-        Some(Err(e)) => Outcome::Rejected(e.reason()),
-        None => parser.parse(line, emit),
-    }
+    mtqpd::ingest::parse_line(parser, line, emit)
 }
 
 fn per_line<'a, 'b>(bencher: Bencher<'a, 'b>, line: &str) -> Bencher<'a, 'b> {

@@ -254,8 +254,13 @@ struct Source {
     parser: Box<dyn LineParser + Send>,
 }
 
-/// A native `mtqp:` line is recognised in any file; anything else goes to the file's format.
-fn parse_line(parser: &mut dyn LineParser, line: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome {
+/// Parses one line of a file in `parser`'s format: a native `mtqp:` line is recognised in any
+/// file; anything else goes to the file's format.
+pub fn parse_line(
+    parser: &mut dyn LineParser,
+    line: &[u8],
+    emit: &mut dyn FnMut(Event),
+) -> Outcome {
     match native::parse_line(line) {
         Some(Ok(event)) => {
             emit(event);
