@@ -1,185 +1,103 @@
-//! The in-memory index of tracking records: N shards of `RwLock<HashMap>` keyed by envid, each
-//! record holding the hash B of its secret, its expiry and its answer already rendered for the
-//! wire. Event-loop workers only read it; the ingest thread is its one writer.
+//! The in-memory index of tracking records: N shards, each an `RwLock` over an
+//! open-addressing [`table`] of [`Entry`]s — one allocation per record holding the hash B of
+//! its secret, its expiry, its envid and its answer already rendered for the wire.
+//! Event-loop workers only read it; the ingest thread is its one writer.
 //!
 //! It owns no I/O and no log format; rendering lives in [`render`], the message model in
 //! [`record`].
 
 pub mod date;
+pub mod entry;
 pub mod record;
 pub mod render;
+mod table;
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::protocol::secret::{hashes_equal, Hash};
-
-/// A TRACK answer as the index keeps it. Most answers begin and end with the same octets
-/// ([`render::FRAME_PREFIX`], [`render::FRAME_SUFFIX`]); those are kept once, statically, and
-/// go on the wire as extra slices of the same vectored write, saving about 180 octets a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// The frame was cut off and must be sent around `body`.
-    pub framed: bool,
-    pub body: Arc<[u8]>,
-}
-
-impl Answer {
-    /// Keeps `wire` (a complete answer), without its frame when it has the usual one.
-    pub fn new(wire: &[u8]) -> Answer {
-        match wire
-            .strip_prefix(render::FRAME_PREFIX)
-            .and_then(|w| w.strip_suffix(render::FRAME_SUFFIX))
-        {
-            Some(body) => Answer {
-                framed: true,
-                body: body.into(),
-            },
-            None => Answer {
-                framed: false,
-                body: wire.into(),
-            },
-        }
-    }
-
-    /// The answer's octets, in three slices (the first and last empty when not framed).
-    pub fn pieces(&self) -> [&[u8]; 3] {
-        if self.framed {
-            [render::FRAME_PREFIX, &self.body, render::FRAME_SUFFIX]
-        } else {
-            [&[], &self.body, &[]]
-        }
-    }
-
-    /// The whole answer, as one buffer (for tests and tools; the server sends the pieces).
-    pub fn to_vec(&self) -> Vec<u8> {
-        self.pieces().concat()
-    }
-}
-
-/// One servable record: what a TRACK hit needs and nothing more.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// SHA-1 of the tracking secret.
-    pub hash: Hash,
-    /// Unix time after which it is not served.
-    pub expires_at: i64,
-    /// The wire answer (see [`render::render`]).
-    pub answer: Answer,
-}
-
-/// The records of one envid. Nearly always one; more when two senders chose the same envid,
-/// which must not let the second take over the first's record (each keeps its own secret).
-#[derive(Debug)]
-struct Slot {
-    first: Entry,
-    more: Vec<Entry>,
-}
-
-type Shard = RwLock<HashMap<Box<[u8]>, Slot>>;
+pub use self::entry::Entry;
+use self::table::Table;
+use crate::protocol::secret::Hash;
 
 /// The sharded index.
 pub struct Index {
-    shards: Box<[Shard]>,
+    shards: Box<[RwLock<Table>]>,
+    /// SipHash with a random key: an attacker who chooses envids cannot predict their tags, so
+    /// can neither crowd one probe sequence nor learn anything from timing.
+    keys: std::hash::RandomState,
     records: AtomicUsize,
 }
 
-/// Compared against on a miss, so that an unknown envid costs what a wrong secret costs.
-const DECOY: Hash = [0x5a; 20];
-
-/// FNV-1a: picks the shard. The maps inside use SipHash with a random key, so an attacker who
-/// chooses envids can crowd a shard but cannot degrade a map.
-fn shard_of(envid: &[u8], n: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &c in envid {
-        h = (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % n as u64) as usize
+/// Where an envid lives: its shard and its tag in that shard's table.
+#[derive(Clone, Copy)]
+struct Place {
+    shard: usize,
+    tag: u32,
 }
 
 impl Index {
     /// An empty index with `shards` shards (at least one).
     pub fn new(shards: usize) -> Index {
         let shards = (0..shards.max(1))
-            .map(|_| RwLock::new(HashMap::new()))
+            .map(|_| RwLock::new(Table::default()))
             .collect();
         Index {
             shards,
+            keys: std::hash::RandomState::new(),
             records: AtomicUsize::new(0),
         }
     }
 
-    fn shard(&self, envid: &[u8]) -> &Shard {
-        &self.shards[shard_of(envid, self.shards.len())]
-    }
-
-    /// The answer for `envid` (decoded) when `secret_hash` matches a live record. Every record
-    /// of the envid is compared, and a decoy when there is none, so that the time taken does
-    /// not tell a wrong secret from an unknown envid.
-    pub fn lookup(&self, envid: &[u8], secret_hash: &Hash, now: i64) -> Option<Answer> {
-        let shard = self.shard(envid).read();
-        let Some(slot) = shard.get(envid) else {
-            std::hint::black_box(hashes_equal(&DECOY, secret_hash));
-            return None;
-        };
-        let mut found = None;
-        for e in std::iter::once(&slot.first).chain(&slot.more) {
-            if hashes_equal(&e.hash, secret_hash) && e.expires_at > now {
-                found = Some(&e.answer);
-            }
+    fn place(&self, envid: &[u8]) -> Place {
+        let h = self.keys.hash_one(envid);
+        Place {
+            shard: ((h as u32 as u64 * self.shards.len() as u64) >> 32) as usize,
+            tag: (h >> 32) as u32,
         }
-        found.cloned()
     }
 
-    /// Inserts or replaces the record of (`envid`, `entry.hash`).
-    pub fn upsert(&self, envid: &[u8], entry: Entry) {
-        let mut shard = self.shard(envid).write();
-        match shard.get_mut(envid) {
-            Some(slot) => {
-                if slot.first.hash == entry.hash {
-                    slot.first = entry;
-                } else if let Some(e) = slot.more.iter_mut().find(|e| e.hash == entry.hash) {
-                    *e = entry;
-                } else {
-                    slot.more.push(entry);
-                    self.records.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            None => {
-                shard.insert(
-                    envid.into(),
-                    Slot {
-                        first: entry,
-                        more: Vec::new(),
-                    },
-                );
-                self.records.fetch_add(1, Ordering::Relaxed);
-            }
+    fn tag(&self, envid: &[u8]) -> u32 {
+        self.place(envid).tag
+    }
+
+    /// The record for `envid` (decoded) when `secret_hash` matches a live one. The same work
+    /// is done, and the same amount of record memory read, for a wrong secret as for an
+    /// unknown envid (see [`table`]).
+    pub fn lookup(&self, envid: &[u8], secret_hash: &Hash, now: i64) -> Option<Entry> {
+        let at = self.place(envid);
+        self.shards[at.shard]
+            .read()
+            .lookup(at.tag, envid, secret_hash, now)
+    }
+
+    /// The record of (`envid`, `hash`), expired or not.
+    pub fn get(&self, envid: &[u8], hash: &Hash) -> Option<Entry> {
+        let at = self.place(envid);
+        self.shards[at.shard]
+            .read()
+            .get(at.tag, envid, hash)
+            .cloned()
+    }
+
+    /// Inserts `entry`, or replaces the record of the same envid and hash.
+    pub fn upsert(&self, entry: Entry) {
+        let at = self.place(entry.envid());
+        if self.shards[at.shard].write().upsert(at.tag, entry) {
+            self.records.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Removes the record of (`envid`, `hash`), if any.
     pub fn remove(&self, envid: &[u8], hash: &Hash) {
-        let mut shard = self.shard(envid).write();
-        let Some(slot) = shard.get_mut(envid) else {
-            return;
-        };
-        if let Some(i) = slot.more.iter().position(|e| e.hash == *hash) {
-            slot.more.swap_remove(i);
-        } else if slot.first.hash == *hash {
-            match slot.more.pop() {
-                Some(next) => slot.first = next,
-                None => {
-                    shard.remove(envid);
-                }
-            }
-        } else {
-            return;
+        let at = self.place(envid);
+        let removed = self.shards[at.shard]
+            .write()
+            .remove(at.tag, envid, hash, |e| self.tag(e));
+        if removed {
+            self.records.fetch_sub(1, Ordering::Relaxed);
         }
-        self.records.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Drops every record that expired at or before `now`, one shard at a time so that readers
@@ -187,22 +105,9 @@ impl Index {
     pub fn sweep(&self, now: i64) -> usize {
         let mut dropped = 0;
         for shard in self.shards.iter() {
-            let mut map = shard.write();
-            map.retain(|_, slot| {
-                let before = 1 + slot.more.len();
-                slot.more.retain(|e| e.expires_at > now);
-                if slot.first.expires_at <= now {
-                    match slot.more.pop() {
-                        Some(next) => slot.first = next,
-                        None => {
-                            dropped += before;
-                            return false;
-                        }
-                    }
-                }
-                dropped += before - (1 + slot.more.len());
-                true
-            });
+            dropped += shard
+                .write()
+                .retain(|e| self.tag(e), |e| e.expires_at() > now);
         }
         self.records.fetch_sub(dropped, Ordering::Relaxed);
         dropped
@@ -214,6 +119,13 @@ impl Index {
         let per_shard = records / self.shards.len() + 1;
         for shard in self.shards.iter() {
             shard.write().reserve(per_shard);
+        }
+    }
+
+    /// Calls `f` with every record, one shard at a time.
+    pub fn for_each(&self, mut f: impl FnMut(&Entry)) {
+        for shard in self.shards.iter() {
+            shard.read().entries().iter().for_each(&mut f);
         }
     }
 
@@ -233,19 +145,14 @@ mod tests {
     use super::*;
     use crate::protocol::secret::sha1;
 
-    fn entry(secret: &[u8], expires_at: i64, answer: &[u8]) -> Entry {
-        let answer = Answer::new(answer);
-        Entry {
-            hash: sha1(secret),
-            expires_at,
-            answer,
-        }
+    fn entry(envid: &[u8], secret: &[u8], expires_at: i64, answer: &[u8]) -> Entry {
+        Entry::new(envid, &sha1(secret), expires_at, answer).unwrap()
     }
 
     #[test]
     fn hit_needs_the_right_secret_and_a_live_record() {
         let ix = Index::new(4);
-        ix.upsert(b"e@x", entry(b"s", 100, b"A"));
+        ix.upsert(entry(b"e@x", b"s", 100, b"A"));
         assert_eq!(
             ix.lookup(b"e@x", &sha1(b"s"), 99)
                 .map(|a| a.to_vec())
@@ -260,9 +167,9 @@ mod tests {
     #[test]
     fn same_envid_different_secrets_are_separate_records() {
         let ix = Index::new(1);
-        ix.upsert(b"e@x", entry(b"s1", 100, b"A"));
-        ix.upsert(b"e@x", entry(b"s2", 100, b"B"));
-        ix.upsert(b"e@x", entry(b"s1", 100, b"A2"));
+        ix.upsert(entry(b"e@x", b"s1", 100, b"A"));
+        ix.upsert(entry(b"e@x", b"s2", 100, b"B"));
+        ix.upsert(entry(b"e@x", b"s1", 100, b"A2"));
         assert_eq!(ix.len(), 2);
         assert_eq!(
             ix.lookup(b"e@x", &sha1(b"s1"), 0)
@@ -292,9 +199,9 @@ mod tests {
     fn sweep_drops_only_expired_records() {
         let ix = Index::new(3);
         for i in 0..100i64 {
-            ix.upsert(format!("m{i}@x").as_bytes(), entry(b"s", i, b"A"));
+            ix.upsert(entry(format!("m{i}@x").as_bytes(), b"s", i, b"A"));
         }
-        ix.upsert(b"m99@x", entry(b"other", 10, b"B"));
+        ix.upsert(entry(b"m99@x", b"other", 10, b"B"));
         assert_eq!(ix.len(), 101);
         assert_eq!(ix.sweep(50), 52);
         assert_eq!(ix.len(), 49);

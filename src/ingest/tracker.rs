@@ -12,13 +12,11 @@ use crate::index::date::Timestamp;
 use crate::index::record::{Action, Recipient, RecipientIndex};
 use crate::index::record::{Message, Retention};
 use crate::index::render::render;
-use crate::index::{Answer, Entry, Index};
+use crate::index::{Entry, Index};
 use crate::protocol::secret::Hash;
 
-/// A message is known by its envid and the hash of its secret...
-type Key = (Box<[u8]>, Hash);
-
-/// ...and inside the tracker by a number, cheap to copy into every map that refers to it.
+/// A message is known by its envid and the hash of its secret, and inside the tracker by a
+/// number, cheap to copy into every map that refers to it.
 type Id = u64;
 
 /// FxHash (rustc's): for maps keyed by numbers the tracker hands out and by queue ids, which
@@ -50,10 +48,11 @@ type Fast = std::hash::BuildHasherDefault<FxHasher>;
 
 /// A message as the tracker holds it: whole while it may still change, packed into its
 /// state-file encoding (a third of the memory) once it has recipients and none is pending,
-/// since few lines come after that. A late line unpacks it.
+/// since few lines come after that. A late line unpacks it. Boxed, so that the map of a
+/// million messages holds 24 octets a message rather than a whole `Message`.
 #[derive(Debug)]
 enum Stored {
-    Live(Message),
+    Live(Box<Message>),
     Packed { expires_at: i64, bytes: Box<[u8]> },
 }
 
@@ -74,7 +73,7 @@ impl Stored {
     /// cannot happen for bytes this module wrote.
     fn live(&mut self) -> Option<&mut Message> {
         if let Stored::Packed { bytes, .. } = self {
-            *self = Stored::Live(unpack(bytes)?);
+            *self = Stored::Live(Box::new(unpack(bytes)?));
         }
         match self {
             Stored::Live(m) => Some(m),
@@ -87,6 +86,18 @@ impl Stored {
         match self {
             Stored::Live(m) => Some(std::borrow::Cow::Borrowed(m)),
             Stored::Packed { bytes, .. } => unpack(bytes).map(std::borrow::Cow::Owned),
+        }
+    }
+
+    /// The hash of the message's secret (read in place from packed bytes).
+    fn hash(&self) -> Option<Hash> {
+        match self {
+            Stored::Live(m) => Some(m.hash),
+            Stored::Packed { bytes, .. } => {
+                let mut dec = Decoder::new(bytes);
+                dec.slice().ok()?;
+                dec.hash().ok()
+            }
         }
     }
 
@@ -122,15 +133,62 @@ struct QueueInfo {
     seen: i64,
 }
 
+/// The ids of the messages of one envid, the latest last. Nearly always one, held inline.
+#[derive(Debug)]
+enum EnvidIds {
+    One(Id),
+    Many(Box<[Id]>),
+}
+
+impl EnvidIds {
+    fn all(&self) -> &[Id] {
+        match self {
+            EnvidIds::One(id) => std::slice::from_ref(id),
+            EnvidIds::Many(ids) => ids,
+        }
+    }
+
+    fn latest(&self) -> Option<Id> {
+        self.all().last().copied()
+    }
+
+    /// Makes `id` the latest, adding it if new.
+    fn make_latest(&mut self, id: Id) {
+        if self.latest() == Some(id) {
+            return;
+        }
+        let mut ids: Vec<Id> = self.all().iter().copied().filter(|&i| i != id).collect();
+        ids.push(id);
+        *self = EnvidIds::from_vec(ids);
+    }
+
+    fn from_vec(ids: Vec<Id>) -> EnvidIds {
+        match ids[..] {
+            [one] => EnvidIds::One(one),
+            _ => EnvidIds::Many(ids.into()),
+        }
+    }
+
+    /// Keeps the ids for which `keep` holds; false when none is left.
+    fn retain(&mut self, keep: impl Fn(Id) -> bool) -> bool {
+        let ids: Vec<Id> = self.all().iter().copied().filter(|&i| keep(i)).collect();
+        if ids.is_empty() {
+            return false;
+        }
+        *self = EnvidIds::from_vec(ids);
+        true
+    }
+}
+
 /// The correlation state.
 pub struct Tracker {
     reporting_mta: String,
     retention: Retention,
     messages: HashMap<Id, Stored, Fast>,
-    ids: HashMap<Key, Id>,
     next_id: Id,
-    /// The latest message of each envid, for updates that name only the envid.
-    by_envid: HashMap<Box<[u8]>, Id>,
+    /// The messages of each envid (one, unless senders reuse envids), the latest last: for
+    /// updates that name only the envid, and with the hash for those that name both.
+    by_envid: HashMap<Box<[u8]>, EnvidIds>,
     by_queue: HashMap<Box<[u8]>, Id, Fast>,
     by_message_id: HashMap<Box<[u8]>, Id>,
     /// Updates whose message is not known yet, by the reference they wait for...
@@ -140,7 +198,7 @@ pub struct Tracker {
     orphan_count: usize,
     dirty: HashSet<Id, Fast>,
     /// Answers rendered while restoring, for the next [`Tracker::publish`] to put in the index.
-    ready: Vec<(Box<[u8]>, Entry)>,
+    ready: Vec<Entry>,
     dropped_orphans: u64,
     /// Queue ids of the MTAs' logs, tracked or not yet known to be.
     queues: HashMap<Box<[u8]>, QueueInfo, Fast>,
@@ -166,7 +224,6 @@ impl Tracker {
             reporting_mta,
             retention,
             messages: HashMap::default(),
-            ids: HashMap::new(),
             next_id: 0,
             by_envid: HashMap::new(),
             by_queue: HashMap::default(),
@@ -379,21 +436,19 @@ impl Tracker {
     }
 
     fn accept(&mut self, a: Accept) {
-        let key: Key = (a.envid.clone(), a.hash);
         let mut refs = vec![MessageRef::Envid(a.envid.clone())];
         refs.extend(a.queue.iter().cloned().map(MessageRef::Queue));
         refs.extend(a.message_id.iter().cloned().map(MessageRef::MessageId));
-        let id = match self.ids.get(&key) {
-            Some(&id) => id,
+        let id = match self.id_of(&a.envid, &a.hash) {
+            Some(id) => id,
             None => {
                 let id = self.next_id;
                 self.next_id += 1;
-                self.ids.insert(key, id);
                 id
             }
         };
         let stored = self.messages.entry(id).or_insert_with(|| {
-            Stored::Live(Message {
+            Stored::Live(Box::new(Message {
                 envid: a.envid.clone(),
                 hash: a.hash,
                 arrival: a.time,
@@ -402,14 +457,19 @@ impl Tracker {
                 recipients: Vec::new(),
                 last_event: a.time.unix,
                 lookup: Default::default(),
-            })
+            }))
         });
         let Some(msg) = stored.live() else { return };
         msg.arrival = a.time;
         msg.timeout = a.timeout;
         msg.headers = a.headers;
         msg.last_event = msg.last_event.max(a.time.unix);
-        self.by_envid.insert(a.envid, id);
+        match self.by_envid.get_mut(&a.envid) {
+            Some(ids) => ids.make_latest(id),
+            None => {
+                self.by_envid.insert(a.envid, EnvidIds::One(id));
+            }
+        }
         self.tick(a.time.unix);
         self.dirty.insert(id);
         if let Some(q) = a.queue {
@@ -429,13 +489,23 @@ impl Tracker {
         }
     }
 
+    /// The message of (`envid`, `hash`).
+    fn id_of(&self, envid: &[u8], hash: &Hash) -> Option<Id> {
+        let ids = self.by_envid.get(envid)?;
+        ids.all().iter().copied().find(|id| {
+            self.messages
+                .get(id)
+                .is_some_and(|m| m.hash().as_ref() == Some(hash))
+        })
+    }
+
     fn resolve(&self, message: &MessageRef, hash: Option<Hash>) -> Option<Id> {
         match message {
             MessageRef::Queue(q) => self.by_queue.get(q).copied(),
             MessageRef::MessageId(m) => self.by_message_id.get(m).copied(),
             MessageRef::Envid(e) => match hash {
-                Some(h) => self.ids.get(&(e.clone(), h)).copied(),
-                None => self.by_envid.get(e).copied(),
+                Some(h) => self.id_of(e, &h),
+                None => self.by_envid.get(e).and_then(EnvidIds::latest),
             },
         }
     }
@@ -488,9 +558,9 @@ impl Tracker {
             self.sweep_queues();
         }
         let mut rendered = 0;
-        for (envid, entry) in self.ready.drain(..) {
-            if entry.expires_at > now {
-                index.upsert(&envid, entry);
+        for entry in self.ready.drain(..) {
+            if entry.expires_at() > now {
+                index.upsert(entry);
                 rendered += 1;
             }
         }
@@ -504,16 +574,12 @@ impl Tracker {
                 index.remove(&msg.envid, &msg.hash);
                 continue;
             }
-            let answer = Answer::new(&render(msg, &self.reporting_mta));
-            index.upsert(
-                &msg.envid,
-                Entry {
-                    hash: msg.hash,
-                    expires_at,
-                    answer,
-                },
-            );
-            rendered += 1;
+            let wire = render(msg, &self.reporting_mta);
+            // None only for an envid no TRACK command can name (longer than 65,535 octets).
+            if let Some(entry) = Entry::new(&msg.envid, &msg.hash, expires_at, &wire) {
+                index.upsert(entry);
+                rendered += 1;
+            }
             if !msg.recipients.is_empty() && !msg.is_pending() {
                 let bytes = pack(msg);
                 *stored = Stored::Packed { expires_at, bytes };
@@ -529,10 +595,10 @@ impl Tracker {
         let before = self.messages.len();
         self.messages.retain(|_, m| m.expires_at(retention) > now);
         let messages = &self.messages;
-        self.ids.retain(|_, id| messages.contains_key(id));
         self.by_queue.retain(|_, id| messages.contains_key(id));
         self.by_message_id.retain(|_, id| messages.contains_key(id));
-        self.by_envid.retain(|_, id| messages.contains_key(id));
+        self.by_envid
+            .retain(|_, ids| ids.retain(|id| messages.contains_key(&id)));
         index.sweep(now);
         before - self.messages.len()
     }
@@ -697,11 +763,10 @@ fn get_ref(dec: &mut Decoder<'_>) -> Result<MessageRef, Corrupt> {
 
 /// One message of a state file, decoded and ready to be tracked and served.
 struct Restored {
-    key: Key,
     envid: Box<[u8]>,
     stored: Stored,
     /// The rendered answer (publish() skips it if it expired while we were down).
-    answer: Entry,
+    answer: Option<Entry>,
 }
 
 /// Decodes and renders the message records of a state file on every core: at a million
@@ -719,12 +784,7 @@ fn restore_messages(
             return Err(Corrupt("message record longer than its message".into()));
         }
         let expires_at = m.expires_at(retention);
-        let answer = Entry {
-            hash: m.hash,
-            expires_at,
-            answer: Answer::new(&render(&m, reporting_mta)),
-        };
-        let key = (m.envid.clone(), m.hash);
+        let answer = Entry::new(&m.envid, &m.hash, expires_at, &render(&m, reporting_mta));
         let envid = m.envid.clone();
         let stored = if !m.recipients.is_empty() && !m.is_pending() {
             Stored::Packed {
@@ -732,10 +792,9 @@ fn restore_messages(
                 bytes: bytes.into(),
             }
         } else {
-            Stored::Live(m)
+            Stored::Live(Box::new(m))
         };
         Ok(Restored {
-            key,
             envid,
             stored,
             answer,
@@ -767,11 +826,11 @@ fn restore_messages(
 /// messages that are gone.
 fn put_refs<'a>(
     enc: &mut Encoder,
-    map: impl Iterator<Item = (&'a Box<[u8]>, &'a Id)>,
+    map: impl Iterator<Item = (&'a Box<[u8]>, Id)>,
     position: &HashMap<Id, u32, Fast>,
 ) {
     let live: Vec<(&[u8], u32)> = map
-        .filter_map(|(k, id)| Some((&**k, *position.get(id)?)))
+        .filter_map(|(k, id)| Some((&**k, *position.get(&id)?)))
         .collect();
     enc.count(live.len());
     for (k, at) in live {
@@ -816,10 +875,17 @@ impl Tracker {
                 Stored::Packed { bytes, .. } => enc.bytes(bytes),
             }
         }
-        for map in [&self.by_envid, &self.by_message_id] {
-            put_refs(enc, map.iter(), &position);
-        }
-        put_refs(enc, self.by_queue.iter(), &position);
+        let latest = self
+            .by_envid
+            .iter()
+            .filter_map(|(envid, ids)| Some((envid, ids.latest()?)));
+        put_refs(enc, latest, &position);
+        put_refs(
+            enc,
+            self.by_message_id.iter().map(|(m, id)| (m, *id)),
+            &position,
+        );
+        put_refs(enc, self.by_queue.iter().map(|(q, id)| (q, *id)), &position);
         enc.count(self.queues.len());
         for (q, info) in &self.queues {
             enc.bytes(q);
@@ -863,20 +929,27 @@ impl Tracker {
         let records = (0..n).map(|_| dec.slice()).collect::<Result<Vec<_>, _>>()?;
         // Sized up front: growing maps of a million entries rehashes every key several times.
         t.messages.reserve(n);
-        t.ids.reserve(n);
         t.ready.reserve(n);
         t.by_envid.reserve(n);
         t.by_message_id.reserve(n);
         for r in restore_messages(&records, &t.reporting_mta, retention)? {
             let id = t.next_id;
             t.next_id += 1;
-            t.ids.insert(r.key, id);
-            t.ready.push((r.envid, r.answer));
+            match t.by_envid.get_mut(&r.envid) {
+                Some(ids) => ids.make_latest(id),
+                None => {
+                    t.by_envid.insert(r.envid, EnvidIds::One(id));
+                }
+            }
+            t.ready.extend(r.answer);
             t.messages.insert(id, r.stored);
         }
         let n = t.next_id;
-        get_refs(dec, n, |k, id| {
-            t.by_envid.insert(k, id);
+        get_refs(dec, n, |k, id| match t.by_envid.get_mut(&k) {
+            Some(ids) => ids.make_latest(id),
+            None => {
+                t.by_envid.insert(k, EnvidIds::One(id));
+            }
         })?;
         get_refs(dec, n, |k, id| {
             t.by_message_id.insert(k, id);
@@ -990,10 +1063,8 @@ mod tests {
 
     /// The recipients of `envid` as (address, action).
     fn state(tr: &Tracker, envid: &str) -> Vec<(String, Action)> {
-        let key: Key = (envid.as_bytes().into(), sha1(envid.as_bytes()));
-        tr.ids
-            .get(&key)
-            .and_then(|id| tr.messages.get(id))
+        tr.id_of(envid.as_bytes(), &sha1(envid.as_bytes()))
+            .and_then(|id| tr.messages.get(&id))
             .and_then(Stored::read)
             .map(|m| {
                 m.recipients
@@ -1027,8 +1098,8 @@ mod tests {
                 ("b@x".into(), Action::Relayed)
             ]
         );
-        let key = (q("e1@x"), sha1(b"e1@x"));
-        let will_retry = tr.messages[&tr.ids[&key]].read().unwrap().recipients[0]
+        let id = tr.id_of(b"e1@x", &sha1(b"e1@x")).unwrap();
+        let will_retry = tr.messages[&id].read().unwrap().recipients[0]
             .will_retry_until
             .map(|w| w.unix);
         assert_eq!(will_retry, Some(100 + 5 * DAY), "arrival + queue lifetime");

@@ -7,6 +7,7 @@ use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::index::Entry;
 use crate::protocol::command::CommandKind;
 use crate::stats::WorkerStats;
 
@@ -16,6 +17,8 @@ pub enum Bytes {
     Static(&'static [u8]),
     Shared(Arc<[u8]>),
     Owned(Box<[u8]>),
+    /// The stored part of an index record's answer.
+    Record(Entry),
 }
 
 impl Bytes {
@@ -24,6 +27,7 @@ impl Bytes {
             Bytes::Static(s) => s,
             Bytes::Shared(s) => s,
             Bytes::Owned(s) => s,
+            Bytes::Record(e) => e.body(),
         }
     }
 }

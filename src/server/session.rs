@@ -187,11 +187,11 @@ impl Session {
         };
         if let Some(answer) = turn.shared.index.lookup(raw, secret_hash, turn.now_unix) {
             turn.stats.counters.track_hits += 1;
-            if !answer.framed {
-                return self.reply(Bytes::Shared(answer.body), CommandKind::Track, turn);
+            if !answer.framed() {
+                return self.reply(Bytes::Record(answer), CommandKind::Track, turn);
             }
             self.out.push(Bytes::Static(FRAME_PREFIX), None);
-            self.out.push(Bytes::Shared(answer.body), None);
+            self.out.push(Bytes::Record(answer), None);
             return self.reply(Bytes::Static(FRAME_SUFFIX), CommandKind::Track, turn);
         }
         turn.stats.counters.track_misses += 1;

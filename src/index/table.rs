@@ -1,0 +1,309 @@
+//! One shard of the index: an open-addressing table (linear probing) of 8-octet slots over a
+//! dense vector of [`Entry`]s.
+//!
+//! Why not a `HashMap<Box<[u8]>, …>`: a miss in a swiss table reads only its control bytes
+//! while a wrong secret also reads the stored key and record, so on a cold cache an unknown
+//! envid answered measurably faster than a wrong secret. Here every TRACK reads exactly one
+//! record: the matching one, or on a miss a decoy picked from the entries, compared the same
+//! way. The slots also cost 8 octets a record instead of a key allocation and a bucket.
+//!
+//! A slot holds a 32-bit tag of the envid's keyed hash and the entry's position; the probe
+//! start is derived from the tag alone, so the table grows without reading any entry.
+
+use super::entry::Entry;
+use crate::protocol::secret::{hashes_equal, Hash};
+
+/// Most entries one shard holds (positions are 32-bit).
+const MAX_ENTRIES: usize = u32::MAX as usize - 1;
+
+/// A shard's table.
+#[derive(Default)]
+pub struct Table {
+    /// 0: empty; otherwise `tag << 32 | (position in entries + 1)`.
+    slots: Vec<u64>,
+    entries: Vec<Entry>,
+}
+
+fn tag_of(slot: u64) -> u32 {
+    (slot >> 32) as u32
+}
+
+fn position_of(slot: u64) -> usize {
+    (slot as u32 as usize) - 1
+}
+
+fn slot(tag: u32, position: usize) -> u64 {
+    u64::from(tag) << 32 | (position as u64 + 1)
+}
+
+/// True when `query` equals `stored`, in a time that depends only on `query`'s length (the
+/// one the client chose), not on where or whether they differ.
+fn same_envid(query: &[u8], stored: &[u8]) -> bool {
+    let mut diff = u8::from(query.len() != stored.len());
+    for (i, &c) in query.iter().enumerate() {
+        diff |= c ^ stored.get(i).copied().unwrap_or(!c);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Whether `e` answers a TRACK of (`envid`, `hash`) at `now`, by the same work whatever the
+/// outcome.
+fn answers(e: &Entry, envid: &[u8], hash: &Hash, now: i64) -> bool {
+    let envid_ok = same_envid(envid, e.envid());
+    let hash_ok = hashes_equal(e.hash(), hash);
+    envid_ok & hash_ok & (e.expires_at() > now)
+}
+
+impl Table {
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// Where the probe for `tag` starts: Fibonacci hashing of the tag.
+    fn home(&self, tag: u32) -> usize {
+        let bits = self.slots.len().trailing_zeros();
+        ((u64::from(tag).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> (64 - bits)) as usize
+    }
+
+    /// The live entry of (`envid`, `hash`). Reads and compares exactly one entry whatever the
+    /// outcome (see the module doc), unless the table is empty or tags collide.
+    pub fn lookup(&self, tag: u32, envid: &[u8], hash: &Hash, now: i64) -> Option<Entry> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let mask = self.mask();
+        let mut i = self.home(tag);
+        let mut found = None;
+        let mut compared = false;
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                break;
+            }
+            if tag_of(s) == tag {
+                let e = &self.entries[position_of(s)];
+                compared = true;
+                if answers(e, envid, hash, now) {
+                    found = Some(e);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+        if !compared {
+            let decoy = &self.entries[tag as usize % self.entries.len()];
+            std::hint::black_box(answers(decoy, envid, hash, now));
+        }
+        found.cloned()
+    }
+
+    /// The slot index and entry position of (`envid`, `hash`), if held.
+    fn find(&self, tag: u32, envid: &[u8], hash: &Hash) -> Option<(usize, usize)> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let mask = self.mask();
+        let mut i = self.home(tag);
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                return None;
+            }
+            if tag_of(s) == tag {
+                let e = &self.entries[position_of(s)];
+                if e.envid() == envid && e.hash() == hash {
+                    return Some((i, position_of(s)));
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The entry of (`envid`, `hash`), expired or not.
+    pub fn get(&self, tag: u32, envid: &[u8], hash: &Hash) -> Option<&Entry> {
+        self.find(tag, envid, hash).map(|(_, p)| &self.entries[p])
+    }
+
+    /// Inserts `entry`, or replaces the one with the same envid and hash. Returns true when
+    /// it was added, false when it replaced one or the shard is full.
+    pub fn upsert(&mut self, tag: u32, entry: Entry) -> bool {
+        if let Some((_, p)) = self.find(tag, entry.envid(), entry.hash()) {
+            self.entries[p] = entry;
+            return false;
+        }
+        if self.entries.len() >= MAX_ENTRIES {
+            return false;
+        }
+        self.reserve(1);
+        let position = self.entries.len();
+        self.entries.push(entry);
+        self.place(slot(tag, position));
+        true
+    }
+
+    fn place(&mut self, s: u64) {
+        let mask = self.mask();
+        let mut i = self.home(tag_of(s));
+        while self.slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = s;
+    }
+
+    /// Removes the entry of (`envid`, `hash`). `tag_for` gives the tag of any envid (the
+    /// entry moved into the freed position must have its slot found again). Returns true when
+    /// one was removed.
+    pub fn remove(
+        &mut self,
+        tag: u32,
+        envid: &[u8],
+        hash: &Hash,
+        tag_for: impl Fn(&[u8]) -> u32,
+    ) -> bool {
+        let Some((i, p)) = self.find(tag, envid, hash) else {
+            return false;
+        };
+        self.clear_slot(i);
+        self.entries.swap_remove(p);
+        if let Some(moved) = self.entries.get(p) {
+            let moved_tag = tag_for(moved.envid());
+            let from = slot(moved_tag, self.entries.len());
+            let mask = self.mask();
+            let mut j = self.home(moved_tag);
+            // Always found within one turn: every entry has its slot on its probe path.
+            for _ in 0..self.slots.len() {
+                if self.slots[j] == from {
+                    self.slots[j] = slot(moved_tag, p);
+                    break;
+                }
+                j = (j + 1) & mask;
+            }
+        }
+        true
+    }
+
+    /// Empties slot `i`, shifting back the slots after it that probed past it (deletion
+    /// without tombstones, so probes stay short however many records come and go).
+    fn clear_slot(&mut self, i: usize) {
+        let mask = self.mask();
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let s = self.slots[j];
+            if s == 0 {
+                break;
+            }
+            let home = self.home(tag_of(s));
+            // `s` may fill the hole when its home is not in the cyclic range (hole, j].
+            if j.wrapping_sub(home) & mask >= j.wrapping_sub(hole) & mask {
+                self.slots[hole] = s;
+                hole = j;
+            }
+        }
+        self.slots[hole] = 0;
+    }
+
+    /// Makes room for `more` entries without growing, keeping the load at most 3/4.
+    pub fn reserve(&mut self, more: usize) {
+        let need = self.entries.len() + more;
+        self.entries.reserve(more);
+        if need * 4 <= self.slots.len() * 3 {
+            return;
+        }
+        let size = (need * 4 / 3 + 1).next_power_of_two().max(8);
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        for s in old.into_iter().filter(|&s| s != 0) {
+            self.place(s);
+        }
+    }
+
+    /// Keeps only the entries for which `keep` is true; returns how many were dropped.
+    pub fn retain(
+        &mut self,
+        tag_for: impl Fn(&[u8]) -> u32,
+        keep: impl Fn(&Entry) -> bool,
+    ) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(keep);
+        let dropped = before - self.entries.len();
+        if dropped > 0 {
+            self.slots.iter_mut().for_each(|s| *s = 0);
+            for p in 0..self.entries.len() {
+                let tag = tag_for(self.entries[p].envid());
+                self.place(slot(tag, p));
+            }
+        }
+        dropped
+    }
+
+    /// Every entry, in no particular order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deliberately poor tag, so that probes collide and wrap.
+    fn tag(envid: &[u8]) -> u32 {
+        u32::from(envid.iter().fold(0u8, |a, &c| a.wrapping_add(c)) % 4)
+    }
+
+    fn entry(envid: &[u8], secret: u8, expires_at: i64) -> Entry {
+        Entry::new(envid, &[secret; 20], expires_at, envid).unwrap()
+    }
+
+    #[test]
+    fn same_envid_is_constant_in_the_stored_length() {
+        assert!(same_envid(b"abc", b"abc"));
+        assert!(!same_envid(b"abc", b"abd"));
+        assert!(!same_envid(b"abc", b"ab"));
+        assert!(!same_envid(b"ab", b"abc"));
+        assert!(!same_envid(b"", b"a"));
+        assert!(same_envid(b"", b""));
+    }
+
+    #[test]
+    fn colliding_tags_insert_find_and_remove_like_a_map() {
+        let mut t = Table::default();
+        let mut model = std::collections::HashMap::new();
+        let mut seed = 7u64;
+        for step in 0..20_000u32 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let k = format!("e{}", (seed >> 33) % 300).into_bytes();
+            let secret = ((seed >> 20) % 2) as u8;
+            if (seed >> 40) % 3 == 0 {
+                let removed = t.remove(tag(&k), &k, &[secret; 20], tag);
+                assert_eq!(removed, model.remove(&(k.clone(), secret)).is_some());
+            } else {
+                let added = t.upsert(tag(&k), entry(&k, secret, i64::from(step)));
+                assert_eq!(added, model.insert((k.clone(), secret), step).is_none());
+            }
+            assert_eq!(t.entries().len(), model.len());
+        }
+        for ((k, secret), step) in &model {
+            let e = t.lookup(tag(k), k, &[*secret; 20], 0).unwrap();
+            assert_eq!(e.expires_at(), i64::from(*step));
+            assert_eq!(t.lookup(tag(k), k, &[9; 20], 0), None);
+        }
+        let dropped = t.retain(tag, |e| e.expires_at() >= 10_000);
+        assert_eq!(t.entries().len(), model.len() - dropped);
+        for ((k, secret), step) in &model {
+            let held = t.get(tag(k), k, &[*secret; 20]).is_some();
+            assert_eq!(held, *step >= 10_000);
+        }
+    }
+
+    #[test]
+    fn an_expired_entry_is_not_served() {
+        let mut t = Table::default();
+        t.upsert(tag(b"e"), entry(b"e", 1, 100));
+        assert!(t.lookup(tag(b"e"), b"e", &[1; 20], 99).is_some());
+        assert!(t.lookup(tag(b"e"), b"e", &[1; 20], 100).is_none());
+        assert!(t.lookup(tag(b"f"), b"f", &[1; 20], 0).is_none());
+    }
+}
