@@ -72,15 +72,6 @@ impl Index {
             .lookup(at.tag, envid, secret_hash, now)
     }
 
-    /// The record of (`envid`, `hash`), expired or not.
-    pub fn get(&self, envid: &[u8], hash: &Hash) -> Option<Entry> {
-        let at = self.place(envid);
-        self.shards[at.shard]
-            .read()
-            .get(at.tag, envid, hash)
-            .cloned()
-    }
-
     /// Inserts `entry`, or replaces the record of the same envid and hash.
     pub fn upsert(&self, entry: Entry) {
         let at = self.place(entry.envid());
@@ -119,13 +110,6 @@ impl Index {
         let per_shard = records / self.shards.len() + 1;
         for shard in self.shards.iter() {
             shard.write().reserve(per_shard);
-        }
-    }
-
-    /// Calls `f` with every record, one shard at a time.
-    pub fn for_each(&self, mut f: impl FnMut(&Entry)) {
-        for shard in self.shards.iter() {
-            shard.read().entries().iter().for_each(&mut f);
         }
     }
 
