@@ -102,6 +102,24 @@ fn render_message(bencher: Bencher, recipients: usize) {
         .bench(|| render(black_box(&m), HUB));
 }
 
+/// The same two-recipient answer with 8-bit text in every diagnostic, as remote servers send
+/// in their own language (UTF-8 here): the octets that must be escaped as `+XX`.
+#[divan::bench]
+fn render_message_8bit(bencher: Bencher) {
+    let mut m = message(2);
+    for r in &mut m.recipients {
+        r.diagnostic = Some(
+            "smtp;550 5.1.1 <müller@dest.example>: Empfänger unbekannt, Adresse prüfen"
+                .as_bytes()
+                .into(),
+        );
+    }
+    let len = render(&m, HUB).len();
+    bencher
+        .counter(BytesCount::new(len))
+        .bench(|| render(black_box(&m), HUB));
+}
+
 /// Built once per server start; here for scale against a real answer.
 #[divan::bench]
 fn opaque_answer_halves(bencher: Bencher) {

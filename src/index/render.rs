@@ -8,9 +8,14 @@
 //! For the same reason the only line that can begin with `.` is an operator's extra header
 //! line: it is dot-stuffed as it is written, and everything else goes out as written, CRLF and
 //! all, with no second pass over the bytes.
+//!
+//! Rendering runs once per changed message at ingest, so it is written for speed: the buffer
+//! is allocated once at a size computed up front that it cannot outgrow (see
+//! [`capacity_bound`]), and values are copied in runs of printable octets, not octet by octet.
 
 use std::sync::Arc;
 
+use super::date::Timestamp;
 use super::record::{Message, Recipient};
 use crate::protocol::dotstuff::TERMINATOR;
 use crate::protocol::xtext;
@@ -29,22 +34,153 @@ Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"
 /// How every answer ends.
 pub const FRAME_SUFFIX: &[u8] = b"\r\n--%%%%--\r\n.\r\n";
 
-/// Appends `value` with every octet outside printable ASCII and space written as xtext `+XX`,
-/// so that a value from a log line can neither break a line nor leave 7-bit.
-fn push_value(out: &mut Vec<u8>, value: &[u8]) {
-    for &c in value {
-        if (b' '..=b'~').contains(&c) {
-            out.push(c);
-        } else {
-            xtext::encode_append(&[c], out);
+const CRLF: &[u8] = b"\r\n";
+
+/// A value octet becomes at most this many octets on the wire (`+XX`).
+const ESCAPED_MAX: usize = 3;
+
+/// The most [`Timestamp::write_rfc5322`] writes, for any value the type can hold, not only
+/// the ones logs give: `Www, DD Mmm ` (12), a year of up to 12 digits and a sign (13; an `i64`
+/// of seconds spans about 2.9e11 years), ` HH:MM:SS ` (10) and an offset of sign and up to
+/// five digits (6; `i16` minutes reach 546 hours).
+const DATE_MAX: usize = 12 + 13 + 10 + 6;
+
+/// A `Name: type; value` field (RFC 3464) and the type written when the log gave none.
+struct Typed {
+    /// `Name: `.
+    head: &'static [u8],
+    /// `type; `.
+    default_type: &'static [u8],
+}
+
+impl Typed {
+    /// The most [`push_typed`] writes for a value of `len` octets. A value with a `;` loses
+    /// that octet to `; ` and gets no default type, so the bound with the default covers it.
+    fn bound(&self, len: usize) -> usize {
+        self.head.len() + self.default_type.len() + ESCAPED_MAX * len + CRLF.len()
+    }
+}
+
+const ORIGINAL_RECIPIENT: Typed = Typed {
+    head: b"Original-Recipient: ",
+    default_type: b"rfc822; ",
+};
+const FINAL_RECIPIENT: Typed = Typed {
+    head: b"Final-Recipient: ",
+    default_type: b"rfc822; ",
+};
+const REMOTE_MTA: Typed = Typed {
+    head: b"Remote-MTA: ",
+    default_type: b"dns; ",
+};
+const DIAGNOSTIC_CODE: Typed = Typed {
+    head: b"Diagnostic-Code: ",
+    default_type: b"smtp; ",
+};
+const REPORTING_MTA: Typed = Typed {
+    head: b"Reporting-MTA: ",
+    default_type: b"dns; ",
+};
+const ORIGINAL_ENVELOPE_ID: &[u8] = b"Original-Envelope-Id: ";
+const ACTION: &[u8] = b"Action: ";
+const STATUS: &[u8] = b"Status: ";
+const ARRIVAL_DATE: &[u8] = b"Arrival-Date: ";
+const LAST_ATTEMPT_DATE: &[u8] = b"Last-Attempt-Date: ";
+const WILL_RETRY_UNTIL: &[u8] = b"Will-Retry-Until: ";
+
+/// The most [`push_field`] writes for a value of `len` octets.
+fn field_bound(head: &[u8], len: usize) -> usize {
+    head.len() + ESCAPED_MAX * len + CRLF.len()
+}
+
+/// The most [`push_date`] writes.
+fn date_bound(head: &[u8]) -> usize {
+    head.len() + DATE_MAX + CRLF.len()
+}
+
+/// The most [`render`] writes for `msg`: the field by field sum of the bounds above, so that
+/// one allocation holds the answer whatever octets the values hold. It over-counts only the
+/// escapes the values do not need; the index copies the answer into its own record and drops
+/// this buffer, so the slack is never kept.
+fn capacity_bound(msg: &Message, reporting_mta: &str) -> usize {
+    // A header line may get a `.` in front (dot-stuffing).
+    let headers: usize = msg
+        .headers
+        .iter()
+        .map(|h| 1 + field_bound(b"", h.len()))
+        .sum();
+    let recipients: usize = msg.recipients.iter().map(recipient_bound).sum();
+    FRAME_PREFIX.len()
+        + headers
+        + field_bound(ORIGINAL_ENVELOPE_ID, msg.envid.len())
+        + REPORTING_MTA.bound(reporting_mta.len())
+        + date_bound(ARRIVAL_DATE)
+        + recipients
+        + FRAME_SUFFIX.len()
+}
+
+fn recipient_bound(r: &Recipient) -> usize {
+    CRLF.len()
+        + r.original
+            .as_ref()
+            .map_or(0, |o| ORIGINAL_RECIPIENT.bound(o.len()))
+        + FINAL_RECIPIENT.bound(r.final_rcpt.len())
+        + field_bound(ACTION, r.action.name().len())
+        + field_bound(STATUS, r.status.len())
+        + r.remote_mta
+            .as_ref()
+            .map_or(0, |m| REMOTE_MTA.bound(m.len()))
+        + r.diagnostic
+            .as_ref()
+            .map_or(0, |d| DIAGNOSTIC_CODE.bound(d.len()))
+        + r.last_attempt.map_or(0, |_| date_bound(LAST_ATTEMPT_DATE))
+        + r.will_retry_until
+            .map_or(0, |_| date_bound(WILL_RETRY_UNTIL))
+}
+
+fn is_printable(c: u8) -> bool {
+    (b' '..=b'~').contains(&c)
+}
+
+/// How many octets at the start of `value` are printable. Values are nearly always printable
+/// end to end, so this scan is what [`push_value`] costs: it tests 16 octets per step without
+/// an early exit inside the step, which the compiler turns into a few SIMD instructions, and
+/// goes octet by octet only through the last, partial step or the step that failed.
+fn printable_prefix(value: &[u8]) -> usize {
+    const STEP: usize = 16;
+    let mut n = 0;
+    for chunk in value.chunks_exact(STEP) {
+        if !chunk.iter().fold(true, |ok, &c| ok & is_printable(c)) {
+            break;
         }
+        n += STEP;
+    }
+    let rest = &value[n..];
+    n + rest
+        .iter()
+        .position(|&c| !is_printable(c))
+        .unwrap_or(rest.len())
+}
+
+/// Appends `value` with every octet outside printable ASCII and space written as xtext `+XX`,
+/// so that a value from a log line can neither break a line nor leave 7-bit. Printable runs
+/// go in with one copy each.
+fn push_value(out: &mut Vec<u8>, mut value: &[u8]) {
+    loop {
+        let run = printable_prefix(value);
+        out.extend_from_slice(&value[..run]);
+        let Some((&c, rest)) = value[run..].split_first() else {
+            return;
+        };
+        // Not printable, so not xtext-safe either: this writes `+XX`.
+        xtext::encode_append(&[c], out);
+        value = rest;
     }
 }
 
 /// `type;value` (as logged) → `type; value` (as RFC 3464 examples write it).
-fn push_typed(out: &mut Vec<u8>, name: &str, typed: &[u8], default_type: &str) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
+fn push_typed(out: &mut Vec<u8>, field: &Typed, typed: &[u8]) {
+    out.extend_from_slice(field.head);
     match typed.iter().position(|&c| c == b';') {
         Some(i) => {
             push_value(out, typed[..i].trim_ascii());
@@ -52,26 +188,23 @@ fn push_typed(out: &mut Vec<u8>, name: &str, typed: &[u8], default_type: &str) {
             push_value(out, typed[i + 1..].trim_ascii());
         }
         None => {
-            out.extend_from_slice(default_type.as_bytes());
-            out.extend_from_slice(b"; ");
+            out.extend_from_slice(field.default_type);
             push_value(out, typed.trim_ascii());
         }
     }
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(CRLF);
 }
 
-fn push_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
+fn push_field(out: &mut Vec<u8>, head: &[u8], value: &[u8]) {
+    out.extend_from_slice(head);
     push_value(out, value);
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(CRLF);
 }
 
-fn push_date(out: &mut Vec<u8>, name: &str, t: &super::date::Timestamp) {
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
+fn push_date(out: &mut Vec<u8>, head: &[u8], t: &Timestamp) {
+    out.extend_from_slice(head);
     t.write_rfc5322(out);
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(CRLF);
 }
 
 fn push_outer_header(body: &mut Vec<u8>, headers: &[Box<[u8]>]) {
@@ -83,7 +216,7 @@ fn push_outer_header(body: &mut Vec<u8>, headers: &[Box<[u8]>]) {
             body.push(b'.');
         }
         push_value(body, h);
-        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(CRLF);
     }
     body.extend_from_slice(b"\r\n--");
     body.extend_from_slice(BOUNDARY.as_bytes());
@@ -91,55 +224,43 @@ fn push_outer_header(body: &mut Vec<u8>, headers: &[Box<[u8]>]) {
 }
 
 fn push_recipient(body: &mut Vec<u8>, r: &Recipient) {
-    body.extend_from_slice(b"\r\n");
+    body.extend_from_slice(CRLF);
     if let Some(orcpt) = &r.original {
-        push_typed(body, "Original-Recipient", orcpt, "rfc822");
+        push_typed(body, &ORIGINAL_RECIPIENT, orcpt);
     }
-    push_typed(body, "Final-Recipient", &r.final_rcpt, "rfc822");
-    push_field(body, "Action", r.action.name().as_bytes());
-    push_field(body, "Status", &r.status);
+    push_typed(body, &FINAL_RECIPIENT, &r.final_rcpt);
+    push_field(body, ACTION, r.action.name().as_bytes());
+    push_field(body, STATUS, &r.status);
     if let Some(mta) = &r.remote_mta {
-        push_typed(body, "Remote-MTA", mta, "dns");
+        push_typed(body, &REMOTE_MTA, mta);
     }
     if let Some(diag) = &r.diagnostic {
-        push_typed(body, "Diagnostic-Code", diag, "smtp");
+        push_typed(body, &DIAGNOSTIC_CODE, diag);
     }
     if let Some(t) = &r.last_attempt {
-        push_date(body, "Last-Attempt-Date", t);
+        push_date(body, LAST_ATTEMPT_DATE, t);
     }
     if let Some(t) = &r.will_retry_until {
-        push_date(body, "Will-Retry-Until", t);
+        push_date(body, WILL_RETRY_UNTIL, t);
     }
 }
 
 /// Renders the complete TRACK answer for `msg`. `reporting_mta` is this hub's name.
 pub fn render(msg: &Message, reporting_mta: &str) -> Vec<u8> {
-    let per_recipient: usize = msg
-        .recipients
-        .iter()
-        .map(|r| {
-            200 + r.final_rcpt.len()
-                + r.original.as_ref().map_or(0, |o| o.len())
-                + r.remote_mta.as_ref().map_or(0, |m| m.len())
-                + r.diagnostic.as_ref().map_or(0, |d| d.len())
-        })
-        .sum();
-    let mut out =
-        Vec::with_capacity(300 + msg.envid.len() * 3 + reporting_mta.len() + per_recipient);
+    let bound = capacity_bound(msg, reporting_mta);
+    let mut out = Vec::with_capacity(bound);
     out.extend_from_slice(STATUS_LINE);
     push_outer_header(&mut out, &msg.headers);
-    out.extend_from_slice(b"Original-Envelope-Id: ");
+    out.extend_from_slice(ORIGINAL_ENVELOPE_ID);
     xtext::encode_append(&msg.envid, &mut out);
-    out.extend_from_slice(b"\r\n");
-    push_typed(&mut out, "Reporting-MTA", reporting_mta.as_bytes(), "dns");
-    push_date(&mut out, "Arrival-Date", &msg.arrival);
+    out.extend_from_slice(CRLF);
+    push_typed(&mut out, &REPORTING_MTA, reporting_mta.as_bytes());
+    push_date(&mut out, ARRIVAL_DATE, &msg.arrival);
     for r in &msg.recipients {
         push_recipient(&mut out, r);
     }
-    out.extend_from_slice(b"\r\n--");
-    out.extend_from_slice(BOUNDARY.as_bytes());
-    out.extend_from_slice(b"--\r\n");
-    out.extend_from_slice(TERMINATOR);
+    out.extend_from_slice(FRAME_SUFFIX);
+    debug_assert!(out.len() <= bound, "capacity_bound undercounts");
     out
 }
 
@@ -159,7 +280,7 @@ impl OpaqueAnswer {
         push_outer_header(&mut before, &[]);
         before.extend_from_slice(b"Original-Envelope-Id: ");
         let mut after = b"\r\n".to_vec();
-        push_typed(&mut after, "Reporting-MTA", reporting_mta.as_bytes(), "dns");
+        push_typed(&mut after, &REPORTING_MTA, reporting_mta.as_bytes());
         after.extend_from_slice(
             b"\r\nFinal-Recipient: rfc822; unknown\r\nAction: opaque\r\nStatus: 5.0.0\r\n\r\n--",
         );
@@ -176,7 +297,6 @@ impl OpaqueAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::date::Timestamp;
     use crate::index::record::Action;
 
     fn ts(s: &str) -> Timestamp {
@@ -294,5 +414,128 @@ mod tests {
              --%%%%--\r\n\
              .\r\n"
         );
+    }
+
+    /// What [`push_value`] must write, octet by octet and without xtext's help.
+    fn push_value_reference(value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &c in value {
+            if (0x20..=0x7e).contains(&c) {
+                out.push(c);
+            } else {
+                out.extend_from_slice(format!("+{c:02X}").as_bytes());
+            }
+        }
+        out
+    }
+
+    fn check_push_value(value: &[u8]) {
+        // Something already in the buffer must stay as it is.
+        let mut out = b"x: ".to_vec();
+        push_value(&mut out, value);
+        assert_eq!(out[..3], *b"x: ");
+        assert_eq!(out[3..], push_value_reference(value), "value {value:?}");
+    }
+
+    #[test]
+    fn push_value_matches_the_reference() {
+        check_push_value(b"");
+        for c in 0..=255u8 {
+            check_push_value(&[c]);
+        }
+        let every: Vec<u8> = (0..=255u8).collect();
+        check_push_value(&every);
+        let unprintable: Vec<u8> = (0..=255u8)
+            .filter(|&c| !(0x20..=0x7e).contains(&c))
+            .collect();
+        check_push_value(&unprintable);
+        check_push_value(&unprintable[..40]);
+        // One bad octet at every place around the 16-octet steps of the scan.
+        for len in 0..70 {
+            let mut v = vec![b'a'; len];
+            check_push_value(&v);
+            for i in 0..len {
+                for bad in [0x00, b'\r', 0x1f, 0x7f, 0x80, 0xff] {
+                    v[i] = bad;
+                    check_push_value(&v);
+                }
+                v[i] = b'a';
+            }
+        }
+        // Random values, from mostly printable to mostly not (xorshift: no dependency).
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..5_000 {
+            let len = (next() % 200) as usize;
+            let odds = next() % 64;
+            let v: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 64 < odds {
+                        (r >> 8) as u8
+                    } else {
+                        b' ' + (r >> 8) as u8 % 95
+                    }
+                })
+                .collect();
+            check_push_value(&v);
+        }
+    }
+
+    #[test]
+    fn date_max_holds_for_any_timestamp() {
+        for (unix, offset_minutes) in [
+            (i64::MIN / 2, i16::MIN),
+            (i64::MIN + 4_000_000, i16::MAX),
+            (i64::MAX - 4_000_000, i16::MIN),
+            (-62_167_219_200 - 1, -1), // 1 second before year 0
+            (253_402_300_800, 0),      // year 10000
+        ] {
+            let mut out = Vec::new();
+            Timestamp {
+                unix,
+                offset_minutes,
+            }
+            .write_rfc5322(&mut out);
+            assert!(out.len() <= DATE_MAX, "{}", String::from_utf8_lossy(&out));
+        }
+    }
+
+    #[test]
+    fn the_buffer_never_grows() {
+        // Every field there, every octet escaped, header lines stuffed, the widest dates.
+        let ugly: Box<[u8]> = (0u8..0x20).collect::<Vec<u8>>().into();
+        let far = Timestamp {
+            unix: i64::MIN / 2,
+            offset_minutes: i16::MIN,
+        };
+        let r = Recipient {
+            original: Some(ugly.clone()),
+            final_rcpt: ugly.clone(),
+            action: Action::Transferred,
+            status: ugly.clone(),
+            remote_mta: Some(ugly.clone()),
+            diagnostic: Some(ugly.clone()),
+            last_attempt: Some(far),
+            will_retry_until: Some(far),
+            at: 0,
+        };
+        let mut m = msg(vec![r.clone(), r]);
+        m.envid = ugly.clone();
+        m.arrival = far;
+        m.headers = vec![b".\x00\x01"[..].into(), ugly];
+        let hub = "\u{1}\u{2}\u{3}";
+        let wire = render(&m, hub);
+        assert!(wire.len() <= capacity_bound(&m, hub));
+        // A plain answer needs no escape: the slack is the two spare octets counted for each
+        // value octet and the dates' room for wide years, well under the answer itself.
+        let m = msg(vec![rcpt("user1@example1.com", Action::Delivered, "2.5.0")]);
+        let wire = render(&m, "example2.com");
+        assert!(capacity_bound(&m, "example2.com") < 2 * wire.len());
     }
 }
