@@ -227,10 +227,11 @@ fn postfix_log_parse(bencher: Bencher) {
 fn postfix_log_apply(bencher: Bencher) {
     let log = postfix_log();
     let mut parser = postfix_parser();
+    let index = Index::new(32);
     {
         let mut tracker = Tracker::new("hub.example".into(), retention());
         for line in &log {
-            ingest_line(&mut parser, line, &mut |e| tracker.apply(e));
+            ingest_line(&mut parser, line, &mut |e| tracker.apply(e, &index));
         }
         assert_eq!(tracker.messages(), MESSAGES);
     }
@@ -238,7 +239,9 @@ fn postfix_log_apply(bencher: Bencher) {
         .with_inputs(|| Tracker::new("hub.example".into(), retention()))
         .bench_local_values(|mut tracker| {
             for line in &log {
-                ingest_line(&mut parser, black_box(line), &mut |e| tracker.apply(e));
+                ingest_line(&mut parser, black_box(line), &mut |e| {
+                    tracker.apply(e, &index)
+                });
             }
             tracker
         });
@@ -259,7 +262,9 @@ fn postfix_log_apply_publish(bencher: Bencher) {
         })
         .bench_local_values(|(mut tracker, index)| {
             for line in &log {
-                ingest_line(&mut parser, black_box(line), &mut |e| tracker.apply(e));
+                ingest_line(&mut parser, black_box(line), &mut |e| {
+                    tracker.apply(e, &index)
+                });
             }
             assert_eq!(tracker.publish(&index, NOW), MESSAGES);
             (tracker, index)

@@ -157,7 +157,7 @@ static INDEX: LazyLock<Index> = LazyLock::new(|| {
     for i in 0..RECORDS {
         let m = message(i);
         let wire = render(&m, "hub.example");
-        index.upsert(Entry::new(&m.envid, &m.hash, NOW + 86_400, &wire).unwrap());
+        index.upsert(Entry::new(&m.envid, &m.hash, NOW + 86_400, &wire, b"").unwrap());
     }
     assert_eq!(index.len(), RECORDS);
     index

@@ -72,11 +72,13 @@ pub fn run(args: &CheckArgs) -> Result<(), String> {
         snapshot_interval: Duration::from_secs(30),
         log_zone,
     };
-    let r = replay(&config, &Index::new(1));
+    let index = Index::new(1);
+    let r = replay(&config, &index);
     let mut out = String::new();
+    let mut messages: Vec<Message> = Vec::new();
+    r.tracker
+        .for_each_message(&index, |m| messages.push(m.clone()));
     if !args.counts_only {
-        let mut messages: Vec<Message> = Vec::new();
-        r.tracker.for_each_message(|m| messages.push(m.clone()));
         messages.sort_by(|a, b| (a.arrival.unix, &a.envid).cmp(&(b.arrival.unix, &b.envid)));
         for m in &messages {
             message_block(&mut out, m);
@@ -99,7 +101,7 @@ pub fn run(args: &CheckArgs) -> Result<(), String> {
     let _ = writeln!(
         out,
         "tracked messages {}; queue ids without an accept line (not trackable) {}",
-        r.tracker.messages(),
+        messages.len(),
         r.tracker.unclaimed_queues()
     );
     print!("{out}");

@@ -72,6 +72,20 @@ impl Index {
             .lookup(at.tag, envid, secret_hash, now)
     }
 
+    /// Every record of `envid`, expired or not: for the ingest thread, which takes messages
+    /// back from here (see [`entry`]). Not for answering queries: it is not timing-safe.
+    pub fn records_of(&self, envid: &[u8]) -> Vec<Entry> {
+        let at = self.place(envid);
+        self.shards[at.shard].read().all_of(at.tag, envid)
+    }
+
+    /// Calls `f` with every record, one shard at a time.
+    pub fn for_each(&self, mut f: impl FnMut(&Entry)) {
+        for shard in self.shards.iter() {
+            shard.read().entries().iter().for_each(&mut f);
+        }
+    }
+
     /// Inserts `entry`, or replaces the record of the same envid and hash.
     pub fn upsert(&self, entry: Entry) {
         let at = self.place(entry.envid());
@@ -130,7 +144,7 @@ mod tests {
     use crate::protocol::secret::sha1;
 
     fn entry(envid: &[u8], secret: &[u8], expires_at: i64, answer: &[u8]) -> Entry {
-        Entry::new(envid, &sha1(secret), expires_at, answer).unwrap()
+        Entry::new(envid, &sha1(secret), expires_at, answer, b"").unwrap()
     }
 
     #[test]

@@ -174,6 +174,11 @@ impl Message {
         self.recipients.iter().any(|r| r.action.is_pending())
     }
 
+    /// True once it has recipients and none is still queued here: few log lines come after.
+    pub fn is_finished(&self) -> bool {
+        !self.recipients.is_empty() && !self.is_pending()
+    }
+
     /// The unix time after which the record is no longer served. RFC 3885: never while the
     /// message is still queued; otherwise the earlier of the MTRK timeout and the operator's
     /// retention. A message still "queued" past its queue lifetime is one whose final event

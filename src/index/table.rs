@@ -118,6 +118,29 @@ impl Table {
         }
     }
 
+    /// Every entry of `envid`, expired or not (for the ingest thread; not timing-safe).
+    pub fn all_of(&self, tag: u32, envid: &[u8]) -> Vec<Entry> {
+        let mut all = Vec::new();
+        if self.entries.is_empty() {
+            return all;
+        }
+        let mask = self.mask();
+        let mut i = self.home(tag);
+        while self.slots[i] != 0 {
+            let s = self.slots[i];
+            if tag_of(s) == tag && self.entries[position_of(s)].envid() == envid {
+                all.push(self.entries[position_of(s)].clone());
+            }
+            i = (i + 1) & mask;
+        }
+        all
+    }
+
+    /// Every entry, in no particular order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
     /// Inserts `entry`, or replaces the one with the same envid and hash. Returns true when
     /// it was added, false when it replaced one or the shard is full.
     pub fn upsert(&mut self, tag: u32, entry: Entry) -> bool {
@@ -242,7 +265,7 @@ mod tests {
     }
 
     fn entry(envid: &[u8], secret: u8, expires_at: i64) -> Entry {
-        Entry::new(envid, &[secret; 20], expires_at, envid).unwrap()
+        Entry::new(envid, &[secret; 20], expires_at, envid, b"").unwrap()
     }
 
     #[test]
@@ -284,6 +307,9 @@ mod tests {
         assert_eq!(t.entries.len(), model.len() - dropped);
         for ((k, secret), step) in &model {
             let held = t.lookup(tag(k), k, &[*secret; 20], i64::MIN).is_some();
+            let all = t.all_of(tag(k), k);
+            assert_eq!(all.iter().any(|e| e.hash() == &[*secret; 20]), held);
+            assert!(all.iter().all(|e| e.envid() == &k[..]));
             assert_eq!(held, *step >= 10_000);
         }
     }

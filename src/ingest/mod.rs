@@ -353,14 +353,14 @@ fn restore(config: &IngestConfig) -> (Tracker, Vec<Source>) {
 }
 
 /// Writes the snapshot: every file's position and the tracker, together.
-fn snapshot(dir: &Path, sources: &[Source], tracker: &Tracker) {
+fn snapshot(dir: &Path, sources: &[Source], tracker: &Tracker, index: &Index) {
     let positions: Vec<_> = sources
         .iter()
         .filter_map(|s| Some((s.follower.path().to_path_buf(), s.follower.position()?)))
         .collect();
     let mut enc = state::Encoder::default();
     state::encode_positions(&mut enc, &positions);
-    tracker.encode(&mut enc);
+    tracker.encode(&mut enc, index);
     if let Err(e) = state::save(dir, &enc.buf) {
         eprintln!("mtqpd: state: cannot write {}: {e}", dir.display());
     }
@@ -370,6 +370,7 @@ fn snapshot(dir: &Path, sources: &[Source], tracker: &Tracker) {
 struct Pipeline<'a> {
     sources: Vec<Source>,
     tracker: Tracker,
+    index: &'a Index,
     rejects: RejectLog,
     stats: &'a IngestStats,
 }
@@ -379,12 +380,15 @@ impl Pipeline<'_> {
     fn round(&mut self) -> bool {
         let mut more = false;
         let (tracker, rejects, stats) = (&mut self.tracker, &mut self.rejects, self.stats);
+        let index = self.index;
         for source in &mut self.sources {
             let path = source.follower.path().to_path_buf();
             let parser = &mut source.parser;
             let mut on_line = |line: &[u8]| {
                 stats.lines.fetch_add(1, Ordering::Relaxed);
-                match parse_line(parser.as_mut(), line, &mut |event| tracker.apply(event)) {
+                match parse_line(parser.as_mut(), line, &mut |event| {
+                    tracker.apply(event, index)
+                }) {
                     Outcome::Parsed => stats.applied.fetch_add(1, Ordering::Relaxed),
                     Outcome::Ignored => stats.ignored.fetch_add(1, Ordering::Relaxed),
                     Outcome::Rejected(why) => {
@@ -438,6 +442,7 @@ pub fn replay(config: &IngestConfig, index: &Index) -> Replay {
     let mut p = Pipeline {
         sources,
         tracker,
+        index,
         rejects: RejectLog::quiet(),
         stats: &stats,
     };
@@ -460,6 +465,7 @@ fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver
     let mut p = Pipeline {
         sources,
         tracker,
+        index,
         rejects: RejectLog::default(),
         stats,
     };
@@ -489,7 +495,7 @@ fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver
         if let Some(dir) = &config.state_dir {
             if lines != lines_at_snapshot && last_snapshot.elapsed() >= snapshot_gap {
                 let started = Instant::now();
-                snapshot(dir, &p.sources, &p.tracker);
+                snapshot(dir, &p.sources, &p.tracker, index);
                 snapshot_gap = config.snapshot_interval.max(started.elapsed() * 10);
                 lines_at_snapshot = lines;
                 last_snapshot = Instant::now();
@@ -502,7 +508,7 @@ fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver
         }
     }
     if let Some(dir) = &config.state_dir {
-        snapshot(dir, &p.sources, &p.tracker);
+        snapshot(dir, &p.sources, &p.tracker, index);
     }
     if !p.rejects.last.is_empty() {
         eprintln!(

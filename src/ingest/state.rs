@@ -131,6 +131,10 @@ impl<'a> Decoder<'a> {
         }
         Ok(n)
     }
+    /// The octets not read yet.
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf
+    }
     /// True when every octet was read.
     pub fn is_done(&self) -> bool {
         self.buf.is_empty()

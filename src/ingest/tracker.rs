@@ -46,38 +46,45 @@ impl std::hash::Hasher for FxHasher {
 
 type Fast = std::hash::BuildHasherDefault<FxHasher>;
 
-/// A message as the tracker holds it: whole while it may still change, packed into its
-/// state-file encoding (a third of the memory) once it has recipients and none is pending,
-/// since few lines come after that. A late line unpacks it. Boxed, so that the map of a
-/// million messages holds 24 octets a message rather than a whole `Message`.
+/// A message as the tracker holds it: whole while it may still change; once it has recipients
+/// and none is pending, only as its index record, whose tail is the message's encoding (few
+/// lines come after that; a late one unpacks it). Boxed, so that the map of a million
+/// messages holds 24 octets a message rather than a whole `Message`.
+///
+/// A finished message no queue id refers to any more leaves the tracker altogether (see
+/// [`Tracker::evict_finished`]): its record in the index is all that is kept, and a late line
+/// naming its envid takes it back from there.
 #[derive(Debug)]
 enum Stored {
     Live(Box<Message>),
-    Packed { expires_at: i64, bytes: Box<[u8]> },
+    Packed(Entry),
 }
 
-fn pack(m: &Message) -> Box<[u8]> {
+/// The part of a message's encoding after its envid and hash: the tail of its index record.
+fn pack_tail(m: &Message) -> Vec<u8> {
     let mut enc = Encoder::default();
-    put_message(&mut enc, m);
-    enc.buf.into_boxed_slice()
+    put_message_rest(&mut enc, m);
+    enc.buf
 }
 
-fn unpack(bytes: &[u8]) -> Option<Message> {
-    let mut dec = Decoder::new(bytes);
-    let m = get_message(&mut dec).ok()?;
+/// The message of an index record, from its header and tail. None for a record without a
+/// tail (a message the tracker holds) or one that does not decode, which cannot happen for
+/// records this module wrote.
+fn unpack(entry: &Entry) -> Option<Message> {
+    let mut dec = Decoder::new(entry.tail());
+    let m = get_message_rest(&mut dec, entry.envid().into(), *entry.hash()).ok()?;
     dec.is_done().then_some(m)
 }
 
 impl Stored {
-    /// The message, unpacked for change. None only if packed bytes did not decode, which
-    /// cannot happen for bytes this module wrote.
+    /// The message, unpacked for change.
     fn live(&mut self) -> Option<&mut Message> {
-        if let Stored::Packed { bytes, .. } = self {
-            *self = Stored::Live(Box::new(unpack(bytes)?));
+        if let Stored::Packed(entry) = self {
+            *self = Stored::Live(Box::new(unpack(entry)?));
         }
         match self {
             Stored::Live(m) => Some(m),
-            Stored::Packed { .. } => None,
+            Stored::Packed(_) => None,
         }
     }
 
@@ -85,26 +92,22 @@ impl Stored {
     fn read(&self) -> Option<std::borrow::Cow<'_, Message>> {
         match self {
             Stored::Live(m) => Some(std::borrow::Cow::Borrowed(m)),
-            Stored::Packed { bytes, .. } => unpack(bytes).map(std::borrow::Cow::Owned),
+            Stored::Packed(entry) => unpack(entry).map(std::borrow::Cow::Owned),
         }
     }
 
-    /// The hash of the message's secret (read in place from packed bytes).
-    fn hash(&self) -> Option<Hash> {
+    /// The hash of the message's secret.
+    fn hash(&self) -> &Hash {
         match self {
-            Stored::Live(m) => Some(m.hash),
-            Stored::Packed { bytes, .. } => {
-                let mut dec = Decoder::new(bytes);
-                dec.slice().ok()?;
-                dec.hash().ok()
-            }
+            Stored::Live(m) => &m.hash,
+            Stored::Packed(entry) => entry.hash(),
         }
     }
 
     fn expires_at(&self, retention: Retention) -> i64 {
         match self {
             Stored::Live(m) => m.expires_at(retention),
-            Stored::Packed { expires_at, .. } => *expires_at,
+            Stored::Packed(entry) => entry.expires_at(),
         }
     }
 }
@@ -150,6 +153,13 @@ impl EnvidIds {
 
     fn latest(&self) -> Option<Id> {
         self.all().last().copied()
+    }
+
+    /// Adds `id` as the oldest.
+    fn add_oldest(&mut self, id: Id) {
+        let mut ids = vec![id];
+        ids.extend(self.all().iter().copied().filter(|&i| i != id));
+        *self = EnvidIds::from_vec(ids);
     }
 
     /// Makes `id` the latest, adding it if new.
@@ -244,12 +254,65 @@ impl Tracker {
         }
     }
 
-    /// Applies one event. Changes reach the index at the next [`Tracker::publish`].
-    pub fn apply(&mut self, event: Event) {
+    /// Applies one event. Changes reach the index at the next [`Tracker::publish`]. A message
+    /// the event names by envid that the tracker forgot is taken back from `index` first.
+    pub fn apply(&mut self, event: Event, index: &Index) {
+        match &event {
+            Event::Accept(a) => self.take_back(index, &a.envid, Some(&a.hash)),
+            Event::Rcpt(RcptUpdate {
+                message: MessageRef::Envid(envid),
+                hash,
+                ..
+            }) => self.take_back(index, envid, hash.as_ref()),
+            _ => {}
+        }
         match event {
             Event::Accept(a) => self.accept(a),
             Event::Rcpt(r) => self.rcpt(r),
             Event::Mta(m) => self.mta(m),
+        }
+    }
+
+    /// Takes back from `index` the message of (`envid`, `hash`), or the latest of `envid` when
+    /// no hash is given, if the tracker forgot it (see [`Stored`]).
+    fn take_back(&mut self, index: &Index, envid: &[u8], hash: Option<&Hash>) {
+        let known = match hash {
+            Some(h) => self.id_of(envid, h).is_some(),
+            None => self.by_envid.contains_key(envid),
+        };
+        if known {
+            return;
+        }
+        let latest = index
+            .records_of(envid)
+            .into_iter()
+            .filter(|e| hash.map_or(true, |h| e.hash() == h))
+            .filter_map(|e| Some((unpack(&e)?.arrival.unix, e)))
+            .max_by_key(|(arrival, _)| *arrival);
+        let Some((_, entry)) = latest else { return };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.messages.insert(id, Stored::Packed(entry));
+        match self.by_envid.get_mut(envid) {
+            Some(ids) => ids.add_oldest(id),
+            None => {
+                self.by_envid.insert(envid.into(), EnvidIds::One(id));
+            }
+        }
+    }
+
+    /// Forgets the finished messages that no queue id refers to any more: their index records
+    /// keep them (see [`Stored`]).
+    fn evict_finished(&mut self) {
+        let referenced: HashSet<Id, Fast> = self.by_queue.values().copied().collect();
+        let before = self.messages.len();
+        self.messages
+            .retain(|id, s| matches!(s, Stored::Live(_)) || referenced.contains(id));
+        if self.messages.len() < before {
+            let messages = &self.messages;
+            self.by_message_id.retain(|_, id| messages.contains_key(id));
+            self.by_envid
+                .retain(|_, ids| ids.retain(|id| messages.contains_key(&id)));
         }
     }
 
@@ -433,6 +496,7 @@ impl Tracker {
             self.forget_queue(&queue);
         }
         self.queues_after_sweep = self.queues.len();
+        self.evict_finished();
     }
 
     fn accept(&mut self, a: Accept) {
@@ -492,11 +556,10 @@ impl Tracker {
     /// The message of (`envid`, `hash`).
     fn id_of(&self, envid: &[u8], hash: &Hash) -> Option<Id> {
         let ids = self.by_envid.get(envid)?;
-        ids.all().iter().copied().find(|id| {
-            self.messages
-                .get(id)
-                .is_some_and(|m| m.hash().as_ref() == Some(hash))
-        })
+        ids.all()
+            .iter()
+            .copied()
+            .find(|id| self.messages.get(id).is_some_and(|m| m.hash() == hash))
     }
 
     fn resolve(&self, message: &MessageRef, hash: Option<Hash>) -> Option<Id> {
@@ -575,14 +638,16 @@ impl Tracker {
                 continue;
             }
             let wire = render(msg, &self.reporting_mta);
+            let finished = msg.is_finished();
+            let tail = if finished { pack_tail(msg) } else { Vec::new() };
             // None only for an envid no TRACK command can name (longer than 65,535 octets).
-            if let Some(entry) = Entry::new(&msg.envid, &msg.hash, expires_at, &wire) {
-                index.upsert(entry);
-                rendered += 1;
-            }
-            if !msg.recipients.is_empty() && !msg.is_pending() {
-                let bytes = pack(msg);
-                *stored = Stored::Packed { expires_at, bytes };
+            let Some(entry) = Entry::new(&msg.envid, &msg.hash, expires_at, &wire, &tail) else {
+                continue;
+            };
+            index.upsert(entry.clone());
+            rendered += 1;
+            if finished {
+                *stored = Stored::Packed(entry);
             }
         }
         rendered
@@ -608,11 +673,26 @@ impl Tracker {
         self.messages.len()
     }
 
-    /// Calls `f` with every tracked message, in no particular order.
-    pub fn for_each_message(&self, mut f: impl FnMut(&Message)) {
+    /// Calls `f` with every tracked message, those only `index` keeps included, in no
+    /// particular order.
+    pub fn for_each_message(&self, index: &Index, mut f: impl FnMut(&Message)) {
         for m in self.messages.values().filter_map(Stored::read) {
             f(&m);
         }
+        for m in self.forgotten(index).iter().filter_map(unpack) {
+            f(&m);
+        }
+    }
+
+    /// The records of finished messages the tracker forgot (see [`Stored`]).
+    fn forgotten(&self, index: &Index) -> Vec<Entry> {
+        let mut all = Vec::new();
+        index.for_each(|e| {
+            if !e.tail().is_empty() && self.id_of(e.envid(), e.hash()).is_none() {
+                all.push(e.clone());
+            }
+        });
+        all
     }
 
     /// Queue ids held that no accept line claimed: messages the MTA handled that cannot be
@@ -694,8 +774,31 @@ fn get_recipient(dec: &mut Decoder<'_>) -> Result<Recipient, Corrupt> {
 }
 
 fn put_message(enc: &mut Encoder, m: &Message) {
-    enc.bytes(&m.envid);
-    enc.buf.extend_from_slice(&m.hash);
+    put_key(enc, &m.envid, &m.hash);
+    put_message_rest(enc, m);
+}
+
+/// A message's encoding from its index record: the key from the header, then the tail.
+fn put_entry(enc: &mut Encoder, entry: &Entry) {
+    put_key(enc, entry.envid(), entry.hash());
+    enc.buf.extend_from_slice(entry.tail());
+}
+
+/// A length-prefixed record written in place by `put`.
+fn put_record(enc: &mut Encoder, put: impl FnOnce(&mut Encoder)) {
+    let at = enc.buf.len();
+    enc.u32(0);
+    put(enc);
+    let len = (enc.buf.len() - at - 4) as u32;
+    enc.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+fn put_key(enc: &mut Encoder, envid: &[u8], hash: &Hash) {
+    enc.bytes(envid);
+    enc.buf.extend_from_slice(hash);
+}
+
+fn put_message_rest(enc: &mut Encoder, m: &Message) {
     put_time(enc, &m.arrival);
     match m.timeout {
         None => enc.u8(0),
@@ -711,9 +814,11 @@ fn put_message(enc: &mut Encoder, m: &Message) {
     enc.i64(m.last_event);
 }
 
-fn get_message(dec: &mut Decoder<'_>) -> Result<Message, Corrupt> {
-    let envid = dec.bytes()?;
-    let hash = dec.hash()?;
+fn get_message_rest(
+    dec: &mut Decoder<'_>,
+    envid: Box<[u8]>,
+    hash: Hash,
+) -> Result<Message, Corrupt> {
     let arrival = get_time(dec)?;
     let timeout = match dec.u8()? {
         0 => None,
@@ -779,20 +884,22 @@ fn restore_messages(
 ) -> Result<Vec<Restored>, Corrupt> {
     let one = |bytes: &[u8]| -> Result<Restored, Corrupt> {
         let mut dec = Decoder::new(bytes);
-        let m = get_message(&mut dec)?;
+        let envid = dec.bytes()?;
+        let hash = dec.hash()?;
+        let tail = dec.rest();
+        let m = get_message_rest(&mut dec, envid, hash)?;
         if !dec.is_done() {
             return Err(Corrupt("message record longer than its message".into()));
         }
         let expires_at = m.expires_at(retention);
-        let answer = Entry::new(&m.envid, &m.hash, expires_at, &render(&m, reporting_mta));
+        let finished = m.is_finished();
+        let tail = if finished { tail } else { &[] };
+        let wire = render(&m, reporting_mta);
+        let answer = Entry::new(&m.envid, &m.hash, expires_at, &wire, tail);
         let envid = m.envid.clone();
-        let stored = if !m.recipients.is_empty() && !m.is_pending() {
-            Stored::Packed {
-                expires_at,
-                bytes: bytes.into(),
-            }
-        } else {
-            Stored::Live(Box::new(m))
+        let stored = match &answer {
+            Some(entry) if finished => Stored::Packed(entry.clone()),
+            _ => Stored::Live(Box::new(m)),
         };
         Ok(Restored {
             envid,
@@ -858,11 +965,14 @@ fn get_refs(
 
 impl Tracker {
     /// Writes the whole correlation state (for the state directory).
-    pub fn encode(&self, enc: &mut Encoder) {
+    /// Writes the whole correlation state (for the state directory), with the finished
+    /// messages only `index` keeps.
+    pub fn encode(&self, enc: &mut Encoder, index: &Index) {
         enc.i64(self.log_clock);
         enc.u64(self.dropped_orphans);
         enc.u64(self.dropped_queues);
-        enc.count(self.messages.len());
+        let forgotten = self.forgotten(index);
+        enc.count(self.messages.len() + forgotten.len());
         // References are saved as the position of their message in this list: ids are this
         // process's own, and positions cost a restore neither a key nor a lookup.
         let mut position: HashMap<Id, u32, Fast> =
@@ -870,10 +980,13 @@ impl Tracker {
         for (i, (id, stored)) in self.messages.iter().enumerate() {
             position.insert(*id, i as u32);
             match stored {
-                Stored::Live(m) => enc.bytes(&pack(m)),
-                // Packed bytes are this very encoding.
-                Stored::Packed { bytes, .. } => enc.bytes(bytes),
+                Stored::Live(m) => put_record(enc, |enc| put_message(enc, m)),
+                Stored::Packed(entry) => put_record(enc, |enc| put_entry(enc, entry)),
             }
+        }
+        // Not referred to by anything: after the others, so positions stay as numbered.
+        for entry in &forgotten {
+            put_record(enc, |enc| put_entry(enc, entry));
         }
         let latest = self
             .by_envid
@@ -1014,14 +1127,42 @@ mod tests {
         }
     }
 
-    fn tracker() -> Tracker {
-        Tracker::new(
-            "hub.example".into(),
-            Retention {
-                after_last_event: 30 * DAY,
-                queue_lifetime: 5 * DAY,
-            },
-        )
+    /// A tracker and the index it takes forgotten messages back from.
+    struct Fixture {
+        tr: Tracker,
+        ix: Index,
+    }
+
+    impl Fixture {
+        fn apply(&mut self, e: Event) {
+            self.tr.apply(e, &self.ix);
+        }
+    }
+
+    impl std::ops::Deref for Fixture {
+        type Target = Tracker;
+        fn deref(&self) -> &Tracker {
+            &self.tr
+        }
+    }
+
+    impl std::ops::DerefMut for Fixture {
+        fn deref_mut(&mut self) -> &mut Tracker {
+            &mut self.tr
+        }
+    }
+
+    fn tracker() -> Fixture {
+        Fixture {
+            tr: Tracker::new(
+                "hub.example".into(),
+                Retention {
+                    after_last_event: 30 * DAY,
+                    queue_lifetime: 5 * DAY,
+                },
+            ),
+            ix: Index::new(1),
+        }
     }
 
     fn accept(envid: &str, queue: Option<&str>, msgid: Option<&str>, at: i64) -> Event {
@@ -1258,9 +1399,12 @@ mod tests {
         tr.apply(mta_rcpt("P2", "b@x", Action::Relayed, 102));
         tr.apply(mta(MtaEvent::Notification { queue: q("N1") }));
         let mut enc = Encoder::default();
-        tr.encode(&mut enc);
+        tr.encode(&mut enc, &tr.ix);
         let mut dec = Decoder::new(&enc.buf);
-        let mut back = Tracker::decode(&mut dec, "hub.example".into(), tr.retention).unwrap();
+        let mut back = Fixture {
+            tr: Tracker::decode(&mut dec, "hub.example".into(), tr.retention).unwrap(),
+            ix: Index::new(1),
+        };
         assert!(dec.is_done());
         assert_eq!(state(&back, "e1@x"), state(&tr, "e1@x"));
         assert_eq!(
@@ -1278,5 +1422,99 @@ mod tests {
                     != Ok(true)
             );
         }
+    }
+
+    fn envid_rcpt(envid: &str, to: &str, action: Action, at: i64) -> Event {
+        let Event::Mta(MtaEvent::Recipient { recipient, .. }) = mta_rcpt("-", to, action, at)
+        else {
+            unreachable!()
+        };
+        Event::Rcpt(RcptUpdate {
+            message: MessageRef::Envid(q(envid)),
+            hash: None,
+            recipient,
+        })
+    }
+
+    fn answer(ix: &Index, envid: &str) -> String {
+        let e = ix
+            .lookup(envid.as_bytes(), &sha1(envid.as_bytes()), 0)
+            .expect("served");
+        String::from_utf8(e.to_vec()).unwrap()
+    }
+
+    /// Delivers e1 through queue Q1, then lets log time pass and sweeps, so that the tracker
+    /// forgets it: only its index record keeps it.
+    fn forgotten_e1() -> Fixture {
+        let mut tr = tracker();
+        tr.apply(accept("e1@x", Some("Q1"), Some("m1@x"), 100));
+        tr.apply(mta_rcpt("Q1", "a@x", Action::Delivered, 101));
+        tr.apply(mta(MtaEvent::Done {
+            queue: q("Q1"),
+            time: t(102),
+        }));
+        let Fixture { tr: inner, ix } = &mut tr;
+        inner.publish(ix, 0);
+        assert!(
+            !state(inner, "e1@x").is_empty(),
+            "held while Q1 may log more"
+        );
+        inner.expire(ix, 0);
+        assert!(
+            !state(inner, "e1@x").is_empty(),
+            "Q1 is remembered for a grace period"
+        );
+        tr.apply(accept("e2@x", None, None, 102 + UNCLAIMED_GRACE + 1));
+        let Fixture { tr: inner, ix } = &mut tr;
+        inner.expire(ix, 0);
+        assert!(state(inner, "e1@x").is_empty(), "forgotten by the tracker");
+        assert!(inner.by_message_id.is_empty() && !inner.by_envid.contains_key(&q("e1@x")[..]));
+        tr
+    }
+
+    #[test]
+    fn a_forgotten_message_is_served_and_taken_back_by_a_late_line() {
+        let mut tr = forgotten_e1();
+        let before = answer(&tr.ix, "e1@x");
+        assert!(before.contains("Final-Recipient: rfc822; a@x\r\nAction: delivered"));
+        tr.apply(envid_rcpt("e1@x", "b@x", Action::Failed, 5000));
+        assert_eq!(
+            state(&tr, "e1@x"),
+            vec![
+                ("a@x".into(), Action::Delivered),
+                ("b@x".into(), Action::Failed)
+            ]
+        );
+        let Fixture { tr: inner, ix } = &mut tr;
+        inner.publish(ix, 0);
+        let after = answer(ix, "e1@x");
+        assert!(after.starts_with(&before[..before.find("\r\n\r\nFinal-Recipient").unwrap()]));
+        assert!(after.contains("Final-Recipient: rfc822; a@x\r\nAction: delivered"));
+        assert!(after.contains("Final-Recipient: rfc822; b@x\r\nAction: failed"));
+    }
+
+    #[test]
+    fn a_repeated_accept_takes_a_forgotten_message_back_rather_than_starting_over() {
+        let mut tr = forgotten_e1();
+        tr.apply(accept("e1@x", None, None, 100));
+        assert_eq!(state(&tr, "e1@x"), vec![("a@x".into(), Action::Delivered)]);
+    }
+
+    #[test]
+    fn forgotten_messages_are_saved_in_the_state_and_listed() {
+        let tr = forgotten_e1();
+        let mut listed = Vec::new();
+        tr.for_each_message(&tr.ix, |m| listed.push(m.envid.clone()));
+        listed.sort();
+        assert_eq!(listed, vec![q("e1@x"), q("e2@x")]);
+        let mut enc = Encoder::default();
+        tr.encode(&mut enc, &tr.ix);
+        let mut dec = Decoder::new(&enc.buf);
+        let back = Tracker::decode(&mut dec, "hub.example".into(), tr.retention).unwrap();
+        assert!(dec.is_done());
+        assert_eq!(
+            state(&back, "e1@x"),
+            vec![("a@x".into(), Action::Delivered)]
+        );
     }
 }
