@@ -94,4 +94,9 @@ fn main() {
         after.saturating_sub(before) / 1024,
         (after.saturating_sub(before) * 1024) as f64 / index.len().max(1) as f64
     );
+    println!(
+        "tracker: holds {} messages (the others only as their index records), {} queue ids",
+        r.tracker.messages(),
+        r.tracker.queues().0
+    );
 }
