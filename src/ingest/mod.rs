@@ -336,7 +336,7 @@ fn restore(config: &IngestConfig) -> (Tracker, Vec<Source>) {
                 .collect();
             eprintln!(
                 "mtqpd: state: restored {} messages from {} in {} ms",
-                tracker.messages(),
+                tracker.restored_records(),
                 dir.display(),
                 started.elapsed().as_millis()
             );
@@ -461,7 +461,7 @@ pub fn replay(config: &IngestConfig, index: &Index) -> Replay {
 
 fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver<()>) {
     let (tracker, sources) = restore(&config);
-    index.reserve(tracker.messages());
+    index.reserve(tracker.restored_records());
     let mut p = Pipeline {
         sources,
         tracker,

@@ -313,6 +313,12 @@ impl Tracker {
             self.by_message_id.retain(|_, id| messages.contains_key(id));
             self.by_envid
                 .retain(|_, ids| ids.retain(|id| messages.contains_key(&id)));
+            // After a restart or a burst the maps were sized for far more than they now hold.
+            if self.messages.capacity() > 4 * self.messages.len() + 4096 {
+                self.messages.shrink_to_fit();
+                self.by_message_id.shrink_to_fit();
+                self.by_envid.shrink_to_fit();
+            }
         }
     }
 
@@ -668,9 +674,14 @@ impl Tracker {
         before - self.messages.len()
     }
 
-    /// How many messages are tracked.
+    /// How many messages the tracker holds (finished ones it forgot are only in the index).
     pub fn messages(&self) -> usize {
         self.messages.len()
+    }
+
+    /// How many records a restore rendered that the next [`Tracker::publish`] will index.
+    pub fn restored_records(&self) -> usize {
+        self.ready.len()
     }
 
     /// Calls `f` with every tracked message, those only `index` keeps included, in no
@@ -1107,6 +1118,7 @@ impl Tracker {
             });
         }
         t.queues_after_sweep = t.queues.len();
+        t.evict_finished();
         Ok(t)
     }
 }
@@ -1510,11 +1522,16 @@ mod tests {
         let mut enc = Encoder::default();
         tr.encode(&mut enc, &tr.ix);
         let mut dec = Decoder::new(&enc.buf);
-        let back = Tracker::decode(&mut dec, "hub.example".into(), tr.retention).unwrap();
+        let mut back = Tracker::decode(&mut dec, "hub.example".into(), tr.retention).unwrap();
         assert!(dec.is_done());
-        assert_eq!(
-            state(&back, "e1@x"),
-            vec![("a@x".into(), Action::Delivered)]
-        );
+        assert_eq!(back.restored_records(), 2);
+        assert!(state(&back, "e1@x").is_empty(), "forgotten again at once");
+        let ix = Index::new(1);
+        back.publish(&ix, 0);
+        assert_eq!(answer(&ix, "e1@x"), answer(&tr.ix, "e1@x"));
+        let mut listed = Vec::new();
+        back.for_each_message(&ix, |m| listed.push(m.envid.clone()));
+        listed.sort();
+        assert_eq!(listed, vec![q("e1@x"), q("e2@x")]);
     }
 }
