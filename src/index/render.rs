@@ -247,21 +247,32 @@ fn push_recipient(body: &mut Vec<u8>, r: &Recipient) {
 
 /// Renders the complete TRACK answer for `msg`. `reporting_mta` is this hub's name.
 pub fn render(msg: &Message, reporting_mta: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    render_into(msg, reporting_mta, &mut out);
+    out
+}
+
+/// [`render`] into `out`, replacing what it held: the ingest thread renders every changed
+/// message into the same buffer, sparing an allocation of the largest size class (which makes
+/// the allocator consolidate its free lists) per message.
+pub fn render_into(msg: &Message, reporting_mta: &str, out: &mut Vec<u8>) {
     let bound = capacity_bound(msg, reporting_mta);
-    let mut out = Vec::with_capacity(bound);
+    out.clear();
+    out.reserve(bound);
+    let start = out.capacity();
     out.extend_from_slice(STATUS_LINE);
-    push_outer_header(&mut out, &msg.headers);
+    push_outer_header(out, &msg.headers);
     out.extend_from_slice(ORIGINAL_ENVELOPE_ID);
-    xtext::encode_append(&msg.envid, &mut out);
+    xtext::encode_append(&msg.envid, out);
     out.extend_from_slice(CRLF);
-    push_typed(&mut out, &REPORTING_MTA, reporting_mta.as_bytes());
-    push_date(&mut out, ARRIVAL_DATE, &msg.arrival);
+    push_typed(out, &REPORTING_MTA, reporting_mta.as_bytes());
+    push_date(out, ARRIVAL_DATE, &msg.arrival);
     for r in &msg.recipients {
-        push_recipient(&mut out, r);
+        push_recipient(out, r);
     }
     out.extend_from_slice(FRAME_SUFFIX);
     debug_assert!(out.len() <= bound, "capacity_bound undercounts");
-    out
+    debug_assert_eq!(out.capacity(), start, "rendering reallocated");
 }
 
 /// The `opaque` answer (RFC 3887 section 4, `--unknown opaque`), in two halves that go on the

@@ -11,7 +11,7 @@ use super::state::{Corrupt, Decoder, Encoder};
 use crate::index::date::Timestamp;
 use crate::index::record::{Action, Recipient, RecipientIndex};
 use crate::index::record::{Message, Retention};
-use crate::index::render::render;
+use crate::index::render::{render, render_into};
 use crate::index::{Entry, Index};
 use crate::protocol::secret::Hash;
 
@@ -60,11 +60,15 @@ enum Stored {
     Packed(Entry),
 }
 
-/// The part of a message's encoding after its envid and hash: the tail of its index record.
-fn pack_tail(m: &Message) -> Vec<u8> {
-    let mut enc = Encoder::default();
+/// The part of a message's encoding after its envid and hash, the tail of its index record,
+/// into `buf` (replacing what it held).
+fn pack_tail(m: &Message, buf: &mut Vec<u8>) {
+    buf.clear();
+    let mut enc = Encoder {
+        buf: std::mem::take(buf),
+    };
     put_message_rest(&mut enc, m);
-    enc.buf
+    *buf = enc.buf;
 }
 
 /// The message of an index record, from its header and tail. None for a record without a
@@ -225,6 +229,9 @@ pub struct Tracker {
     queues_after_sweep: usize,
     /// Forget a queue id this long after its last line when it never finishes.
     correlation_timeout: i64,
+    /// Where [`Tracker::publish`] renders answers and packs tails, reused.
+    wire_buf: Vec<u8>,
+    tail_buf: Vec<u8>,
 }
 
 impl Tracker {
@@ -251,6 +258,8 @@ impl Tracker {
             log_clock: i64::MIN,
             queues_after_sweep: 0,
             correlation_timeout: retention.queue_lifetime.saturating_add(86_400),
+            wire_buf: Vec::new(),
+            tail_buf: Vec::new(),
         }
     }
 
@@ -643,11 +652,15 @@ impl Tracker {
                 index.remove(&msg.envid, &msg.hash);
                 continue;
             }
-            let wire = render(msg, &self.reporting_mta);
+            let (wire, tail) = (&mut self.wire_buf, &mut self.tail_buf);
+            render_into(msg, &self.reporting_mta, wire);
             let finished = msg.is_finished();
-            let tail = if finished { pack_tail(msg) } else { Vec::new() };
+            tail.clear();
+            if finished {
+                pack_tail(msg, tail);
+            }
             // None only for an envid no TRACK command can name (longer than 65,535 octets).
-            let Some(entry) = Entry::new(&msg.envid, &msg.hash, expires_at, &wire, &tail) else {
+            let Some(entry) = Entry::new(&msg.envid, &msg.hash, expires_at, wire, tail) else {
                 continue;
             };
             index.upsert(entry.clone());
