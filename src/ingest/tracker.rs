@@ -473,22 +473,31 @@ impl Tracker {
     }
 
     fn forget_queue(&mut self, queue: &[u8]) {
-        if let Some(info) = self.queues.remove(queue) {
+        let info = self.queues.remove(queue);
+        self.unlink_queue(queue, info.as_ref());
+    }
+
+    /// Drops what refers to a queue id being forgotten, whose entry `info` was taken out of
+    /// `queues`: its message link, its Message-ID, the updates that waited for it.
+    fn unlink_queue(&mut self, queue: &[u8], info: Option<&QueueInfo>) {
+        if let Some(info) = info {
             if !info.notification && !self.by_queue.contains_key(queue) {
                 self.unclaimed_forgotten += 1;
             }
-            if let Some(m) = info.message_id {
+            if let Some(m) = &info.message_id {
                 if self
                     .queue_of_message_id
-                    .get(&m)
+                    .get(m)
                     .is_some_and(|q| **q == *queue)
                 {
-                    self.queue_of_message_id.remove(&m);
+                    self.queue_of_message_id.remove(m);
                 }
             }
         }
         self.by_queue.remove(queue);
-        self.drop_orphans(&MessageRef::Queue(queue.into()));
+        if !self.orphans.is_empty() {
+            self.drop_orphans(&MessageRef::Queue(queue.into()));
+        }
     }
 
     /// Forgets queue ids the MTA finished long enough ago, and those that never finished within
@@ -496,20 +505,20 @@ impl Tracker {
     fn sweep_queues(&mut self) {
         let now = self.log_clock;
         let timeout = self.correlation_timeout;
-        let mut forget = Vec::new();
-        let mut never_finished = 0;
-        for (queue, info) in &self.queues {
+        // Taken out, so that forgetting one can change the other maps in the same pass
+        // without copying the keys of those forgotten.
+        let mut queues = std::mem::take(&mut self.queues);
+        queues.retain(|queue, info| {
             let finished = info.done && info.seen.saturating_add(UNCLAIMED_GRACE) < now;
             let abandoned = !info.done && info.seen.saturating_add(timeout) < now;
-            if finished || abandoned {
-                forget.push(queue.clone());
-                never_finished += u64::from(abandoned);
+            if !(finished || abandoned) {
+                return true;
             }
-        }
-        self.dropped_queues += never_finished;
-        for queue in forget {
-            self.forget_queue(&queue);
-        }
+            self.dropped_queues += u64::from(abandoned);
+            self.unlink_queue(queue, Some(info));
+            false
+        });
+        self.queues = queues;
         self.queues_after_sweep = self.queues.len();
         self.evict_finished();
     }
