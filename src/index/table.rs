@@ -75,8 +75,13 @@ impl Table {
         let mut i = self.home(tag);
         let mut found = None;
         let mut compared = false;
+        // Every slot read, folded: the decoy's position depends on it, so that its load waits
+        // for the probe as a real entry's does (else the CPU fetches it in parallel with the
+        // probe and a miss answers a cache miss sooner on a cold cache).
+        let mut probed = u64::from(tag);
         loop {
             let s = self.slots[i];
+            probed ^= s;
             if s == 0 {
                 break;
             }
@@ -90,7 +95,8 @@ impl Table {
             i = (i + 1) & mask;
         }
         if !compared {
-            let decoy = &self.entries[tag as usize % self.entries.len()];
+            let decoy =
+                &self.entries[(probed as usize ^ (probed >> 32) as usize) % self.entries.len()];
             std::hint::black_box(answers(decoy, envid, hash, now));
         }
         found.cloned()
