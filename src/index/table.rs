@@ -80,7 +80,9 @@ impl Table {
         // probe and a miss answers a cache miss sooner on a cold cache).
         let mut probed = u64::from(tag);
         loop {
-            let s = self.slots[i];
+            // Opaque, so that the compiler cannot drop the fold of the empty slot that ends the
+            // probe (it knows that slot is 0), which would free the decoy from waiting for it.
+            let s = std::hint::black_box(self.slots[i]);
             probed ^= s;
             if s == 0 {
                 break;
@@ -103,43 +105,39 @@ impl Table {
     }
 
     /// The slot index and entry position of (`envid`, `hash`), if held.
+    /// The slot index and entry position of every entry of `envid` (for the ingest thread;
+    /// not timing-safe).
+    fn matches<'t>(
+        &'t self,
+        tag: u32,
+        envid: &'t [u8],
+    ) -> impl Iterator<Item = (usize, usize)> + 't {
+        let mask = self.slots.len().wrapping_sub(1);
+        let start = if self.entries.is_empty() {
+            None
+        } else {
+            Some(self.home(tag))
+        };
+        std::iter::successors(start, move |&i| Some((i + 1) & mask))
+            .map(|i| (i, self.slots[i]))
+            .take_while(|&(_, s)| s != 0)
+            .filter(move |&(_, s)| {
+                tag_of(s) == tag && self.entries[position_of(s)].envid() == envid
+            })
+            .map(|(i, s)| (i, position_of(s)))
+    }
+
+    /// The slot index and entry position of (`envid`, `hash`), if held.
     fn find(&self, tag: u32, envid: &[u8], hash: &Hash) -> Option<(usize, usize)> {
-        if self.entries.is_empty() {
-            return None;
-        }
-        let mask = self.mask();
-        let mut i = self.home(tag);
-        loop {
-            let s = self.slots[i];
-            if s == 0 {
-                return None;
-            }
-            if tag_of(s) == tag {
-                let e = &self.entries[position_of(s)];
-                if e.envid() == envid && e.hash() == hash {
-                    return Some((i, position_of(s)));
-                }
-            }
-            i = (i + 1) & mask;
-        }
+        self.matches(tag, envid)
+            .find(|&(_, p)| self.entries[p].hash() == hash)
     }
 
     /// Every entry of `envid`, expired or not (for the ingest thread; not timing-safe).
     pub fn all_of(&self, tag: u32, envid: &[u8]) -> Vec<Entry> {
-        let mut all = Vec::new();
-        if self.entries.is_empty() {
-            return all;
-        }
-        let mask = self.mask();
-        let mut i = self.home(tag);
-        while self.slots[i] != 0 {
-            let s = self.slots[i];
-            if tag_of(s) == tag && self.entries[position_of(s)].envid() == envid {
-                all.push(self.entries[position_of(s)].clone());
-            }
-            i = (i + 1) & mask;
-        }
-        all
+        self.matches(tag, envid)
+            .map(|(_, p)| self.entries[p].clone())
+            .collect()
     }
 
     /// Every entry, in no particular order.
