@@ -57,7 +57,11 @@ type Fast = std::hash::BuildHasherDefault<FxHasher>;
 #[derive(Debug)]
 enum Stored {
     Live(Box<Message>),
-    Packed(Entry),
+    /// With the log time of the message's latest event.
+    Packed {
+        entry: Entry,
+        last_event: i64,
+    },
 }
 
 /// The part of a message's encoding after its envid and hash, the tail of its index record,
@@ -83,12 +87,12 @@ fn unpack(entry: &Entry) -> Option<Message> {
 impl Stored {
     /// The message, unpacked for change.
     fn live(&mut self) -> Option<&mut Message> {
-        if let Stored::Packed(entry) = self {
+        if let Stored::Packed { entry, .. } = self {
             *self = Stored::Live(Box::new(unpack(entry)?));
         }
         match self {
             Stored::Live(m) => Some(m),
-            Stored::Packed(_) => None,
+            Stored::Packed { .. } => None,
         }
     }
 
@@ -96,7 +100,7 @@ impl Stored {
     fn read(&self) -> Option<std::borrow::Cow<'_, Message>> {
         match self {
             Stored::Live(m) => Some(std::borrow::Cow::Borrowed(m)),
-            Stored::Packed(entry) => unpack(entry).map(std::borrow::Cow::Owned),
+            Stored::Packed { entry, .. } => unpack(entry).map(std::borrow::Cow::Owned),
         }
     }
 
@@ -104,14 +108,14 @@ impl Stored {
     fn hash(&self) -> &Hash {
         match self {
             Stored::Live(m) => &m.hash,
-            Stored::Packed(entry) => entry.hash(),
+            Stored::Packed { entry, .. } => entry.hash(),
         }
     }
 
     fn expires_at(&self, retention: Retention) -> i64 {
         match self {
             Stored::Live(m) => m.expires_at(retention),
-            Stored::Packed(entry) => entry.expires_at(),
+            Stored::Packed { entry, .. } => entry.expires_at(),
         }
     }
 }
@@ -227,6 +231,9 @@ pub struct Tracker {
     log_clock: i64,
     /// Queue ids held after the last sweep; the next comes when they have doubled.
     queues_after_sweep: usize,
+    /// Messages held after the last sweep; the next comes when they have doubled (finished
+    /// ones are forgotten then: see [`Tracker::evict_finished`]).
+    messages_after_sweep: usize,
     /// Forget a queue id this long after its last line when it never finishes.
     correlation_timeout: i64,
     /// Where [`Tracker::publish`] renders answers and packs tails, reused.
@@ -257,6 +264,7 @@ impl Tracker {
             unclaimed_forgotten: 0,
             log_clock: i64::MIN,
             queues_after_sweep: 0,
+            messages_after_sweep: 0,
             correlation_timeout: retention.queue_lifetime.saturating_add(86_400),
             wire_buf: Vec::new(),
             tail_buf: Vec::new(),
@@ -296,12 +304,14 @@ impl Tracker {
             .records_of(envid)
             .into_iter()
             .filter(|e| hash.map_or(true, |h| e.hash() == h))
-            .filter_map(|e| Some((unpack(&e)?.arrival.unix, e)))
-            .max_by_key(|(arrival, _)| *arrival);
-        let Some((_, entry)) = latest else { return };
+            .filter_map(|e| Some((unpack(&e)?, e)))
+            .max_by_key(|(m, _)| m.arrival.unix);
+        let Some((m, entry)) = latest else { return };
         let id = self.next_id;
         self.next_id += 1;
-        self.messages.insert(id, Stored::Packed(entry));
+        let last_event = m.last_event;
+        self.messages
+            .insert(id, Stored::Packed { entry, last_event });
         match self.by_envid.get_mut(envid) {
             Some(ids) => ids.add_oldest(id),
             None => {
@@ -310,15 +320,27 @@ impl Tracker {
         }
     }
 
-    /// Forgets the finished messages that no queue id refers to any more: their index records
-    /// keep them (see [`Stored`]).
+    /// Forgets the finished messages whose index records can keep them (see [`Stored`]): those
+    /// no queue id of an MTA log refers to any more (Postfix, Exim and sendmail say when they
+    /// are done with one), and whose latest event is older than the grace period, since a
+    /// queue id only native lines name is never reported done.
     fn evict_finished(&mut self) {
-        let referenced: HashSet<Id, Fast> = self.by_queue.values().copied().collect();
+        let queues = &self.queues;
+        let referenced: HashSet<Id, Fast> = self
+            .by_queue
+            .iter()
+            .filter(|(q, _)| queues.contains_key(*q))
+            .map(|(_, id)| *id)
+            .collect();
+        let recent = self.log_clock.saturating_sub(UNCLAIMED_GRACE);
         let before = self.messages.len();
-        self.messages
-            .retain(|id, s| matches!(s, Stored::Live(_)) || referenced.contains(id));
+        self.messages.retain(|id, s| match s {
+            Stored::Live(_) => true,
+            Stored::Packed { last_event, .. } => *last_event >= recent || referenced.contains(id),
+        });
         if self.messages.len() < before {
             let messages = &self.messages;
+            self.by_queue.retain(|_, id| messages.contains_key(id));
             self.by_message_id.retain(|_, id| messages.contains_key(id));
             self.by_envid
                 .retain(|_, ids| ids.retain(|id| messages.contains_key(&id)));
@@ -521,6 +543,7 @@ impl Tracker {
         self.queues = queues;
         self.queues_after_sweep = self.queues.len();
         self.evict_finished();
+        self.messages_after_sweep = self.messages.len();
     }
 
     fn accept(&mut self, a: Accept) {
@@ -641,9 +664,6 @@ impl Tracker {
     /// Renders every message changed since the last call and puts it in the index (or takes it
     /// out when it has already expired). Returns how many were rendered.
     pub fn publish(&mut self, index: &Index, now: i64) -> usize {
-        if self.queues.len() > 2 * self.queues_after_sweep + 10_000 {
-            self.sweep_queues();
-        }
         let mut rendered = 0;
         for entry in self.ready.drain(..) {
             if entry.expires_at() > now {
@@ -675,8 +695,15 @@ impl Tracker {
             index.upsert(entry.clone());
             rendered += 1;
             if finished {
-                *stored = Stored::Packed(entry);
+                let last_event = msg.last_event;
+                *stored = Stored::Packed { entry, last_event };
             }
+        }
+        // After the batch, so that the messages it finished can be forgotten at once.
+        if self.queues.len() > 2 * self.queues_after_sweep + 10_000
+            || self.messages.len() > 2 * self.messages_after_sweep + 10_000
+        {
+            self.sweep_queues();
         }
         rendered
     }
@@ -931,7 +958,10 @@ fn restore_messages(
         let answer = Entry::new(&m.envid, &m.hash, expires_at, &wire, tail);
         let envid = m.envid.clone();
         let stored = match &answer {
-            Some(entry) if finished => Stored::Packed(entry.clone()),
+            Some(entry) if finished => Stored::Packed {
+                entry: entry.clone(),
+                last_event: m.last_event,
+            },
             _ => Stored::Live(Box::new(m)),
         };
         Ok(Restored {
@@ -1014,7 +1044,7 @@ impl Tracker {
             position.insert(*id, i as u32);
             match stored {
                 Stored::Live(m) => put_record(enc, |enc| put_message(enc, m)),
-                Stored::Packed(entry) => put_record(enc, |enc| put_entry(enc, entry)),
+                Stored::Packed { entry, .. } => put_record(enc, |enc| put_entry(enc, entry)),
             }
         }
         // Not referred to by anything: after the others, so positions stay as numbered.
@@ -1141,6 +1171,7 @@ impl Tracker {
         }
         t.queues_after_sweep = t.queues.len();
         t.evict_finished();
+        t.messages_after_sweep = t.messages.len();
         Ok(t)
     }
 }
@@ -1555,5 +1586,40 @@ mod tests {
         back.for_each_message(&ix, |m| listed.push(m.envid.clone()));
         listed.sort();
         assert_eq!(listed, vec![q("e1@x"), q("e2@x")]);
+    }
+
+    #[test]
+    fn a_queue_id_only_native_lines_name_holds_a_finished_message_for_the_grace_period() {
+        let rcpt = |at| {
+            let Event::Mta(MtaEvent::Recipient { recipient, .. }) =
+                mta_rcpt("-", "a@x", Action::Delivered, at)
+            else {
+                unreachable!()
+            };
+            Event::Rcpt(RcptUpdate {
+                message: MessageRef::Queue(q("N7")),
+                hash: None,
+                recipient,
+            })
+        };
+        let mut tr = tracker();
+        tr.apply(accept("e7@x", Some("N7"), None, 100));
+        tr.apply(rcpt(101));
+        let Fixture { tr: inner, ix } = &mut tr;
+        inner.publish(ix, 0);
+        inner.expire(ix, 0);
+        assert!(
+            !state(inner, "e7@x").is_empty(),
+            "a line naming N7 may follow"
+        );
+        tr.apply(accept("e8@x", None, None, 101 + UNCLAIMED_GRACE + 1));
+        let Fixture { tr: inner, ix } = &mut tr;
+        inner.expire(ix, 0);
+        assert!(
+            state(inner, "e7@x").is_empty(),
+            "forgotten after the grace period"
+        );
+        assert!(inner.by_queue.is_empty(), "with its queue id");
+        assert!(answer(ix, "e7@x").contains("Final-Recipient: rfc822; a@x\r\nAction: delivered"));
     }
 }
