@@ -122,10 +122,36 @@ const CLOSING: &[u8] = b"--%%%%--";
 const ENVID_FIELD: &[u8] = b"Original-Envelope-Id: ";
 const OPAQUE: &[u8] = b"Action: opaque";
 
+/// Where the first LF of `s` is, eight octets at a time: finding line ends is most of the work
+/// of checking an answer, and a search an octet at a time was a quarter of the driver's time at
+/// 300,000 answers/s.
+fn find_lf(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const LFS: u64 = ONES * b'\n' as u64;
+    let mut words = s.chunks_exact(8);
+    let mut at = 0;
+    for w in &mut words {
+        // An octet of `x` is zero where `w` has a LF; the lowest flagged octet (the first in
+        // memory, little-endian) is always a true one: a borrow only flags octets above it.
+        let x = u64::from_le_bytes(w.try_into().expect("eight octets")) ^ LFS;
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(at + (zeros.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&c| c == b'\n')
+        .map(|p| at + p)
+}
+
 /// The next line of `buf` from `pos`: (line without CR LF, position after the LF).
 fn line_at(buf: &[u8], pos: usize) -> Option<(&[u8], usize)> {
     let rest = &buf[pos..];
-    let lf = rest.iter().position(|&c| c == b'\n')?;
+    let lf = find_lf(rest)?;
     let line = &rest[..lf];
     Some((line.strip_suffix(b"\r").unwrap_or(line), pos + lf + 1))
 }
@@ -263,6 +289,31 @@ mod tests {
                 verdict
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn find_lf_agrees_with_a_plain_search() {
+        // Every octet value beside and around a LF at every offset of a few words, and
+        // neighbours of LF (0x0b, 0x8a...) that a word-wise trick could take for one.
+        for len in 0..40 {
+            for lf_at in (0..len).map(Some).chain([None]) {
+                for fill in [0u8, 0x01, 0x09, 0x0b, 0x0d, 0x7f, 0x80, 0x8a, 0xff] {
+                    let mut s = vec![fill; len];
+                    if let Some(i) = lf_at {
+                        s[i] = b'\n';
+                        if i + 1 < len {
+                            s[i + 1] = b'\n';
+                        }
+                    }
+                    let want = s.iter().position(|&c| c == b'\n');
+                    assert_eq!(find_lf(&s), want, "{s:?}");
+                }
+            }
+        }
+        for v in 0..=255u8 {
+            let s = [v, v, v, v, v, v, v, v, v];
+            assert_eq!(find_lf(&s), s.iter().position(|&c| c == b'\n'), "{v}");
         }
     }
 

@@ -186,28 +186,33 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads what is available into `scratch`, calling `take` with each chunk of plaintext.
-    /// Returns Ok(false) when the server closed the connection. `closed`: the readiness event
-    /// said the peer closed, so read on to the end.
+    /// Reads what is available and calls `take` with the plaintext not yet taken, as one slice
+    /// at the start of `scratch`: what an earlier call left over (an answer cut by the end of a
+    /// read), then what was just read. `take` returns how many octets it used; the rest is kept
+    /// for the next call. Returns Ok(false) when the server closed the connection. `closed`: the
+    /// readiness event said the peer closed, so read on to the end.
     pub fn read(
         &mut self,
-        scratch: &mut [u8],
+        scratch: &mut Vec<u8>,
         closed: bool,
-        mut take: impl FnMut(&mut Self, &[u8]),
+        mut take: impl FnMut(&mut Self, &[u8]) -> usize,
     ) -> io::Result<bool> {
         loop {
+            let left = self.make_room(scratch);
             match &mut self.tls {
-                None => match self.stream.read(scratch) {
+                None => match self.stream.read(&mut scratch[left..]) {
                     Ok(0) => return Ok(false),
-                    Ok(n) if n < scratch.len() && !closed => {
-                        // A short read emptied the socket: on Linux, epoll (edge-triggered)
-                        // reports anything that arrives from now on as a new event, so the
-                        // read that would only say WouldBlock is saved. Not when the event
-                        // already carried the close: that will not be reported again.
-                        take(self, &scratch[..n]);
-                        return Ok(true);
+                    Ok(n) => {
+                        let short = n < scratch.len() - left;
+                        self.hand(scratch, n, &mut take);
+                        if short && !closed {
+                            // A short read emptied the socket: on Linux, epoll (edge-triggered)
+                            // reports anything that arrives from now on as a new event, so the
+                            // read that would only say WouldBlock is saved. Not when the event
+                            // already carried the close: that will not be reported again.
+                            return Ok(true);
+                        }
                     }
-                    Ok(n) => take(self, &scratch[..n]),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
@@ -223,10 +228,11 @@ impl Conn {
                     tls.process_new_packets()
                         .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
                     loop {
+                        let left = self.make_room(scratch);
                         let tls = self.tls.as_mut().expect("tls");
-                        match tls.reader().read(scratch) {
+                        match tls.reader().read(&mut scratch[left..]) {
                             Ok(0) => return Ok(false),
-                            Ok(n) => take(self, &scratch[..n]),
+                            Ok(n) => self.hand(scratch, n, &mut take),
                             Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                             Err(e) => return Err(e),
                         }
@@ -237,5 +243,96 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Makes room in `scratch` after the octets left over, at least as much as they take (an
+    /// answer may be longer than the scratch); returns where reading goes.
+    fn make_room(&self, scratch: &mut Vec<u8>) -> usize {
+        let left = self.rbuf.len();
+        if scratch.len() < 2 * left {
+            scratch.resize(2 * left, 0);
+        }
+        left
+    }
+
+    /// Puts the left-over octets before the `n` just read into `scratch`, hands them all to
+    /// `take` and keeps what it did not use. Only the left-over part is copied (usually less
+    /// than one answer), not every read.
+    fn hand(
+        &mut self,
+        scratch: &mut [u8],
+        n: usize,
+        take: &mut impl FnMut(&mut Self, &[u8]) -> usize,
+    ) {
+        let left = self.rbuf.len();
+        scratch[..left].copy_from_slice(&self.rbuf);
+        self.rbuf.clear();
+        let data = &scratch[..left + n];
+        let used = take(self, data);
+        self.rbuf.extend_from_slice(&data[used..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Instant;
+
+    /// A connection whose peer is `peer`, with nothing to say before the test writes.
+    fn pair() -> (Conn, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        s.set_nonblocking(true).unwrap();
+        (Conn::new(s, None, 1, 0), peer)
+    }
+
+    /// Reads until the peer has closed, taking whole lines only; returns them.
+    fn lines_until_closed(c: &mut Conn, scratch: &mut Vec<u8>) -> Vec<u8> {
+        let mut got = Vec::new();
+        let start = Instant::now();
+        loop {
+            let open = c
+                .read(scratch, false, |_, data| {
+                    let end = data.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+                    got.extend_from_slice(&data[..end]);
+                    end
+                })
+                .unwrap();
+            if !open {
+                return got;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "no end");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn what_is_left_comes_first_and_long_lines_grow_the_scratch() {
+        let (mut c, mut peer) = pair();
+        let mut text = Vec::new();
+        for n in 0..200 {
+            text.extend(std::iter::repeat_n(b'a' + (n % 26) as u8, n * 7));
+            text.push(b'\n');
+        }
+        let mut scratch = vec![0u8; 16];
+        let writer = {
+            let text = text.clone();
+            std::thread::spawn(move || {
+                for piece in text.chunks(333) {
+                    peer.write_all(piece).unwrap();
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                peer.write_all(b"cut short").unwrap();
+            })
+        };
+        let got = lines_until_closed(&mut c, &mut scratch);
+        writer.join().unwrap();
+        assert_eq!(got, text);
+        // The longest line (1,393 octets and its LF) was taken whole, from a scratch grown for it.
+        assert!(scratch.len() >= 1393, "{}", scratch.len());
+        // What the close cut short stays for the caller to report.
+        assert_eq!(c.rbuf, b"cut short");
     }
 }

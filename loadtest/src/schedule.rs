@@ -44,8 +44,21 @@ impl Schedule {
     pub fn intended(&self, k: u64) -> u64 {
         let (i, m) = (k % self.local, k / self.local);
         let g = self.thread + i * self.threads;
-        let slot = u128::from(g) + u128::from(m) * u128::from(self.conns);
-        self.t0 + (slot * 1_000_000_000 / u128::from(self.rate)) as u64
+        // In u64 while the product fits (at 300,000/s, the first 17 hours of a run): this runs
+        // for every request, and u128 division is a library call several times slower. Both
+        // are exact, so the time is the same either way.
+        let fast = m
+            .checked_mul(self.conns)
+            .and_then(|s| s.checked_add(g))
+            .and_then(|s| s.checked_mul(1_000_000_000));
+        let ns = match fast {
+            Some(n) => n / self.rate,
+            None => {
+                let slot = u128::from(g) + u128::from(m) * u128::from(self.conns);
+                (slot * 1_000_000_000 / u128::from(self.rate)) as u64
+            }
+        };
+        self.t0 + ns
     }
 
     /// The intended time of the `m`-th request of local connection `i`.
@@ -135,6 +148,19 @@ mod tests {
                 }
                 assert_eq!(s.conn(3 * s.local + i as u64), i);
             }
+        }
+    }
+
+    #[test]
+    fn the_u64_path_agrees_with_u128_where_it_ends() {
+        let s = all(300_000, 50, 1)[0];
+        // The first request whose slot times 10^9 no longer fits a u64, and its neighbours.
+        let last_fit = u64::MAX / 1_000_000_000 / s.conns * s.local;
+        for k in last_fit - 200..last_fit + 200 {
+            let (i, m) = (k % s.local, k / s.local);
+            let slot = u128::from(i) + u128::from(m) * u128::from(s.conns);
+            let want = s.t0 + (slot * 1_000_000_000 / u128::from(s.rate)) as u64;
+            assert_eq!(s.intended(k), want, "{k}");
         }
     }
 

@@ -177,7 +177,10 @@ impl Stats {
 
 const TIMER: Token = Token(usize::MAX);
 /// Closer than this to the next send, the loop polls without sleeping: waking from a sleep
-/// costs about as much.
+/// costs about as much. In the closed loop (`--rate 0`) it never sleeps before the end either:
+/// answers come back to back, and a driver asleep between them has the server pay for waking
+/// it (on the 2-vCPU test machine: 165,000 context switches in a 12 s peak run instead of
+/// 1,100, and 5% less throughput once the driver had become fast enough to fall asleep).
 const SPIN: u64 = 20_000;
 const SECOND: u64 = 1_000_000_000;
 
@@ -311,33 +314,20 @@ impl Run<'_> {
 
     /// Reads and checks what `c` has received.
     /// `closed`: the event says the peer closed (read to the end, whatever the read sizes).
-    fn receive(&mut self, c: &mut Conn, scratch: &mut [u8], now: u64, closed: bool) {
+    fn receive(&mut self, c: &mut Conn, scratch: &mut Vec<u8>, now: u64, closed: bool) {
         let mut failure: Option<(Wrong, Vec<u8>)> = None;
         let result = c.read(scratch, closed, |c, data| {
             if failure.is_some() {
-                return;
+                return data.len();
             }
-            let mut buf = std::mem::take(&mut c.rbuf);
-            let direct = buf.is_empty();
-            if !direct {
-                buf.extend_from_slice(data);
-            }
-            let input: &[u8] = if direct { data } else { &buf };
-            match self.answers(&mut c.fifo, input, now) {
-                Ok(used) => {
-                    if direct {
-                        buf.extend_from_slice(&data[used..]);
-                    } else {
-                        buf.drain(..used);
-                    }
-                }
+            match self.answers(&mut c.fifo, data, now) {
+                Ok(used) => used,
                 Err((w, at)) => {
-                    let rest = &input[at..];
+                    let rest = &data[at..];
                     failure = Some((w, rest[..rest.len().min(200)].to_vec()));
-                    buf.clear();
+                    data.len()
                 }
             }
-            c.rbuf = buf;
         });
         if let Some((w, answer)) = failure {
             match c.fifo.pop_front() {
@@ -486,7 +476,10 @@ pub fn worker(
     };
     let mut scratch = vec![0u8; 256 * 1024];
     let mut events = Events::with_capacity(1024);
-    let mut k = 0u64; // next request of the schedule
+    // The next request of the schedule, and its intended time, kept from one turn of the loop to
+    // the next: most turns find nothing due and need not work it out again.
+    let mut k = 0u64;
+    let mut due_at = sched.map_or(u64::MAX, |s| s.intended(0));
     let mut second = 0u64;
     let mut next_tick = t0 + SECOND;
     let mut touched: Vec<usize> = Vec::with_capacity(conns.len());
@@ -517,26 +510,20 @@ pub fn worker(
             next_tick += SECOND;
         }
         // What the schedule has made due by now, then send it.
-        let mut next_send = None;
         match sched {
-            Some(s) => loop {
-                let t = s.intended(k);
-                if t >= end {
-                    break;
+            Some(s) => {
+                while due_at <= now && due_at < end {
+                    let i = s.conn(k);
+                    let c = &mut conns[i];
+                    // A dead connection's due requests pile up: unsent, reported at the end.
+                    c.due += 1;
+                    if c.due == 1 && !c.dead {
+                        touched.push(i);
+                    }
+                    k += 1;
+                    due_at = s.intended(k);
                 }
-                if t > now {
-                    next_send = Some(t);
-                    break;
-                }
-                let i = s.conn(k);
-                let c = &mut conns[i];
-                // A dead connection's due requests pile up: unsent, reported at the end.
-                c.due += 1;
-                if c.due == 1 && !c.dead {
-                    touched.push(i);
-                }
-                k += 1;
-            },
+            }
             None if !started => touched.extend(0..conns.len()),
             None => {}
         }
@@ -551,10 +538,10 @@ pub fn worker(
             }
         }
         let mut wake = next_tick.min(if now < end { end } else { end + plan.drain });
-        if let Some(t) = next_send {
-            wake = wake.min(t);
+        if due_at < end {
+            wake = wake.min(due_at);
         }
-        let timeout = if wake <= now + SPIN {
+        let timeout = if wake <= now + SPIN || (sched.is_none() && now < end) {
             Duration::ZERO
         } else if timer.arm_in(wake - now).is_ok() {
             Duration::from_secs(1)
