@@ -65,9 +65,8 @@ enum Stored {
 }
 
 /// The part of a message's encoding after its envid and hash, the tail of its index record,
-/// into `buf` (replacing what it held).
+/// appended to `buf`.
 fn pack_tail(m: &Message, buf: &mut Vec<u8>) {
-    buf.clear();
     let mut enc = Encoder {
         buf: std::mem::take(buf),
     };
@@ -188,7 +187,11 @@ impl EnvidIds {
     }
 
     /// Keeps the ids for which `keep` holds; false when none is left.
+    /// The common case, one id, allocates nothing: every sweep calls this for every envid.
     fn retain(&mut self, keep: impl Fn(Id) -> bool) -> bool {
+        if let EnvidIds::One(id) = self {
+            return keep(*id);
+        }
         let ids: Vec<Id> = self.all().iter().copied().filter(|&i| keep(i)).collect();
         if ids.is_empty() {
             return false;
