@@ -94,6 +94,20 @@ fn main() {
         after.saturating_sub(before) / 1024,
         (after.saturating_sub(before) * 1024) as f64 / index.len().max(1) as f64
     );
+    let (mut size, mut tail, mut body) = (0usize, 0usize, 0usize);
+    index.for_each(|e| {
+        size += e.size();
+        tail += e.tail().len();
+        body += e.body().len();
+    });
+    let per = |n: usize| n as f64 / index.len().max(1) as f64;
+    println!(
+        "records: {:.0} octets each on average ({:.0} answer, {:.0} tail, {:.0} header and envid)",
+        per(size),
+        per(body),
+        per(tail),
+        per(size - body - tail)
+    );
     println!(
         "tracker: holds {} messages (the others only as their index records), {} queue ids",
         r.tracker.messages(),

@@ -42,6 +42,20 @@ impl Entry {
         wire: &[u8],
         tail: &[u8],
     ) -> Option<Entry> {
+        Entry::build(&mut Vec::new(), envid, hash, expires_at, wire, tail)
+    }
+
+    /// [`Entry::new`], laying the record out in `scratch` first (its contents are replaced):
+    /// with a buffer kept across calls the record costs one allocation, its own, where a fresh
+    /// buffer would cost a second one for the layout.
+    pub fn build(
+        scratch: &mut Vec<u8>,
+        envid: &[u8],
+        hash: &Hash,
+        expires_at: i64,
+        wire: &[u8],
+        tail: &[u8],
+    ) -> Option<Entry> {
         let envid_len = u16::try_from(envid.len()).ok()?;
         let tail_len = u32::try_from(tail.len()).ok()?;
         let (framed, body) = match wire
@@ -51,7 +65,8 @@ impl Entry {
             Some(body) => (true, body),
             None => (false, wire),
         };
-        let mut bytes = Vec::with_capacity(ENVID + envid.len() + tail.len() + body.len());
+        let bytes = scratch;
+        bytes.clear();
         bytes.extend_from_slice(&expires_at.to_le_bytes());
         bytes.extend_from_slice(hash);
         bytes.push(u8::from(framed));
@@ -60,7 +75,7 @@ impl Entry {
         bytes.extend_from_slice(envid);
         bytes.extend_from_slice(tail);
         bytes.extend_from_slice(body);
-        Some(Entry(bytes.into()))
+        Some(Entry(Arc::from(&bytes[..])))
     }
 
     /// Unix time after which it is not served.

@@ -1,6 +1,8 @@
 //! The native `mtqp:` line format (DESIGN.md, "The native log format"): `key=value` pairs with
 //! xtext values, behind any prefix. Lines are parsed into [`Event`]s; nothing is applied here.
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
 
 use super::event::{Accept, Event, LineParser, MessageRef, Outcome, RcptUpdate};
@@ -289,7 +291,10 @@ impl LineParser for NativeParser {
 
 /// Parses a line. None when the line holds no `mtqp:` token (not a native line at all).
 pub fn parse_line(line: &[u8]) -> Option<Result<Event, NativeError>> {
-    let at = memmem::find(line, MARKER)?;
+    // Every line of every file is searched for the marker: the searcher is built once.
+    static FINDER: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(MARKER));
+    let at = FINDER.find(line)?;
     let text = &line[at + MARKER.len()..];
     let text = text.strip_suffix(b"\r").unwrap_or(text);
     Some(split_fields(text).and_then(|f| match f.event {

@@ -9,6 +9,8 @@
 //! tracker's. It must not panic or allocate for lines that carry nothing (most of a mail log),
 //! and it never uses regular expressions: the parser runs at over a million lines a second.
 
+use std::sync::LazyLock;
+
 use memchr::{memchr, memmem, memrchr};
 
 use super::event::{Event, LineParser, MtaEvent, Outcome};
@@ -401,7 +403,10 @@ fn is_loopback(host: &[u8], addr: &[u8]) -> bool {
 /// The queue id after the last `queued as ` of an SMTP reply (amavis nests the reply of the
 /// re-injecting Postfix inside its own, so the last one is the new id).
 fn queued_as(text: &[u8]) -> Option<&[u8]> {
-    let i = memmem::rfind(text, b"queued as ")?;
+    // On every delivery line: the searcher is built once.
+    static FINDER: LazyLock<memmem::FinderRev<'static>> =
+        LazyLock::new(|| memmem::FinderRev::new(b"queued as "));
+    let i = FINDER.rfind(text)?;
     leading_queue_id(&text[i + b"queued as ".len()..])
 }
 

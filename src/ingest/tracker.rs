@@ -27,10 +27,19 @@ struct FxHasher(u64);
 
 impl std::hash::Hasher for FxHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
+        // Whole words by value; a variable-length copy into a zeroed word (the obvious way to
+        // take the rest) compiles to a memcpy call, which cost more than the hashing itself.
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.write_u64(u64::from_le_bytes(word.try_into().expect("8 octets")));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let word = rest
+                .iter()
+                .rev()
+                .fold(0u64, |w, &c| (w << 8) | u64::from(c));
+            self.write_u64(word);
         }
     }
     fn write_u64(&mut self, n: u64) {
@@ -239,9 +248,10 @@ pub struct Tracker {
     messages_after_sweep: usize,
     /// Forget a queue id this long after its last line when it never finishes.
     correlation_timeout: i64,
-    /// Where [`Tracker::publish`] renders answers and packs tails, reused.
+    /// Where [`Tracker::publish`] renders answers, packs tails and lays out records, reused.
     wire_buf: Vec<u8>,
     tail_buf: Vec<u8>,
+    entry_buf: Vec<u8>,
 }
 
 impl Tracker {
@@ -271,6 +281,7 @@ impl Tracker {
             correlation_timeout: retention.queue_lifetime.saturating_add(86_400),
             wire_buf: Vec::new(),
             tail_buf: Vec::new(),
+            entry_buf: Vec::new(),
         }
     }
 
@@ -692,7 +703,15 @@ impl Tracker {
                 pack_tail(msg, tail);
             }
             // None only for an envid no TRACK command can name (longer than 65,535 octets).
-            let Some(entry) = Entry::new(&msg.envid, &msg.hash, expires_at, wire, tail) else {
+            let built = Entry::build(
+                &mut self.entry_buf,
+                &msg.envid,
+                &msg.hash,
+                expires_at,
+                wire,
+                tail,
+            );
+            let Some(entry) = built else {
                 continue;
             };
             index.upsert(entry.clone());
