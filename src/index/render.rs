@@ -139,7 +139,9 @@ fn recipient_bound(r: &Recipient) -> usize {
 }
 
 fn is_printable(c: u8) -> bool {
-    (b' '..=b'~').contains(&c)
+    // One subtraction and one unsigned compare (a range test is two compares), which keeps the
+    // 16-octet steps of `printable_prefix` to a few vector instructions.
+    c.wrapping_sub(b' ') <= b'~' - b' '
 }
 
 /// How many octets at the start of `value` are printable. Values are nearly always printable
@@ -181,7 +183,7 @@ fn push_value(out: &mut Vec<u8>, mut value: &[u8]) {
 /// `type;value` (as logged) → `type; value` (as RFC 3464 examples write it).
 fn push_typed(out: &mut Vec<u8>, field: &Typed, typed: &[u8]) {
     out.extend_from_slice(field.head);
-    match typed.iter().position(|&c| c == b';') {
+    match memchr::memchr(b';', typed) {
         Some(i) => {
             push_value(out, typed[..i].trim_ascii());
             out.extend_from_slice(b"; ");

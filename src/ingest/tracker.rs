@@ -561,9 +561,13 @@ impl Tracker {
     }
 
     fn accept(&mut self, a: Accept) {
-        let mut refs = vec![MessageRef::Envid(a.envid.clone())];
-        refs.extend(a.queue.iter().cloned().map(MessageRef::Queue));
-        refs.extend(a.message_id.iter().cloned().map(MessageRef::MessageId));
+        // What updates waiting for this message may be filed under; usually none wait.
+        let mut refs = Vec::new();
+        if !self.orphans.is_empty() {
+            refs.push(MessageRef::Envid(a.envid.clone()));
+            refs.extend(a.queue.iter().cloned().map(MessageRef::Queue));
+            refs.extend(a.message_id.iter().cloned().map(MessageRef::MessageId));
+        }
         let id = match self.id_of(&a.envid, &a.hash) {
             Some(id) => id,
             None => {
