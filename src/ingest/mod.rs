@@ -6,6 +6,7 @@
 
 pub mod event;
 pub mod exim;
+mod idset;
 pub mod native;
 pub mod postfix;
 pub mod sendmail;

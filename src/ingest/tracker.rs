@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::event::{Accept, Event, MessageRef, MtaEvent, RcptUpdate};
+use super::idset::IdSet;
 use super::state::{Corrupt, Decoder, Encoder};
 use crate::index::date::Timestamp;
 use crate::index::record::{Action, Recipient, RecipientIndex};
@@ -340,30 +341,40 @@ impl Tracker {
     /// queue id only native lines name is never reported done.
     fn evict_finished(&mut self) {
         let queues = &self.queues;
-        let referenced: HashSet<Id, Fast> = self
+        let referenced: Vec<Id> = self
             .by_queue
             .iter()
             .filter(|(q, _)| queues.contains_key(*q))
             .map(|(_, id)| *id)
             .collect();
+        let referenced = IdSet::new(&referenced);
         let recent = self.log_clock.saturating_sub(UNCLAIMED_GRACE);
-        let before = self.messages.len();
-        self.messages.retain(|id, s| match s {
-            Stored::Live(_) => true,
-            Stored::Packed { last_event, .. } => *last_event >= recent || referenced.contains(id),
-        });
-        if self.messages.len() < before {
-            let messages = &self.messages;
-            self.by_queue.retain(|_, id| messages.contains_key(id));
-            self.by_message_id.retain(|_, id| messages.contains_key(id));
-            self.by_envid
-                .retain(|_, ids| ids.retain(|id| messages.contains_key(&id)));
-            // After a restart or a burst the maps were sized for far more than they now hold.
-            if self.messages.capacity() > 4 * self.messages.len() + 4096 {
-                self.messages.shrink_to_fit();
-                self.by_message_id.shrink_to_fit();
-                self.by_envid.shrink_to_fit();
+        let mut evicted = Vec::new();
+        self.messages.retain(|&id, s| {
+            let keep = match s {
+                Stored::Live(_) => true,
+                Stored::Packed { last_event, .. } => {
+                    *last_event >= recent || referenced.contains(id)
+                }
+            };
+            if !keep {
+                evicted.push(id);
             }
+            keep
+        });
+        let gone = IdSet::new(&evicted);
+        if gone.is_empty() {
+            return;
+        }
+        self.by_queue.retain(|_, id| !gone.contains(*id));
+        self.by_message_id.retain(|_, id| !gone.contains(*id));
+        self.by_envid
+            .retain(|_, ids| ids.retain(|id| !gone.contains(id)));
+        // After a restart or a burst the maps were sized for far more than they now hold.
+        if self.messages.capacity() > 4 * self.messages.len() + 4096 {
+            self.messages.shrink_to_fit();
+            self.by_message_id.shrink_to_fit();
+            self.by_envid.shrink_to_fit();
         }
     }
 
