@@ -36,6 +36,10 @@ fn b(s: &str) -> Box<[u8]> {
     s.as_bytes().into()
 }
 
+fn qid(s: &str) -> mtqpd::ingest::queue_id::QueueId {
+    s.as_bytes().into()
+}
+
 fn ts(rfc3339: &str) -> Timestamp {
     Timestamp::parse_rfc3339(rfc3339.as_bytes()).expect(rfc3339)
 }
@@ -529,14 +533,14 @@ fn grok_fixture_values() {
     assert_eq!(
         run("cleanup", "ADD961003206D: message-id==?UTF-8?B?PDE5?=? =?UTF-8?B?MTIyMDExMjkxNjYxMUBDbGllbnQtMDQ1LnJ1YmluZXR0ZXJpZS5sb2NhbD4=?="),
         [MtaEvent::MessageId {
-            queue: b("ADD961003206D"),
+            queue: qid("ADD961003206D"),
             message_id: b("=?UTF-8?B?PDE5?=? =?UTF-8?B?MTIyMDExMjkxNjYxMUBDbGllbnQtMDQ1LnJ1YmluZXR0ZXJpZS5sb2NhbD4=?="),
         }]
     );
     assert_eq!(
         run("smtp", "4E74613FE76: to=<redacted@gmail.com>, relay=gmail-smtp-in.l.google.com[2607:f8b0:400e:c04::1b]:25, delay=1.9, delays=0.05/0/1.1/0.71, dsn=5.7.1, status=bounced (host gmail-smtp-in.l.google.com[2607:f8b0:400e:c04::1b] said: 550-5.7.1 blocked (in reply to end of DATA command))"),
         [MtaEvent::Recipient {
-            queue: b("4E74613FE76"),
+            queue: qid("4E74613FE76"),
             recipient: Recipient {
                 original: None,
                 final_rcpt: b("redacted@gmail.com"),
@@ -552,7 +556,7 @@ fn grok_fixture_values() {
     );
     assert_eq!(
         run("lmtp", "7EE668039: to=<admin@example.com>, relay=127.0.0.1[127.0.0.1]:2525, delay=3.6, delays=0.2/0.02/0.04/3.3, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 153053D)"),
-        [MtaEvent::Handoff { queue: b("7EE668039"), new_queue: b("153053D") }]
+        [MtaEvent::Handoff { queue: qid("7EE668039"), new_queue: qid("153053D") }]
     );
 }
 
@@ -586,7 +590,7 @@ fn no_rejections(log: &[(String, Outcome, Vec<MtaEvent>)]) {
 
 fn arrival(queue: &str, time: Timestamp) -> MtaEvent {
     MtaEvent::Arrival {
-        queue: b(queue),
+        queue: qid(queue),
         time,
         message_id: None,
     }
@@ -594,7 +598,7 @@ fn arrival(queue: &str, time: Timestamp) -> MtaEvent {
 
 fn relayed(queue: &str, to: &str, host: &str, time: Timestamp) -> MtaEvent {
     MtaEvent::Recipient {
-        queue: b(queue),
+        queue: qid(queue),
         recipient: Recipient {
             original: None,
             final_rcpt: b(to),
@@ -624,13 +628,13 @@ fn youyo_rfc3164_log() {
         [
             arrival("C6E0DDB74006", at("15:59:28")),
             MtaEvent::MessageId {
-                queue: b("C6E0DDB74006"),
+                queue: qid("C6E0DDB74006"),
                 message_id: b("A40CF64D-7F2D-42E4-8A76-CBFFF64A6EB1@example.com")
             },
             arrival("C6E0DDB74006", at("15:59:28")),
             arrival("3D74ADB7400B", at("15:59:29")),
             MtaEvent::MessageId {
-                queue: b("3D74ADB7400B"),
+                queue: qid("3D74ADB7400B"),
                 message_id: b("f93388828093534f92d85ffe21b2a719@example.info")
             },
             arrival("3D74ADB7400B", at("15:59:29")),
@@ -647,12 +651,12 @@ fn youyo_rfc3164_log() {
                 at("15:59:30")
             ),
             MtaEvent::Done {
-                queue: b("3D74ADB7400B"),
+                queue: qid("3D74ADB7400B"),
                 time: at("15:59:30")
             },
             arrival("6526CDB7400B", at("15:59:31")),
             MtaEvent::MessageId {
-                queue: b("6526CDB7400B"),
+                queue: qid("6526CDB7400B"),
                 message_id: b("153915476795520900002087@example.aaa")
             },
             arrival("6526CDB7400B", at("15:59:31")),
@@ -664,7 +668,7 @@ fn youyo_rfc3164_log() {
                 at("15:59:31")
             ),
             MtaEvent::Done {
-                queue: b("6526CDB7400B"),
+                queue: qid("6526CDB7400B"),
                 time: at("15:59:31")
             },
             relayed(
@@ -674,7 +678,7 @@ fn youyo_rfc3164_log() {
                 at("15:59:32")
             ),
             MtaEvent::Done {
-                queue: b("C6E0DDB74006"),
+                queue: qid("C6E0DDB74006"),
                 time: at("15:59:32")
             },
         ]
@@ -702,7 +706,7 @@ fn helga_rfc3339_log() {
     );
     assert_eq!(
         events_of(&log, &format!("{t}.648747+01:00 helga postfix/cleanup[304008]: 4PbCZy4PWKz3tBr: message-id=<20230313233104.C4ABB401A8@bruni.home.brehm-online.com>")),
-        [MtaEvent::MessageId { queue: b("4PbCZy4PWKz3tBr"), message_id: b("20230313233104.C4ABB401A8@bruni.home.brehm-online.com") }]
+        [MtaEvent::MessageId { queue: qid("4PbCZy4PWKz3tBr"), message_id: b("20230313233104.C4ABB401A8@bruni.home.brehm-online.com") }]
     );
     assert_eq!(
         events_of(&log, &format!("{t}.653551+01:00 helga postfix/qmgr[3163066]: 4PbCZy4PWKz3tBr: from=<user01.test+root.host1@uhu-banane.net>, size=1135, nrcpt=1 (queue active)")),
@@ -712,17 +716,17 @@ fn helga_rfc3339_log() {
     // 1.4.2: the amavis content filter chain.
     assert_eq!(
         events_of(&log, "2023-03-14T17:20:58.135293+01:00 helga postfix/amavis/smtp[374616]: 4Pbf065nmSz3tBr: to=<user01.test@uhu-banane.net>, relay=127.0.0.1[127.0.0.1]:10024, delay=3.7, delays=0.6/0.02/0.01/3, dsn=2.0.0, status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
-        [MtaEvent::Handoff { queue: b("4Pbf065nmSz3tBr"), new_queue: b("4Pbf0B0gx2z3tG3") }]
+        [MtaEvent::Handoff { queue: qid("4Pbf065nmSz3tBr"), new_queue: qid("4Pbf0B0gx2z3tG3") }]
     );
     assert_eq!(
         events_of(&log, "2023-03-14T17:20:58.135481+01:00 helga postfix/qmgr[3163066]: 4Pbf065nmSz3tBr: removed"),
-        [MtaEvent::Done { queue: b("4Pbf065nmSz3tBr"), time: ts("2023-03-14T17:20:58.135481+01:00") }]
+        [MtaEvent::Done { queue: qid("4Pbf065nmSz3tBr"), time: ts("2023-03-14T17:20:58.135481+01:00") }]
     );
     let t = ts("2023-03-14T17:20:58.271846+01:00");
     assert_eq!(
         events_of(&log, "2023-03-14T17:20:58.271846+01:00 helga postfix/pipe[374623]: 4Pbf0B0gx2z3tG3: to=<user01.test@uhu-banane.net>, relay=dovecot, delay=0.19, delays=0.02/0.02/0/0.15, dsn=2.0.0, status=sent (delivered via dovecot service)"),
         [MtaEvent::Recipient {
-            queue: b("4Pbf0B0gx2z3tG3"),
+            queue: qid("4Pbf0B0gx2z3tG3"),
             recipient: Recipient {
                 original: None,
                 final_rcpt: b("user01.test@uhu-banane.net"),
@@ -743,7 +747,7 @@ fn helga_rfc3339_log() {
         events_of(&log, "2023-03-14T06:27:35.281454+01:00 helga postfix/local[326895]: 4PbMVH1gW1z3tBr: to=<root@mail.uhu-banane.de>, relay=local, delay=0.05, delays=0.01/0.03/0/0.01, dsn=2.0.0, status=sent (forwarded as 4PbMVH1yTpz3tG3)"),
         [
             MtaEvent::Recipient {
-                queue: b("4PbMVH1gW1z3tBr"),
+                queue: qid("4PbMVH1gW1z3tBr"),
                 recipient: Recipient {
                     original: None,
                     final_rcpt: b("root@mail.uhu-banane.de"),
@@ -756,14 +760,14 @@ fn helga_rfc3339_log() {
                     at: t.unix,
                 },
             },
-            MtaEvent::Handoff { queue: b("4PbMVH1gW1z3tBr"), new_queue: b("4PbMVH1yTpz3tG3") },
+            MtaEvent::Handoff { queue: qid("4PbMVH1gW1z3tBr"), new_queue: qid("4PbMVH1yTpz3tG3") },
         ]
     );
     let t = ts("2023-03-14T06:27:35.413909+01:00");
     assert_eq!(
         events_of(&log, "2023-03-14T06:27:35.413909+01:00 helga postfix/pipe[326897]: 4PbMVH1yTpz3tG3: to=<user01.test@uhu-banane.net>, orig_to=<root@mail.uhu-banane.de>, relay=dovecot, delay=0.14, delays=0/0.01/0/0.12, dsn=2.0.0, status=sent (delivered via dovecot service)"),
         [MtaEvent::Recipient {
-            queue: b("4PbMVH1yTpz3tG3"),
+            queue: qid("4PbMVH1yTpz3tG3"),
             recipient: Recipient {
                 original: Some(b("rfc822;root@mail.uhu-banane.de")),
                 final_rcpt: b("user01.test@uhu-banane.net"),
@@ -783,7 +787,7 @@ fn helga_rfc3339_log() {
     assert_eq!(
         events_of(&log, "2023-03-16T02:27:29.827273+01:00 helga postfix/smtp[505058]: 4PcV4K5FPLz3tBr: to=<user02.test@uhu-banane.com>, relay=none, delay=0.07, delays=0.01/0.02/0.04/0, dsn=5.4.4, status=bounced (Host or domain name not found. Name service error for name=hennig-berlin.com type=AAAA: Host not found)"),
         [MtaEvent::Recipient {
-            queue: b("4PcV4K5FPLz3tBr"),
+            queue: qid("4PcV4K5FPLz3tBr"),
             recipient: Recipient {
                 original: None,
                 final_rcpt: b("user02.test@uhu-banane.com"),
@@ -799,19 +803,19 @@ fn helga_rfc3339_log() {
     );
     assert_eq!(
         events_of(&log, "2023-03-16T02:27:29.831436+01:00 helga postfix/cleanup[505040]: 4PcV4K5tFpz3tG5: message-id=<4PcV4K5tFpz3tG5@mail.brehm-berlin.de>"),
-        [MtaEvent::MessageId { queue: b("4PcV4K5tFpz3tG5"), message_id: b("4PcV4K5tFpz3tG5@mail.brehm-berlin.de") }]
+        [MtaEvent::MessageId { queue: qid("4PcV4K5tFpz3tG5"), message_id: b("4PcV4K5tFpz3tG5@mail.brehm-berlin.de") }]
     );
     assert_eq!(
         events_of(&log, "2023-03-16T02:27:29.834732+01:00 helga postfix/bounce[505059]: 4PcV4K5FPLz3tBr: sender non-delivery notification: 4PcV4K5tFpz3tG5"),
-        [MtaEvent::Notification { queue: b("4PcV4K5tFpz3tG5") }]
+        [MtaEvent::Notification { queue: qid("4PcV4K5tFpz3tG5") }]
     );
     assert_eq!(
         events_of(&log, "2023-03-16T02:27:29.835213+01:00 helga postfix/qmgr[3163066]: 4PcV4K5tFpz3tG5: from=<>, size=6002, nrcpt=1 (queue active)"),
-        [MtaEvent::Notification { queue: b("4PcV4K5tFpz3tG5") }]
+        [MtaEvent::Notification { queue: qid("4PcV4K5tFpz3tG5") }]
     );
     assert_eq!(
         events_of(&log, "2023-03-16T02:27:29.839842+01:00 helga postfix/qmgr[3163066]: 4PcV4K5FPLz3tBr: removed"),
-        [MtaEvent::Done { queue: b("4PcV4K5FPLz3tBr"), time: ts("2023-03-16T02:27:29.839842+01:00") }]
+        [MtaEvent::Done { queue: qid("4PcV4K5FPLz3tBr"), time: ts("2023-03-16T02:27:29.839842+01:00") }]
     );
 
     // Other programs sharing the file are not ours.
@@ -863,7 +867,7 @@ Dec 28 13:39:28 mx postfix/qmgr[22753]: C93CEB08A046: removed
     no_rejections(&log);
     let at = |s: &str| ts(&format!("2015-12-{s}Z"));
     let deferred = |time: Timestamp| MtaEvent::Recipient {
-        queue: b("C93CEB08A046"),
+        queue: qid("C93CEB08A046"),
         recipient: Recipient {
             original: None,
             final_rcpt: b("order@arobor.ru"),
@@ -897,33 +901,33 @@ Dec 28 13:39:28 mx postfix/qmgr[22753]: C93CEB08A046: removed
             (
                 Outcome::Parsed,
                 vec![MtaEvent::Expired {
-                    queue: b("C93CEB08A046"),
+                    queue: qid("C93CEB08A046"),
                     time: at("28T13:39:28")
                 }]
             ),
             (
                 Outcome::Parsed,
                 vec![MtaEvent::MessageId {
-                    queue: b("B1B894562003"),
+                    queue: qid("B1B894562003"),
                     message_id: b("20151228103928.B1B894562003@mx.somedomain.com")
                 }]
             ),
             (
                 Outcome::Parsed,
                 vec![MtaEvent::Notification {
-                    queue: b("B1B894562003")
+                    queue: qid("B1B894562003")
                 }]
             ),
             (
                 Outcome::Parsed,
                 vec![MtaEvent::Notification {
-                    queue: b("B1B894562003")
+                    queue: qid("B1B894562003")
                 }]
             ),
             (
                 Outcome::Parsed,
                 vec![MtaEvent::Done {
-                    queue: b("C93CEB08A046"),
+                    queue: qid("C93CEB08A046"),
                     time: at("28T13:39:28")
                 }]
             ),

@@ -1,6 +1,7 @@
 //! The events every log format is turned into: a message was accepted with a tracking secret,
 //! or one recipient's state changed. Parsers produce them; [`super::tracker`] applies them.
 
+use super::queue_id::QueueId;
 use crate::index::date::Timestamp;
 use crate::index::record::Recipient;
 use crate::protocol::secret::Hash;
@@ -11,7 +12,7 @@ pub enum MessageRef {
     /// The envid, decoded from xtext.
     Envid(Box<[u8]>),
     /// The MTA's queue id.
-    Queue(Box<[u8]>),
+    Queue(QueueId),
     /// The Message-ID header, without angle brackets.
     MessageId(Box<[u8]>),
 }
@@ -23,7 +24,7 @@ pub struct Accept {
     pub envid: Box<[u8]>,
     pub hash: Hash,
     pub timeout: Option<u32>,
-    pub queue: Option<Box<[u8]>>,
+    pub queue: Option<QueueId>,
     pub message_id: Option<Box<[u8]>>,
     /// Extra outer-header lines for the tracking answer.
     pub headers: Vec<Box<[u8]>>,
@@ -47,33 +48,30 @@ pub enum MtaEvent {
     /// A message entered the queue (Postfix smtpd `client=` / pickup / qmgr `from=`, Exim `<=`,
     /// sendmail `from=`). `message_id` when the line gives it (Exim `id=`, sendmail `msgid=`).
     Arrival {
-        queue: Box<[u8]>,
+        queue: QueueId,
         time: Timestamp,
         message_id: Option<Box<[u8]>>,
     },
     /// The Message-ID header of a queued message (Postfix cleanup), without angle brackets.
     MessageId {
-        queue: Box<[u8]>,
+        queue: QueueId,
         message_id: Box<[u8]>,
     },
     /// One recipient's state changed (`to=... status=`, Exim `=>`, `->`, `**`, `==`).
     Recipient {
-        queue: Box<[u8]>,
+        queue: QueueId,
         recipient: Recipient,
     },
     /// The message went on under another queue id of this host (a content filter's `queued as`,
     /// a local `forwarded as`, sendmail's MSP→MTA hop): the new id is the same message.
-    Handoff {
-        queue: Box<[u8]>,
-        new_queue: Box<[u8]>,
-    },
+    Handoff { queue: QueueId, new_queue: QueueId },
     /// The MTA gave up (Postfix `status=expired`): every recipient still delayed has failed.
-    Expired { queue: Box<[u8]>, time: Timestamp },
+    Expired { queue: QueueId, time: Timestamp },
     /// The queue id is finished and may be reused (Postfix `removed`, Exim `Completed`).
-    Done { queue: Box<[u8]>, time: Timestamp },
+    Done { queue: QueueId, time: Timestamp },
     /// `queue` is a notification the MTA generated (a bounce, a delay warning): not a message of
     /// the sender, so none of its lines is tracked.
-    Notification { queue: Box<[u8]> },
+    Notification { queue: QueueId },
 }
 
 /// What a log line meant.

@@ -728,6 +728,10 @@ mod tests {
         s.as_bytes().into()
     }
 
+    fn qid(s: &str) -> crate::ingest::queue_id::QueueId {
+        s.as_bytes().into()
+    }
+
     /// What one line should give, written compactly.
     #[derive(Clone, Copy)]
     enum Want {
@@ -751,14 +755,17 @@ mod tests {
         let event = match want {
             Want::Ignored => return (Outcome::Ignored, vec![]),
             Want::Arrival(q, id) => MtaEvent::Arrival {
-                queue: b(q),
+                queue: qid(q),
                 time,
                 message_id: id.map(b),
             },
-            Want::Notification(q) => MtaEvent::Notification { queue: b(q) },
-            Want::Done(q) => MtaEvent::Done { queue: b(q), time },
+            Want::Notification(q) => MtaEvent::Notification { queue: qid(q) },
+            Want::Done(q) => MtaEvent::Done {
+                queue: qid(q),
+                time,
+            },
             Want::Rcpt(q, final_rcpt, original, action, status, mta, diag) => MtaEvent::Recipient {
-                queue: b(q),
+                queue: qid(q),
                 recipient: Recipient {
                     original: original.map(|o| b(&format!("rfc822;{o}"))),
                     final_rcpt: b(final_rcpt),
@@ -1218,7 +1225,7 @@ mod tests {
         assert_eq!(
             events,
             vec![MtaEvent::Done {
-                queue: b(q),
+                queue: qid(q),
                 time: utc(NOW)
             }]
         );

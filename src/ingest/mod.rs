@@ -9,6 +9,7 @@ pub mod exim;
 mod idset;
 pub mod native;
 pub mod postfix;
+pub mod queue_id;
 pub mod sendmail;
 pub mod state;
 pub mod syslog;

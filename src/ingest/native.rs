@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 use memchr::memmem;
 
 use super::event::{Accept, Event, LineParser, MessageRef, Outcome, RcptUpdate};
+use super::queue_id::QueueId;
 use crate::index::date::Timestamp;
 use crate::index::record::{Action, Recipient};
 use crate::protocol::secret::{decode_hash, Hash};
@@ -223,7 +224,7 @@ fn accept(f: Fields<'_>) -> Result<Event, NativeError> {
         envid,
         hash,
         timeout,
-        queue: decode_opt(f.queue)?,
+        queue: decode_opt(f.queue)?.map(QueueId::from),
         message_id: decode_opt(f.msgid)?,
         headers,
     }))
@@ -232,7 +233,7 @@ fn accept(f: Fields<'_>) -> Result<Event, NativeError> {
 fn rcpt(f: Fields<'_>) -> Result<Event, NativeError> {
     let at = time(f.time)?;
     let message = if let Some(q) = f.queue {
-        MessageRef::Queue(decode(q)?)
+        MessageRef::Queue(decode(q)?.into())
     } else if let Some(m) = f.msgid {
         MessageRef::MessageId(decode(m)?)
     } else if let Some(e) = f.envid {

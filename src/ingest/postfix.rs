@@ -601,6 +601,10 @@ mod tests {
         s.as_bytes().into()
     }
 
+    fn qid(s: &str) -> crate::ingest::queue_id::QueueId {
+        s.as_bytes().into()
+    }
+
     fn ignored(daemon: &str, text: &str) {
         let (outcome, events) = run(daemon, text.as_bytes());
         assert_eq!(outcome, Outcome::Ignored, "{text}");
@@ -619,7 +623,7 @@ mod tests {
     #[test]
     fn arrivals() {
         let arrival = MtaEvent::Arrival {
-            queue: b("4PbC4x469Jz3tBr"),
+            queue: qid("4PbC4x469Jz3tBr"),
             time: T,
             message_id: None,
         };
@@ -649,7 +653,7 @@ mod tests {
                 "0F5383D: from=<>, size=6002, nrcpt=1 (queue active)"
             ),
             MtaEvent::Notification {
-                queue: b("0F5383D")
+                queue: qid("0F5383D")
             }
         );
         ignored("pickup", "0F5383D: uid=0");
@@ -666,13 +670,13 @@ mod tests {
             events,
             [
                 MtaEvent::Arrival {
-                    queue: b("4PbMVG6Tmjz3tG3"),
+                    queue: qid("4PbMVG6Tmjz3tG3"),
                     time: T,
                     message_id: None
                 },
                 MtaEvent::Handoff {
-                    queue: b("4PbMVG6Tmjz3tAA"),
-                    new_queue: b("4PbMVG6Tmjz3tG3")
+                    queue: qid("4PbMVG6Tmjz3tAA"),
+                    new_queue: qid("4PbMVG6Tmjz3tG3")
                 },
             ]
         );
@@ -689,7 +693,7 @@ mod tests {
         assert_eq!(
             one("cleanup", "0F5383D: message-id=<544D2523.30609@rhsoft.net>"),
             MtaEvent::MessageId {
-                queue: b("0F5383D"),
+                queue: qid("0F5383D"),
                 message_id: b("544D2523.30609@rhsoft.net")
             }
         );
@@ -699,14 +703,14 @@ mod tests {
                 "ADD961003206D: message-id==?UTF-8?B?PDE5?=? =?UTF-8?B?MTI=?="
             ),
             MtaEvent::MessageId {
-                queue: b("ADD961003206D"),
+                queue: qid("ADD961003206D"),
                 message_id: b("=?UTF-8?B?PDE5?=? =?UTF-8?B?MTI=?=")
             }
         );
         assert_eq!(
             one("cleanup", "0F5383D: message-id=<unbalanced"),
             MtaEvent::MessageId {
-                queue: b("0F5383D"),
+                queue: qid("0F5383D"),
                 message_id: b("<unbalanced")
             }
         );
@@ -731,7 +735,7 @@ mod tests {
             assert_eq!(
                 one(daemon, text),
                 MtaEvent::Done {
-                    queue: b("D4F2023DB"),
+                    queue: qid("D4F2023DB"),
                     time: T
                 }
             );
@@ -747,7 +751,7 @@ mod tests {
             assert_eq!(
                 one("qmgr", text),
                 MtaEvent::Expired {
-                    queue: b("66C15648577B"),
+                    queue: qid("66C15648577B"),
                     time: T
                 }
             );
@@ -770,7 +774,7 @@ mod tests {
             assert_eq!(
                 one("bounce", text),
                 MtaEvent::Notification {
-                    queue: b("ADD2F8052")
+                    queue: qid("ADD2F8052")
                 }
             );
         }
@@ -944,7 +948,7 @@ mod tests {
         ] {
             assert_eq!(
                 one(daemon, text),
-                MtaEvent::Handoff { queue: b("4Pbf065nmSz3tBr"), new_queue: b("4Pbf0B0gx2z3tG3") }
+                MtaEvent::Handoff { queue: qid("4Pbf065nmSz3tBr"), new_queue: qid("4Pbf0B0gx2z3tG3") }
             );
         }
         // The next hop's `queued as` names another host's queue: relayed.
@@ -963,7 +967,7 @@ mod tests {
             events,
             [
                 MtaEvent::Recipient {
-                    queue: b("4PbMVH1gW1z3tBr"),
+                    queue: qid("4PbMVH1gW1z3tBr"),
                     recipient: Recipient {
                         original: None,
                         final_rcpt: b("root@mail.uhu-banane.de"),
@@ -977,8 +981,8 @@ mod tests {
                     },
                 },
                 MtaEvent::Handoff {
-                    queue: b("4PbMVH1gW1z3tBr"),
-                    new_queue: b("4PbMVH1yTpz3tG3")
+                    queue: qid("4PbMVH1gW1z3tBr"),
+                    new_queue: qid("4PbMVH1yTpz3tG3")
                 },
             ]
         );

@@ -336,9 +336,13 @@ mod tests {
         s.as_bytes().into()
     }
 
+    fn qid(s: &str) -> crate::ingest::queue_id::QueueId {
+        s.as_bytes().into()
+    }
+
     fn rcpt(queue: &str, recipient: Recipient) -> Event {
         Event::Mta(MtaEvent::Recipient {
-            queue: b(queue),
+            queue: qid(queue),
             recipient,
         })
     }
@@ -372,7 +376,7 @@ mod tests {
         assert_eq!(
             e,
             [Event::Mta(MtaEvent::Arrival {
-                queue: b("m6JDSZoG011380"),
+                queue: qid("m6JDSZoG011380"),
                 time: time("2026-07-19T13:28:35Z"),
                 message_id: Some(b("1216474115@vs184010.vserver.de")),
             })]
@@ -445,8 +449,8 @@ mod tests {
         assert_eq!(
             e,
             [Event::Mta(MtaEvent::Handoff {
-                queue: b("m3FMiGem016698"),
-                new_queue: b("m3FMiVh2016699"),
+                queue: qid("m3FMiGem016698"),
+                new_queue: qid("m3FMiVh2016699"),
             })]
         );
     }
@@ -475,7 +479,7 @@ mod tests {
         assert_eq!(
             e,
             [Event::Mta(MtaEvent::Notification {
-                queue: b("q5PNOPeP031762")
+                queue: qid("q5PNOPeP031762")
             })]
         );
         let (o, e) = parse("Jun 26 07:24:25 MyVPS1976 sendmail[31762]: q5PNOPeP031762: to=root, delay=00:00:00, xdelay=00:00:00, mailer=local, pri=32578, dsn=2.0.0, stat=Sent");
@@ -580,14 +584,14 @@ mod tests {
         assert_eq!(
             e,
             [Event::Mta(MtaEvent::Notification {
-                queue: b("q5PNOPeP031762")
+                queue: qid("q5PNOPeP031762")
             })]
         );
         let (_, e) = parse("Jun 26 07:24:25 h sendmail[1]: q5PNOPeP031762: from=u@h, size=1, class=0, nrcpts=1, relay=root@localhost");
         assert_eq!(
             e,
             [Event::Mta(MtaEvent::Arrival {
-                queue: b("q5PNOPeP031762"),
+                queue: qid("q5PNOPeP031762"),
                 time: time("2026-06-26T07:24:25Z"),
                 message_id: None,
             })]

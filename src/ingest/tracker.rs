@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::event::{Accept, Event, MessageRef, MtaEvent, RcptUpdate};
 use super::idset::IdSet;
+use super::queue_id::QueueId;
 use super::state::{Corrupt, Decoder, Encoder};
 use crate::index::date::Timestamp;
 use crate::index::record::{Action, Recipient, RecipientIndex};
@@ -144,7 +145,7 @@ const MAX_HANDOFF_DEPTH: u32 = 16;
 struct QueueInfo {
     message_id: Option<Box<[u8]>>,
     /// Queue ids this one handed the message on to, to link when this one is linked.
-    handoffs: Vec<Box<[u8]>>,
+    handoffs: Vec<QueueId>,
     /// A notification the MTA generated (a bounce): none of its lines is tracked.
     notification: bool,
     /// The MTA is done with it; a later arrival under the same id is a new message.
@@ -220,7 +221,7 @@ pub struct Tracker {
     /// The messages of each envid (one, unless senders reuse envids), the latest last: for
     /// updates that name only the envid, and with the hash for those that name both.
     by_envid: HashMap<Box<[u8]>, EnvidIds>,
-    by_queue: HashMap<Box<[u8]>, Id, Fast>,
+    by_queue: HashMap<QueueId, Id, Fast>,
     by_message_id: HashMap<Box<[u8]>, Id>,
     /// Updates whose message is not known yet, by the reference they wait for...
     orphans: HashMap<MessageRef, Vec<RcptUpdate>>,
@@ -232,9 +233,9 @@ pub struct Tracker {
     ready: Vec<Entry>,
     dropped_orphans: u64,
     /// Queue ids of the MTAs' logs, tracked or not yet known to be.
-    queues: HashMap<Box<[u8]>, QueueInfo, Fast>,
+    queues: HashMap<QueueId, QueueInfo, Fast>,
     /// The queue id of each Message-ID that no accept line has claimed yet.
-    queue_of_message_id: HashMap<Box<[u8]>, Box<[u8]>>,
+    queue_of_message_id: HashMap<Box<[u8]>, QueueId>,
     /// How many queue ids were forgotten because they never finished in time.
     dropped_queues: u64,
     /// How many queue ids were forgotten without an accept line ever claiming them.
@@ -482,7 +483,7 @@ impl Tracker {
         }
     }
 
-    fn note_message_id(&mut self, queue: Box<[u8]>, message_id: Box<[u8]>) {
+    fn note_message_id(&mut self, queue: QueueId, message_id: Box<[u8]>) {
         self.with_queue(&queue, |q| q.message_id = Some(message_id.clone()));
         match self.by_message_id.get(&message_id).copied() {
             Some(id) => self.link_queue(queue, id, 0),
@@ -494,7 +495,7 @@ impl Tracker {
 
     /// Ties a queue id (and every id it handed the message on to) to a tracked message, and
     /// applies the updates that waited for it.
-    fn link_queue(&mut self, queue: Box<[u8]>, id: Id, depth: u32) {
+    fn link_queue(&mut self, queue: QueueId, id: Id, depth: u32) {
         if depth > MAX_HANDOFF_DEPTH || self.by_queue.get(&queue) == Some(&id) {
             return;
         }
@@ -944,9 +945,9 @@ fn get_message_rest(
 
 fn put_ref(enc: &mut Encoder, r: &MessageRef) {
     let (tag, bytes) = match r {
-        MessageRef::Envid(b) => (0, b),
-        MessageRef::Queue(b) => (1, b),
-        MessageRef::MessageId(b) => (2, b),
+        MessageRef::Envid(b) => (0, &b[..]),
+        MessageRef::Queue(q) => (1, q.as_bytes()),
+        MessageRef::MessageId(b) => (2, &b[..]),
     };
     enc.u8(tag);
     enc.bytes(bytes);
@@ -957,7 +958,7 @@ fn get_ref(dec: &mut Decoder<'_>) -> Result<MessageRef, Corrupt> {
     let bytes = dec.bytes()?;
     match tag {
         0 => Ok(MessageRef::Envid(bytes)),
-        1 => Ok(MessageRef::Queue(bytes)),
+        1 => Ok(MessageRef::Queue(bytes.into())),
         2 => Ok(MessageRef::MessageId(bytes)),
         t => Err(Corrupt(format!("bad reference tag {t}"))),
     }
@@ -1033,11 +1034,11 @@ fn restore_messages(
 /// messages that are gone.
 fn put_refs<'a>(
     enc: &mut Encoder,
-    map: impl Iterator<Item = (&'a Box<[u8]>, Id)>,
+    map: impl Iterator<Item = (&'a [u8], Id)>,
     position: &HashMap<Id, u32, Fast>,
 ) {
     let live: Vec<(&[u8], u32)> = map
-        .filter_map(|(k, id)| Some((&**k, *position.get(&id)?)))
+        .filter_map(|(k, id)| Some((k, *position.get(&id)?)))
         .collect();
     enc.count(live.len());
     for (k, at) in live {
@@ -1091,14 +1092,18 @@ impl Tracker {
         let latest = self
             .by_envid
             .iter()
-            .filter_map(|(envid, ids)| Some((envid, ids.latest()?)));
+            .filter_map(|(envid, ids)| Some((&**envid, ids.latest()?)));
         put_refs(enc, latest, &position);
         put_refs(
             enc,
-            self.by_message_id.iter().map(|(m, id)| (m, *id)),
+            self.by_message_id.iter().map(|(m, id)| (&**m, *id)),
             &position,
         );
-        put_refs(enc, self.by_queue.iter().map(|(q, id)| (q, *id)), &position);
+        put_refs(
+            enc,
+            self.by_queue.iter().map(|(q, id)| (&**q, *id)),
+            &position,
+        );
         enc.count(self.queues.len());
         for (q, info) in &self.queues {
             enc.bytes(q);
@@ -1168,13 +1173,13 @@ impl Tracker {
             t.by_message_id.insert(k, id);
         })?;
         get_refs(dec, n, |k, id| {
-            t.by_queue.insert(k, id);
+            t.by_queue.insert(k.into(), id);
         })?;
         for _ in 0..dec.count()? {
-            let q = dec.bytes()?;
+            let q = QueueId::from(dec.bytes()?);
             let message_id = dec.opt_bytes()?;
             let handoffs = (0..dec.count()?)
-                .map(|_| dec.bytes())
+                .map(|_| dec.bytes().map(QueueId::from))
                 .collect::<Result<_, _>>()?;
             let flags = dec.u8()?;
             let seen = dec.i64()?;
@@ -1190,7 +1195,8 @@ impl Tracker {
             );
         }
         for _ in 0..dec.count()? {
-            t.queue_of_message_id.insert(dec.bytes()?, dec.bytes()?);
+            t.queue_of_message_id
+                .insert(dec.bytes()?, dec.bytes()?.into());
         }
         for _ in 0..dec.count()? {
             let message = get_ref(dec)?;
@@ -1304,6 +1310,10 @@ mod tests {
         s.as_bytes().into()
     }
 
+    fn qid(s: &str) -> QueueId {
+        s.as_bytes().into()
+    }
+
     /// The recipients of `envid` as (address, action).
     fn state(tr: &Tracker, envid: &str) -> Vec<(String, Action)> {
         tr.id_of(envid.as_bytes(), &sha1(envid.as_bytes()))
@@ -1327,7 +1337,7 @@ mod tests {
     fn mta_lines_before_and_after_the_accept_by_queue_id() {
         let mut tr = tracker();
         tr.apply(mta(MtaEvent::Arrival {
-            queue: q("Q1"),
+            queue: qid("Q1"),
             time: t(100),
             message_id: None,
         }));
@@ -1352,12 +1362,12 @@ mod tests {
     fn accept_by_message_id_in_either_order() {
         let mut tr = tracker();
         tr.apply(mta(MtaEvent::Arrival {
-            queue: q("Q1"),
+            queue: qid("Q1"),
             time: t(100),
             message_id: None,
         }));
         tr.apply(mta(MtaEvent::MessageId {
-            queue: q("Q1"),
+            queue: qid("Q1"),
             message_id: q("m1@x"),
         }));
         tr.apply(mta_rcpt("Q1", "a@x", Action::Delivered, 101));
@@ -1366,7 +1376,7 @@ mod tests {
 
         tr.apply(accept("e2@x", None, Some("m2@x"), 200));
         tr.apply(mta(MtaEvent::MessageId {
-            queue: q("Q2"),
+            queue: qid("Q2"),
             message_id: q("m2@x"),
         }));
         tr.apply(mta_rcpt("Q2", "b@x", Action::Failed, 201));
@@ -1378,20 +1388,20 @@ mod tests {
         let mut tr = tracker();
         tr.apply(accept("e1@x", Some("Q1"), None, 100));
         tr.apply(mta(MtaEvent::Handoff {
-            queue: q("Q1"),
-            new_queue: q("Q2"),
+            queue: qid("Q1"),
+            new_queue: qid("Q2"),
         }));
         tr.apply(mta(MtaEvent::Handoff {
-            queue: q("Q2"),
-            new_queue: q("Q3"),
+            queue: qid("Q2"),
+            new_queue: qid("Q3"),
         }));
         tr.apply(mta_rcpt("Q3", "a@x", Action::Delivered, 105));
         assert_eq!(state(&tr, "e1@x"), vec![("a@x".into(), Action::Delivered)]);
 
         // The hand-off and the new id's lines before the accept that links the first id.
         tr.apply(mta(MtaEvent::Handoff {
-            queue: q("R1"),
-            new_queue: q("R2"),
+            queue: qid("R1"),
+            new_queue: qid("R2"),
         }));
         tr.apply(mta_rcpt("R2", "b@x", Action::Relayed, 201));
         tr.apply(accept("e2@x", Some("R1"), None, 200));
@@ -1399,8 +1409,8 @@ mod tests {
 
         // A loop of hand-offs ends.
         tr.apply(mta(MtaEvent::Handoff {
-            queue: q("R2"),
-            new_queue: q("R1"),
+            queue: qid("R2"),
+            new_queue: qid("R1"),
         }));
     }
 
@@ -1411,7 +1421,7 @@ mod tests {
         tr.apply(mta_rcpt("Q1", "a@x", Action::Delayed, 101));
         tr.apply(mta_rcpt("Q1", "b@x", Action::Relayed, 101));
         tr.apply(mta(MtaEvent::Expired {
-            queue: q("Q1"),
+            queue: qid("Q1"),
             time: t(100 + 5 * DAY),
         }));
         assert_eq!(
@@ -1421,7 +1431,7 @@ mod tests {
                 ("b@x".into(), Action::Relayed)
             ]
         );
-        tr.apply(mta(MtaEvent::Notification { queue: q("N1") }));
+        tr.apply(mta(MtaEvent::Notification { queue: qid("N1") }));
         tr.apply(mta_rcpt("N1", "sender@x", Action::Delivered, 102));
         assert_eq!(tr.orphans().0, 0, "a bounce's own lines are not held");
     }
@@ -1432,11 +1442,11 @@ mod tests {
         tr.apply(accept("e1@x", Some("Q1"), None, 100));
         tr.apply(mta_rcpt("Q1", "a@x", Action::Delivered, 101));
         tr.apply(mta(MtaEvent::Done {
-            queue: q("Q1"),
+            queue: qid("Q1"),
             time: t(102),
         }));
         tr.apply(mta(MtaEvent::Arrival {
-            queue: q("Q1"),
+            queue: qid("Q1"),
             time: t(500),
             message_id: None,
         }));
@@ -1456,14 +1466,14 @@ mod tests {
         for i in 0..50_000i64 {
             let queue = format!("U{i}");
             tr.apply(mta(MtaEvent::Arrival {
-                queue: q(&queue),
+                queue: qid(&queue),
                 time: t(i),
                 message_id: None,
             }));
             tr.apply(mta_rcpt(&queue, "a@x", Action::Relayed, i));
             if i % 10 != 0 {
                 tr.apply(mta(MtaEvent::Done {
-                    queue: q(&queue),
+                    queue: qid(&queue),
                     time: t(i),
                 }));
             }
@@ -1472,7 +1482,7 @@ mod tests {
         // Log time has moved on by far more than the grace: the finished ones are gone.
         assert!(tr.queues().0 < 20_000, "{} queue ids held", tr.queues().0);
         tr.apply(mta(MtaEvent::Arrival {
-            queue: q("late"),
+            queue: qid("late"),
             time: t(50_000 + 7 * DAY),
             message_id: None,
         }));
@@ -1491,15 +1501,15 @@ mod tests {
         tr.apply(accept("e1@x", Some("Q1"), Some("m1@x"), 100));
         tr.apply(mta_rcpt("Q1", "a@x", Action::Delayed, 101));
         tr.apply(mta(MtaEvent::Handoff {
-            queue: q("P1"),
-            new_queue: q("P2"),
+            queue: qid("P1"),
+            new_queue: qid("P2"),
         }));
         tr.apply(mta(MtaEvent::MessageId {
-            queue: q("P1"),
+            queue: qid("P1"),
             message_id: q("m9@x"),
         }));
         tr.apply(mta_rcpt("P2", "b@x", Action::Relayed, 102));
-        tr.apply(mta(MtaEvent::Notification { queue: q("N1") }));
+        tr.apply(mta(MtaEvent::Notification { queue: qid("N1") }));
         let mut enc = Encoder::default();
         tr.encode(&mut enc, &tr.ix);
         let mut dec = Decoder::new(&enc.buf);
@@ -1552,7 +1562,7 @@ mod tests {
         tr.apply(accept("e1@x", Some("Q1"), Some("m1@x"), 100));
         tr.apply(mta_rcpt("Q1", "a@x", Action::Delivered, 101));
         tr.apply(mta(MtaEvent::Done {
-            queue: q("Q1"),
+            queue: qid("Q1"),
             time: t(102),
         }));
         let Fixture { tr: inner, ix } = &mut tr;
@@ -1634,7 +1644,7 @@ mod tests {
                 unreachable!()
             };
             Event::Rcpt(RcptUpdate {
-                message: MessageRef::Queue(q("N7")),
+                message: MessageRef::Queue(qid("N7")),
                 hash: None,
                 recipient,
             })
