@@ -1,7 +1,8 @@
 //! One servable record in one allocation: the header a TRACK needs to verify (expiry, the hash
 //! B of the secret, the envid), the answer pre-encoded for the wire, and for a finished
-//! message the ingest thread's own encoding of it (the "tail"), so that the tracker can forget
-//! the message and take it back from here if a late log line changes it.
+//! message what the ingest thread needs beside the answer to read the message back (the
+//! "tail"), so that the tracker can forget the message and take it back from here if a late
+//! log line changes it.
 //!
 //! One allocation rather than a key, a struct and a body apart: a record is read by one
 //! pointer (a TRACK touches the same memory whether the secret is right or wrong), and at a

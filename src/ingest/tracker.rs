@@ -11,9 +11,10 @@ use super::idset::IdSet;
 use super::queue_id::QueueId;
 use super::state::{Corrupt, Decoder, Encoder};
 use crate::index::date::Timestamp;
+use crate::index::read_back::{self, read_back, Extras};
 use crate::index::record::{Action, Recipient, RecipientIndex};
 use crate::index::record::{Message, Retention};
-use crate::index::render::{render, render_into};
+use crate::index::render::{render, render_into, FRAME_PREFIX, FRAME_SUFFIX};
 use crate::index::{Entry, Index};
 use crate::protocol::secret::Hash;
 
@@ -58,8 +59,8 @@ impl std::hash::Hasher for FxHasher {
 type Fast = std::hash::BuildHasherDefault<FxHasher>;
 
 /// A message as the tracker holds it: whole while it may still change; once it has recipients
-/// and none is pending, only as its index record, whose tail is the message's encoding (few
-/// lines come after that; a late one unpacks it). Boxed, so that the map of a million
+/// and none is pending, only as its index record, from whose answer and tail the message is
+/// read back (few lines come after that; a late one unpacks it: see [`pack_tail`]). Boxed, so that the map of a million
 /// messages holds 24 octets a message rather than a whole `Message`.
 ///
 /// A finished message no queue id refers to any more leaves the tracker altogether (see
@@ -75,22 +76,77 @@ enum Stored {
     },
 }
 
-/// The part of a message's encoding after its envid and hash, the tail of its index record,
-/// appended to `buf`.
-fn pack_tail(m: &Message, buf: &mut Vec<u8>) {
+/// How a finished message's index record carries the message (the first octet of its tail).
+/// Nearly always the answer itself says it all but a few numbers ([`read_back`]), so the tail
+/// holds only those: the record is the answer, not the answer and a copy of the message.
+const TAIL_EXTRAS: u8 = 1;
+/// ...otherwise (a value the renderer escaped, an answer with extra header lines) the tail is
+/// the message's whole encoding after its envid and hash.
+const TAIL_WHOLE: u8 = 0;
+
+/// The tail of the index record of finished message `m`, whose answer is `wire`, into `buf`.
+fn pack_tail(m: &Message, wire: &[u8], buf: &mut Vec<u8>) {
     let mut enc = Encoder {
         buf: std::mem::take(buf),
     };
-    put_message_rest(&mut enc, m);
+    enc.buf.clear();
+    let body = wire
+        .strip_prefix(FRAME_PREFIX)
+        .and_then(|w| w.strip_suffix(FRAME_SUFFIX));
+    if body.is_some_and(|body| read_back::round_trips(body, m)) {
+        enc.u8(TAIL_EXTRAS);
+        put_extras(&mut enc, &Extras::of(m));
+    } else {
+        enc.u8(TAIL_WHOLE);
+        put_message_rest(&mut enc, m);
+    }
     *buf = enc.buf;
 }
 
-/// The message of an index record, from its header and tail. None for a record without a
-/// tail (a message the tracker holds) or one that does not decode, which cannot happen for
-/// records this module wrote.
+fn put_extras(enc: &mut Encoder, x: &Extras) {
+    match x.timeout {
+        None => enc.u8(0),
+        Some(t) => {
+            enc.u8(1);
+            enc.u32(t);
+        }
+    }
+    enc.i64(x.last_event);
+    enc.count(x.recipient_times.len());
+    x.recipient_times.iter().for_each(|&t| enc.i64(t));
+}
+
+fn get_extras(dec: &mut Decoder<'_>) -> Result<Extras, Corrupt> {
+    let timeout = match dec.u8()? {
+        0 => None,
+        1 => Some(dec.u32()?),
+        t => return Err(Corrupt(format!("bad timeout tag {t}"))),
+    };
+    let last_event = dec.i64()?;
+    let recipient_times = (0..dec.count()?)
+        .map(|_| dec.i64())
+        .collect::<Result<_, _>>()?;
+    Ok(Extras {
+        timeout,
+        last_event,
+        recipient_times,
+    })
+}
+
+/// The message of an index record, from its header, tail and answer. None for a record
+/// without a tail (a message the tracker holds) or one that does not decode, which cannot
+/// happen for records this module wrote.
 fn unpack(entry: &Entry) -> Option<Message> {
-    let mut dec = Decoder::new(entry.tail());
-    let m = get_message_rest(&mut dec, entry.envid().into(), *entry.hash()).ok()?;
+    let (&kind, tail) = entry.tail().split_first()?;
+    let mut dec = Decoder::new(tail);
+    let m = match kind {
+        TAIL_EXTRAS if entry.framed() => {
+            let extras = get_extras(&mut dec).ok()?;
+            read_back(entry.body(), entry.envid(), *entry.hash(), &extras)?
+        }
+        TAIL_WHOLE => get_message_rest(&mut dec, entry.envid().into(), *entry.hash()).ok()?,
+        _ => return None,
+    };
     dec.is_done().then_some(m)
 }
 
@@ -617,8 +673,9 @@ impl Tracker {
             self.link_queue(q, id, 0);
         }
         if let Some(m) = a.message_id {
-            self.by_message_id.insert(m.clone(), id);
-            if let Some(q) = self.queue_of_message_id.remove(&m) {
+            let waiting = self.queue_of_message_id.remove(&m);
+            self.by_message_id.insert(m, id);
+            if let Some(q) = waiting {
                 self.link_queue(q, id, 0);
             }
         }
@@ -716,7 +773,7 @@ impl Tracker {
             let finished = msg.is_finished();
             tail.clear();
             if finished {
-                pack_tail(msg, tail);
+                pack_tail(msg, wire, tail);
             }
             // None only for an envid no TRACK command can name (longer than 65,535 octets).
             let built = Entry::build(
@@ -876,10 +933,22 @@ fn put_message(enc: &mut Encoder, m: &Message) {
     put_message_rest(enc, m);
 }
 
-/// A message's encoding from its index record: the key from the header, then the tail.
+/// A message's encoding from its index record: the key from the header, then the rest as
+/// the tail holds it or as the answer gives it back.
 fn put_entry(enc: &mut Encoder, entry: &Entry) {
-    put_key(enc, entry.envid(), entry.hash());
-    enc.buf.extend_from_slice(entry.tail());
+    match entry.tail().split_first() {
+        Some((&TAIL_WHOLE, rest)) => {
+            put_key(enc, entry.envid(), entry.hash());
+            enc.buf.extend_from_slice(rest);
+        }
+        // Every packed record decodes (it was checked when packed): a message that did not
+        // would be left out of the snapshot and rebuilt from the logs.
+        _ => {
+            if let Some(m) = unpack(entry) {
+                put_message(enc, &m);
+            }
+        }
+    }
 }
 
 /// A length-prefixed record written in place by `put`.
@@ -973,8 +1042,7 @@ struct Restored {
 }
 
 /// Decodes and renders the message records of a state file on every core: at a million
-/// messages this is most of a restart, and the workers are not busy yet. A finished message
-/// stays packed in the very bytes it was saved as.
+/// messages this is most of a restart, and the workers are not busy yet.
 fn restore_messages(
     records: &[&[u8]],
     reporting_mta: &str,
@@ -984,16 +1052,18 @@ fn restore_messages(
         let mut dec = Decoder::new(bytes);
         let envid = dec.bytes()?;
         let hash = dec.hash()?;
-        let tail = dec.rest();
         let m = get_message_rest(&mut dec, envid, hash)?;
         if !dec.is_done() {
             return Err(Corrupt("message record longer than its message".into()));
         }
         let expires_at = m.expires_at(retention);
         let finished = m.is_finished();
-        let tail = if finished { tail } else { &[] };
         let wire = render(&m, reporting_mta);
-        let answer = Entry::new(&m.envid, &m.hash, expires_at, &wire, tail);
+        let mut tail = Vec::new();
+        if finished {
+            pack_tail(&m, &wire, &mut tail);
+        }
+        let answer = Entry::new(&m.envid, &m.hash, expires_at, &wire, &tail);
         let envid = m.envid.clone();
         let stored = match &answer {
             Some(entry) if finished => Stored::Packed {
@@ -1603,6 +1673,36 @@ mod tests {
         assert!(after.starts_with(&before[..before.find("\r\n\r\nFinal-Recipient").unwrap()]));
         assert!(after.contains("Final-Recipient: rfc822; a@x\r\nAction: delivered"));
         assert!(after.contains("Final-Recipient: rfc822; b@x\r\nAction: failed"));
+    }
+
+    #[test]
+    fn a_record_carries_its_message_as_the_answer_when_that_reads_back_and_whole_otherwise() {
+        // An octet the renderer escapes cannot be read back from the answer.
+        for (to, kind) in [("a@x", TAIL_EXTRAS), ("a\u{1}@x", TAIL_WHOLE)] {
+            let mut tr = tracker();
+            tr.apply(accept("e1@x", Some("Q1"), Some("m1@x"), 100));
+            tr.apply(mta_rcpt("Q1", to, Action::Delivered, 101));
+            tr.apply(mta_rcpt("Q1", "b@x", Action::Delivered, 102));
+            let Fixture { tr: inner, ix } = &mut tr;
+            let live = inner.messages.values().find_map(|s| match s {
+                Stored::Live(m) => Some(m.as_ref().clone()),
+                Stored::Packed { .. } => None,
+            });
+            inner.publish(ix, 0);
+            let entry = ix.records_of(b"e1@x").pop().expect("indexed");
+            assert_eq!(entry.tail()[0], kind, "{to:?}");
+            assert_eq!(unpack(&entry), live, "{to:?}");
+            if kind == TAIL_EXTRAS {
+                assert!(entry.tail().len() < 40, "{}", entry.tail().len());
+            }
+            let mut enc = Encoder::default();
+            put_entry(&mut enc, &entry);
+            let mut dec = Decoder::new(&enc.buf);
+            let (envid, hash) = (dec.bytes().unwrap(), dec.hash().unwrap());
+            let whole = get_message_rest(&mut dec, envid, hash).unwrap();
+            assert!(dec.is_done());
+            assert_eq!(Some(whole), live, "the snapshot's encoding, {to:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,308 @@
+//! Reads a rendered answer back into the message it was rendered from, so that a finished
+//! message's index record need not carry a second copy of the message for the ingest thread
+//! (see `ingest::tracker`): the answer already says nearly everything the tracker knows.
+//!
+//! Only what [`super::render`] writes is read, and not every message survives the trip: a
+//! value with octets the renderer escaped or trimmed, an address whose type is not the one this
+//! module assumes, an answer with extra header lines. So the caller renders, reads back, and
+//! keeps the answer as the message only when the two are equal (see [`round_trips`]); what
+//! the answer does not show (each recipient's event time, the MTRK timeout, the time of the
+//! last event) travels beside it in [`Extras`].
+
+use super::date::Timestamp;
+use super::record::{Action, Message, Recipient};
+use crate::protocol::secret::Hash;
+
+/// What a message holds that its answer does not show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extras {
+    pub timeout: Option<u32>,
+    pub last_event: i64,
+    /// Each recipient's `at`, in the order of the answer.
+    pub recipient_times: Vec<i64>,
+}
+
+impl Extras {
+    /// The extras of `m`.
+    pub fn of(m: &Message) -> Extras {
+        Extras {
+            timeout: m.timeout,
+            last_event: m.last_event,
+            recipient_times: m.recipients.iter().map(|r| r.at).collect(),
+        }
+    }
+}
+
+/// The message of `body`, an answer without its usual frame (what [`super::Entry::body`]
+/// holds for a framed answer), for `envid` and `hash` (which the record's header holds).
+/// None when the body is not one the renderer wrote or the extras do not fit it.
+pub fn read_back(body: &[u8], envid: &[u8], hash: Hash, extras: &Extras) -> Option<Message> {
+    let mut lines = Lines(body);
+    lines.next()?.strip_prefix(b"Original-Envelope-Id: ")?;
+    lines.next()?.strip_prefix(b"Reporting-MTA: ")?;
+    let arrival = parse_date(lines.next()?.strip_prefix(b"Arrival-Date: ")?)?;
+    let mut m = Message {
+        envid: envid.into(),
+        hash,
+        arrival,
+        timeout: extras.timeout,
+        headers: Vec::new(),
+        recipients: Vec::new(),
+        last_event: extras.last_event,
+        lookup: Default::default(),
+    };
+    let mut times = extras.recipient_times.iter();
+    let mut line = lines.next();
+    while let Some(blank) = line {
+        if !blank.is_empty() {
+            return None;
+        }
+        let mut r = Recipient {
+            original: None,
+            final_rcpt: Box::default(),
+            action: Action::Opaque,
+            status: Box::default(),
+            remote_mta: None,
+            diagnostic: None,
+            last_attempt: None,
+            will_retry_until: None,
+            at: *times.next()?,
+        };
+        let (mut has_final, mut has_action, mut has_status) = (false, false, false);
+        line = lines.next();
+        while let Some(field) = line.filter(|l| !l.is_empty()) {
+            let (name, value) = split_field(field)?;
+            match name {
+                b"Original-Recipient" => r.original = Some(typed(value)?),
+                b"Final-Recipient" => {
+                    r.final_rcpt = address(value)?;
+                    has_final = true;
+                }
+                b"Action" => {
+                    r.action = Action::parse(value)?;
+                    has_action = true;
+                }
+                b"Status" => {
+                    r.status = value.into();
+                    has_status = true;
+                }
+                b"Remote-MTA" => r.remote_mta = Some(typed(value)?),
+                b"Diagnostic-Code" => r.diagnostic = Some(typed(value)?),
+                b"Last-Attempt-Date" => r.last_attempt = Some(parse_date(value)?),
+                b"Will-Retry-Until" => r.will_retry_until = Some(parse_date(value)?),
+                _ => return None,
+            }
+            line = lines.next();
+        }
+        if !(has_final && has_action && has_status) {
+            return None;
+        }
+        m.update_recipient(r);
+    }
+    (lines.0.is_empty() && times.next().is_none()).then_some(m)
+}
+
+/// The CRLF-terminated lines of a body; what is left when one is not.
+struct Lines<'a>(&'a [u8]);
+
+impl<'a> Lines<'a> {
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let end = memchr::memchr(b'\n', self.0)?;
+        let line = self.0[..end].strip_suffix(b"\r")?;
+        self.0 = &self.0[end + 1..];
+        Some(line)
+    }
+}
+
+/// True when `body` reads back as exactly `m` (given its [`Extras`]).
+pub fn round_trips(body: &[u8], m: &Message) -> bool {
+    read_back(body, &m.envid, m.hash, &Extras::of(m)).is_some_and(|back| back == *m)
+}
+
+fn split_field(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = memchr::memchr(b':', line)?;
+    Some((&line[..colon], line[colon + 1..].strip_prefix(b" ")?))
+}
+
+/// `type; value` as written back to `type;value`, the form the log parsers store.
+fn typed(value: &[u8]) -> Option<Box<[u8]>> {
+    let semi = memchr::memchr(b';', value)?;
+    let rest = value[semi + 1..].strip_prefix(b" ")?;
+    Some([&value[..=semi], rest].concat().into())
+}
+
+/// A Final-Recipient: parsers store the bare address for the default `rfc822` type.
+fn address(value: &[u8]) -> Option<Box<[u8]>> {
+    match value.strip_prefix(b"rfc822; ") {
+        Some(bare) => Some(bare.into()),
+        None => typed(value),
+    }
+}
+
+/// The RFC 5322 date [`Timestamp::write_rfc5322`] writes: `Www, D Mmm YYYY HH:MM:SS +HHMM`.
+fn parse_date(s: &[u8]) -> Option<Timestamp> {
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let mut parts = s.get(5..)?.split(|&c| c == b' ');
+    let day = number(parts.next()?)?;
+    let month = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
+    let year = parts.next().filter(|y| y.len() == 4).and_then(number)?;
+    let time = parts.next()?;
+    let offset = parts.next()?;
+    if parts.next().is_some() || time.len() != 8 || offset.len() != 5 {
+        return None;
+    }
+    let hms = (
+        number(&time[0..2])?,
+        number(&time[3..5])?,
+        number(&time[6..8])?,
+    );
+    let minutes = (number(&offset[1..3])? * 60 + number(&offset[3..5])?) as i16;
+    let offset_minutes = match offset[0] {
+        b'+' => minutes,
+        b'-' => -minutes,
+        _ => return None,
+    };
+    let t = Timestamp::from_civil(i64::from(year), month, day, hms, offset_minutes)?;
+    // The weekday and separators are not checked one by one: writing the result again must
+    // give the same octets, which checks them all.
+    let mut again = Vec::with_capacity(s.len());
+    t.write_rfc5322(&mut again);
+    (again == s).then_some(t)
+}
+
+fn number(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || digits.len() > 4 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0, |n, &d| n * 10 + u32::from(d - b'0')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::render::{render, FRAME_PREFIX, FRAME_SUFFIX};
+
+    fn ts(s: &str) -> Timestamp {
+        Timestamp::parse_rfc3339(s.as_bytes()).unwrap()
+    }
+
+    fn b(s: &str) -> Box<[u8]> {
+        s.as_bytes().into()
+    }
+
+    fn body(m: &Message) -> Vec<u8> {
+        let wire = render(m, "hub.example");
+        wire.strip_prefix(FRAME_PREFIX)
+            .and_then(|w| w.strip_suffix(FRAME_SUFFIX))
+            .expect("framed")
+            .to_vec()
+    }
+
+    fn rcpt(to: &str, action: Action, at: &str) -> Recipient {
+        Recipient {
+            original: None,
+            final_rcpt: b(to),
+            action,
+            status: b(if action == Action::Delayed {
+                "4.4.1"
+            } else {
+                "2.0.0"
+            }),
+            remote_mta: Some(b("dns;mx.example.org")),
+            diagnostic: None,
+            last_attempt: Some(ts(at)),
+            will_retry_until: None,
+            at: ts(at).unix + 3,
+        }
+    }
+
+    fn message(recipients: Vec<Recipient>) -> Message {
+        let mut m = Message {
+            envid: b("gen-1@client.example"),
+            hash: [7; 20],
+            arrival: ts("2026-11-24T00:00:00-05:00"),
+            timeout: Some(86_400),
+            headers: Vec::new(),
+            recipients: Vec::new(),
+            last_event: ts("2026-11-24T06:00:00Z").unix,
+            lookup: Default::default(),
+        };
+        recipients.into_iter().for_each(|r| {
+            m.update_recipient(r);
+        });
+        m
+    }
+
+    #[test]
+    fn what_the_parsers_store_reads_back_exactly() {
+        let mut a = rcpt("user@dest.example", Action::Relayed, "2026-11-24T00:00:02Z");
+        a.original = Some(b("rfc822;User@Dest.example"));
+        let mut d = rcpt("x@y.example", Action::Delayed, "1999-12-31T23:59:59+05:30");
+        d.diagnostic = Some(b("smtp;451 4.4.1 try later"));
+        d.will_retry_until = Some(ts("2000-01-05T23:59:59+05:30"));
+        let mut f = rcpt("z@y.example", Action::Failed, "2026-02-28T12:00:00-09:30");
+        f.remote_mta = None;
+        f.final_rcpt = b("x400;/c=us/");
+        let m = message(vec![a, d, f]);
+        let body = body(&m);
+        assert_eq!(
+            read_back(&body, &m.envid, m.hash, &Extras::of(&m)).as_ref(),
+            Some(&m)
+        );
+        assert!(round_trips(&body, &m));
+    }
+
+    #[test]
+    fn messages_the_renderer_changes_do_not_round_trip() {
+        let escaped = rcpt(
+            "bad\u{1}@y.example",
+            Action::Delivered,
+            "2026-11-24T00:00:02Z",
+        );
+        let spaced = Recipient {
+            remote_mta: Some(b("dns; mx.example.org")),
+            ..rcpt("a@y.example", Action::Delivered, "2026-11-24T00:00:02Z")
+        };
+        let untyped = Recipient {
+            diagnostic: Some(b("250 ok")),
+            ..rcpt("b@y.example", Action::Delivered, "2026-11-24T00:00:02Z")
+        };
+        let typed_final = rcpt(
+            "rfc822;c@y.example",
+            Action::Delivered,
+            "2026-11-24T00:00:02Z",
+        );
+        for r in [escaped, spaced, untyped, typed_final] {
+            let m = message(vec![r.clone()]);
+            assert!(!round_trips(&body(&m), &m), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn extras_must_fit_and_damaged_bodies_are_refused() {
+        let m = message(vec![rcpt(
+            "a@y.example",
+            Action::Delivered,
+            "2026-11-24T00:00:02Z",
+        )]);
+        let body = body(&m);
+        let mut short = Extras::of(&m);
+        short.recipient_times.clear();
+        assert_eq!(read_back(&body, &m.envid, m.hash, &short), None);
+        let mut long = Extras::of(&m);
+        long.recipient_times.push(0);
+        assert_eq!(read_back(&body, &m.envid, m.hash, &long), None);
+        for cut in 0..body.len() {
+            let back = read_back(&body[..cut], &m.envid, m.hash, &Extras::of(&m));
+            assert_ne!(back.as_ref(), Some(&m), "{cut}");
+        }
+        let mut bad = body.clone();
+        let at = bad.windows(4).position(|w| w == b"2026").unwrap();
+        bad[at] = b'x';
+        assert_eq!(read_back(&bad, &m.envid, m.hash, &Extras::of(&m)), None);
+    }
+}
