@@ -18,15 +18,19 @@ const HASH: usize = 8;
 const FRAMED: usize = HASH + 20;
 const ENVID_LEN: usize = FRAMED + 1;
 const TAIL_LEN: usize = ENVID_LEN + 2;
-const ENVID: usize = TAIL_LEN + 4;
+const TAIL: usize = TAIL_LEN + 4;
 
 /// Longest envid a record can hold (the protocol allows 100 octets; logs are not trusted to).
 pub const MAX_ENVID: usize = u16::MAX as usize;
 
 /// A record: `[expires_at: i64][hash: 20][framed: u8][envid length: u16][tail length: u32]
-/// [envid][tail][body]`, all little-endian. Cheap to clone (one reference count), immutable once built: the ingest
-/// thread replaces a record rather than changing it, so a worker writing one never sees it
-/// change.
+/// [tail][envid][body]`, all little-endian. Cheap to clone (one reference count), immutable
+/// once built: the ingest thread replaces a record rather than changing it, so a worker
+/// writing one never sees it change.
+///
+/// A framed answer's first value is the envid itself ([`render::FRAME_PREFIX`] ends with
+/// `Original-Envelope-Id: `): the envid is stored once, right before the rest of the body, so
+/// that envid and body go on the wire as one slice.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Entry(Arc<[u8]>);
 
@@ -59,23 +63,22 @@ impl Entry {
     ) -> Option<Entry> {
         let envid_len = u16::try_from(envid.len()).ok()?;
         let tail_len = u32::try_from(tail.len()).ok()?;
-        let (framed, body) = match wire
-            .strip_prefix(render::FRAME_PREFIX)
-            .and_then(|w| w.strip_suffix(render::FRAME_SUFFIX))
-        {
-            Some(body) => (true, body),
-            None => (false, wire),
-        };
+        let framed = framed_part(envid, wire);
         let bytes = scratch;
         bytes.clear();
         bytes.extend_from_slice(&expires_at.to_le_bytes());
         bytes.extend_from_slice(hash);
-        bytes.push(u8::from(framed));
+        bytes.push(u8::from(framed.is_some()));
         bytes.extend_from_slice(&envid_len.to_le_bytes());
         bytes.extend_from_slice(&tail_len.to_le_bytes());
-        bytes.extend_from_slice(envid);
         bytes.extend_from_slice(tail);
-        bytes.extend_from_slice(body);
+        match framed {
+            Some(envid_and_body) => bytes.extend_from_slice(envid_and_body),
+            None => {
+                bytes.extend_from_slice(envid);
+                bytes.extend_from_slice(wire);
+            }
+        }
         Some(Entry(Arc::from(&bytes[..])))
     }
 
@@ -95,7 +98,8 @@ impl Entry {
 
     /// The envid, decoded.
     pub fn envid(&self) -> &[u8] {
-        &self.0[ENVID..ENVID + self.envid_len()]
+        let at = TAIL + self.tail_len();
+        &self.0[at..at + self.envid_len()]
     }
 
     fn envid_len(&self) -> usize {
@@ -107,24 +111,29 @@ impl Entry {
 
     fn tail_len(&self) -> usize {
         let mut b = [0; 4];
-        b.copy_from_slice(&self.0[TAIL_LEN..ENVID]);
+        b.copy_from_slice(&self.0[TAIL_LEN..TAIL]);
         u32::from_le_bytes(b) as usize
     }
 
     /// What the ingest thread keeps here for itself (empty while it holds the message).
     pub fn tail(&self) -> &[u8] {
-        let at = ENVID + self.envid_len();
-        &self.0[at..at + self.tail_len()]
+        &self.0[TAIL..TAIL + self.tail_len()]
     }
 
-    /// The stored part of the answer (without the frame when it has the usual one).
+    /// The stored part of the answer: for a framed one what goes between the frame slices,
+    /// the envid first (see [`framed_part`]); otherwise the whole answer.
     pub fn body(&self) -> &[u8] {
-        &self.0[ENVID + self.envid_len() + self.tail_len()..]
+        let at = TAIL + self.tail_len();
+        if self.framed() {
+            &self.0[at..]
+        } else {
+            &self.0[at + self.envid_len()..]
+        }
     }
 
     /// The answer's octets, in three slices (the first and last empty when not framed).
     pub fn pieces(&self) -> [&[u8]; 3] {
-        if self.0[FRAMED] == 1 {
+        if self.framed() {
             [render::FRAME_PREFIX, self.body(), render::FRAME_SUFFIX]
         } else {
             [&[], self.body(), &[]]
@@ -147,6 +156,19 @@ impl Entry {
     }
 }
 
+/// The part of `wire`, the answer for `envid`, that a record keeps when the answer has the
+/// usual frame and its first value is `envid` as it is (an envid xtext leaves unchanged):
+/// the envid, then the rest of the body. None when the whole answer must be kept.
+pub fn framed_part<'w>(envid: &[u8], wire: &'w [u8]) -> Option<&'w [u8]> {
+    let inner = wire
+        .strip_prefix(render::FRAME_PREFIX)?
+        .strip_suffix(render::FRAME_SUFFIX)?;
+    inner
+        .strip_prefix(envid)?
+        .starts_with(b"\r\n")
+        .then_some(inner)
+}
+
 impl std::fmt::Debug for Entry {
     /// The envid and the answer; never the hash of the secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,7 +188,7 @@ mod tests {
     fn header_and_answer_read_back() {
         let wire = [
             render::FRAME_PREFIX,
-            b"Original-Envelope-Id: e\r\n",
+            b"e@x\r\nReporting-MTA: dns; h\r\n",
             render::FRAME_SUFFIX,
         ]
         .concat();
@@ -176,8 +198,9 @@ mod tests {
         assert_eq!(e.envid(), b"e@x");
         assert_eq!(e.tail(), b"state");
         assert!(e.framed());
-        assert_eq!(e.body(), b"Original-Envelope-Id: e\r\n");
+        assert_eq!(e.body(), b"e@x\r\nReporting-MTA: dns; h\r\n");
         assert_eq!(e.to_vec(), wire);
+        assert_eq!(e.size(), TAIL + b"state".len() + e.body().len());
     }
 
     #[test]
@@ -188,6 +211,20 @@ mod tests {
         assert_eq!(e.tail(), b"");
         assert_eq!(e.expires_at(), i64::MAX);
         assert_eq!(e.to_vec(), b"+OK+ x\r\n.\r\n");
+    }
+
+    #[test]
+    fn an_envid_the_answer_shows_encoded_is_kept_apart() {
+        // xtext writes `+` as `+2B`: the answer's first value is not the envid's octets.
+        let wire = [render::FRAME_PREFIX, b"a+2Bb\r\n", render::FRAME_SUFFIX].concat();
+        for (envid, framed) in [(&b"a+b"[..], false), (b"a+2B", false), (b"a+2Bb", true)] {
+            let e = Entry::new(envid, &[1; 20], 0, &wire, b"t").unwrap();
+            assert_eq!(
+                (e.framed(), e.envid(), e.tail()),
+                (framed, envid, &b"t"[..])
+            );
+            assert_eq!(e.to_vec(), wire);
+        }
     }
 
     #[test]

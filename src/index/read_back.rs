@@ -33,12 +33,15 @@ impl Extras {
     }
 }
 
-/// The message of `body`, an answer without its usual frame (what [`super::Entry::body`]
-/// holds for a framed answer), for `envid` and `hash` (which the record's header holds).
-/// None when the body is not one the renderer wrote or the extras do not fit it.
+/// The message of `body`, an answer without its usual frame, which begins with the value of
+/// its first field, the envid (what [`super::Entry::body`] holds for a framed answer), for
+/// `envid` and `hash` (which the record's header holds). None when the body is not one the
+/// renderer wrote for `envid`, or the extras do not fit it.
 pub fn read_back(body: &[u8], envid: &[u8], hash: Hash, extras: &Extras) -> Option<Message> {
     let mut lines = Lines(body);
-    lines.next()?.strip_prefix(b"Original-Envelope-Id: ")?;
+    if lines.next()? != envid {
+        return None;
+    }
     lines.next()?.strip_prefix(b"Reporting-MTA: ")?;
     let arrival = parse_date(lines.next()?.strip_prefix(b"Arrival-Date: ")?)?;
     let mut m = Message {

@@ -25,11 +25,12 @@ pub const BOUNDARY: &str = "%%%%";
 
 const STATUS_LINE: &[u8] = b"+OK+ Tracking information follows\r\n";
 
-/// How every answer without extra header lines begins, up to its first field: the index keeps
-/// it once rather than in every record (see [`crate::index::Answer`]).
+/// How every answer without extra header lines begins, up to the value of its first field
+/// (the envid): the index keeps it once rather than in every record (see
+/// [`crate::index::entry`]).
 pub const FRAME_PREFIX: &[u8] = b"+OK+ Tracking information follows\r\n\
 Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"\r\n\
-\r\n--%%%%\r\nContent-Type: message/tracking-status\r\n\r\n";
+\r\n--%%%%\r\nContent-Type: message/tracking-status\r\n\r\nOriginal-Envelope-Id: ";
 
 /// How every answer ends.
 pub const FRAME_SUFFIX: &[u8] = b"\r\n--%%%%--\r\n.\r\n";

@@ -11,10 +11,11 @@ use super::idset::IdSet;
 use super::queue_id::QueueId;
 use super::state::{Corrupt, Decoder, Encoder};
 use crate::index::date::Timestamp;
+use crate::index::entry::framed_part;
 use crate::index::read_back::{self, read_back, Extras};
 use crate::index::record::{Action, Recipient, RecipientIndex};
 use crate::index::record::{Message, Retention};
-use crate::index::render::{render, render_into, FRAME_PREFIX, FRAME_SUFFIX};
+use crate::index::render::{render, render_into};
 use crate::index::{Entry, Index};
 use crate::protocol::secret::Hash;
 
@@ -90,10 +91,8 @@ fn pack_tail(m: &Message, wire: &[u8], buf: &mut Vec<u8>) {
         buf: std::mem::take(buf),
     };
     enc.buf.clear();
-    let body = wire
-        .strip_prefix(FRAME_PREFIX)
-        .and_then(|w| w.strip_suffix(FRAME_SUFFIX));
-    if body.is_some_and(|body| read_back::round_trips(body, m)) {
+    // Only a record that keeps the framed part has the answer to read back from.
+    if framed_part(&m.envid, wire).is_some_and(|body| read_back::round_trips(body, m)) {
         enc.u8(TAIL_EXTRAS);
         put_extras(&mut enc, &Extras::of(m));
     } else {
