@@ -1,8 +1,7 @@
 //! One servable record in one allocation: the header a TRACK needs to verify (expiry, the hash
-//! B of the secret, the envid), the answer pre-encoded for the wire, and for a finished
-//! message what the ingest thread needs beside the answer to read the message back (the
-//! "tail"), so that the tracker can forget the message and take it back from here if a late
-//! log line changes it.
+//! B of the secret, the envid), the answer pre-encoded for the wire, and what the ingest
+//! thread needs beside the answer to read the message back (the "tail"), so that the tracker
+//! need not hold the message itself between the log lines that change it.
 //!
 //! One allocation rather than a key, a struct and a body apart: a record is read by one
 //! pointer (a TRACK touches the same memory whether the secret is right or wrong), and at a
@@ -115,7 +114,7 @@ impl Entry {
         u32::from_le_bytes(b) as usize
     }
 
-    /// What the ingest thread keeps here for itself (empty while it holds the message).
+    /// What the ingest thread keeps here for itself (empty in records it did not write).
     pub fn tail(&self) -> &[u8] {
         &self.0[TAIL..TAIL + self.tail_len()]
     }

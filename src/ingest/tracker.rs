@@ -59,10 +59,12 @@ impl std::hash::Hasher for FxHasher {
 
 type Fast = std::hash::BuildHasherDefault<FxHasher>;
 
-/// A message as the tracker holds it: whole while it may still change; once it has recipients
-/// and none is pending, only as its index record, from whose answer and tail the message is
-/// read back (few lines come after that; a late one unpacks it: see [`pack_tail`]). Boxed, so that the map of a million
-/// messages holds 24 octets a message rather than a whole `Message`.
+/// A message as the tracker holds it: whole while lines about it are being applied; once
+/// published, only as its index record, from whose answer and tail the message is read back
+/// when a later line changes it (see [`pack_tail`]). A mail hub's queue holds many messages
+/// that wait hours for a retry: they cost their record and not a second, whole copy. Boxed,
+/// so that the map of a million messages holds 24 octets a message rather than a whole
+/// `Message`.
 ///
 /// A finished message no queue id refers to any more leaves the tracker altogether (see
 /// [`Tracker::evict_finished`]): its record in the index is all that is kept, and a late line
@@ -70,14 +72,16 @@ type Fast = std::hash::BuildHasherDefault<FxHasher>;
 #[derive(Debug)]
 enum Stored {
     Live(Box<Message>),
-    /// With the log time of the message's latest event.
+    /// With the log time of the message's latest event, and whether it was finished (it had
+    /// recipients and none was pending).
     Packed {
         entry: Entry,
         last_event: i64,
+        finished: bool,
     },
 }
 
-/// How a finished message's index record carries the message (the first octet of its tail).
+/// How a message's index record carries the message (the first octet of its tail).
 /// Nearly always the answer itself says it all but a few numbers ([`read_back`]), so the tail
 /// holds only those: the record is the answer, not the answer and a copy of the message.
 const TAIL_EXTRAS: u8 = 1;
@@ -85,7 +89,7 @@ const TAIL_EXTRAS: u8 = 1;
 /// the message's whole encoding after its envid and hash.
 const TAIL_WHOLE: u8 = 0;
 
-/// The tail of the index record of finished message `m`, whose answer is `wire`, into `buf`.
+/// The tail of the index record of message `m`, whose answer is `wire`, into `buf`.
 fn pack_tail(m: &Message, wire: &[u8], buf: &mut Vec<u8>) {
     let mut enc = Encoder {
         buf: std::mem::take(buf),
@@ -380,9 +384,15 @@ impl Tracker {
         let Some((m, entry)) = latest else { return };
         let id = self.next_id;
         self.next_id += 1;
-        let last_event = m.last_event;
-        self.messages
-            .insert(id, Stored::Packed { entry, last_event });
+        let (last_event, finished) = (m.last_event, m.is_finished());
+        self.messages.insert(
+            id,
+            Stored::Packed {
+                entry,
+                last_event,
+                finished,
+            },
+        );
         match self.by_envid.get_mut(envid) {
             Some(ids) => ids.add_oldest(id),
             None => {
@@ -408,10 +418,12 @@ impl Tracker {
         let mut evicted = Vec::new();
         self.messages.retain(|&id, s| {
             let keep = match s {
-                Stored::Live(_) => true,
-                Stored::Packed { last_event, .. } => {
-                    *last_event >= recent || referenced.contains(id)
-                }
+                Stored::Packed {
+                    last_event,
+                    finished: true,
+                    ..
+                } => *last_event >= recent || referenced.contains(id),
+                _ => true,
             };
             if !keep {
                 evicted.push(id);
@@ -509,10 +521,16 @@ impl Tracker {
                 let Some(id) = self.by_queue.get(&queue).copied() else {
                     return;
                 };
-                // A packed message has no pending recipient: nothing to fail.
-                let Some(Stored::Live(msg)) = self.messages.get_mut(&id) else {
+                // A finished message has no pending recipient: nothing to fail.
+                let stored = self.messages.get_mut(&id);
+                if matches!(stored, Some(Stored::Packed { finished: true, .. })) {
+                    return;
+                }
+                let Some(msg) = stored.and_then(Stored::live) else {
                     return;
                 };
+                // Unpacked: published (and packed) again whether it changes or not.
+                self.dirty.insert(id);
                 let mut changed = false;
                 for r in msg.recipients.iter_mut().filter(|r| r.action.is_pending()) {
                     // The MTA gave up: the last deferral's status and remote MTA stand.
@@ -524,7 +542,6 @@ impl Tracker {
                 }
                 if changed {
                     msg.last_event = msg.last_event.max(time.unix);
-                    self.dirty.insert(id);
                 }
             }
             MtaEvent::Done { queue, time } => {
@@ -717,9 +734,9 @@ impl Tracker {
         if r.recipient.action.is_pending() && r.recipient.will_retry_until.is_none() {
             r.recipient.will_retry_until = Some(msg.arrival.plus(self.retention.queue_lifetime));
         }
-        if msg.update_recipient(r.recipient) {
-            self.dirty.insert(id);
-        }
+        msg.update_recipient(r.recipient);
+        // Unpacked: published (and packed) again whether it changed or not.
+        self.dirty.insert(id);
     }
 
     /// Keeps an update until its message's accept line arrives (lines of one message may come
@@ -769,11 +786,8 @@ impl Tracker {
             }
             let (wire, tail) = (&mut self.wire_buf, &mut self.tail_buf);
             render_into(msg, &self.reporting_mta, wire);
-            let finished = msg.is_finished();
-            tail.clear();
-            if finished {
-                pack_tail(msg, wire, tail);
-            }
+            pack_tail(msg, wire, tail);
+            let (last_event, finished) = (msg.last_event, msg.is_finished());
             // None only for an envid no TRACK command can name (longer than 65,535 octets).
             let built = Entry::build(
                 &mut self.entry_buf,
@@ -788,10 +802,11 @@ impl Tracker {
             };
             index.upsert(entry.clone());
             rendered += 1;
-            if finished {
-                let last_event = msg.last_event;
-                *stored = Stored::Packed { entry, last_event };
-            }
+            *stored = Stored::Packed {
+                entry,
+                last_event,
+                finished,
+            };
         }
         // After the batch, so that the messages it finished can be forgotten at once.
         if self.queues.len() > 2 * self.queues_after_sweep + 10_000
@@ -1059,15 +1074,14 @@ fn restore_messages(
         let finished = m.is_finished();
         let wire = render(&m, reporting_mta);
         let mut tail = Vec::new();
-        if finished {
-            pack_tail(&m, &wire, &mut tail);
-        }
+        pack_tail(&m, &wire, &mut tail);
         let answer = Entry::new(&m.envid, &m.hash, expires_at, &wire, &tail);
         let envid = m.envid.clone();
         let stored = match &answer {
-            Some(entry) if finished => Stored::Packed {
+            Some(entry) => Stored::Packed {
                 entry: entry.clone(),
                 last_event: m.last_event,
+                finished,
             },
             _ => Stored::Live(Box::new(m)),
         };
@@ -1503,6 +1517,47 @@ mod tests {
         tr.apply(mta(MtaEvent::Notification { queue: qid("N1") }));
         tr.apply(mta_rcpt("N1", "sender@x", Action::Delivered, 102));
         assert_eq!(tr.orphans().0, 0, "a bounce's own lines are not held");
+    }
+
+    #[test]
+    fn a_queued_message_waits_packed_and_later_lines_unpack_it() {
+        let mut tr = tracker();
+        tr.apply(accept("e1@x", Some("Q1"), None, 100));
+        tr.apply(mta_rcpt("Q1", "a@x", Action::Delayed, 101));
+        tr.apply(mta_rcpt("Q1", "b@x", Action::Delayed, 101));
+        let packed = |tr: &Fixture| {
+            tr.messages.values().all(|s| {
+                matches!(
+                    s,
+                    Stored::Packed {
+                        finished: false,
+                        ..
+                    }
+                )
+            })
+        };
+        let Fixture { tr: inner, ix } = &mut tr;
+        inner.publish(ix, 0);
+        assert!(answer(ix, "e1@x").contains("b@x\r\nAction: delayed"));
+        assert!(packed(&tr), "waiting for a retry, as its record only");
+        tr.apply(mta_rcpt("Q1", "a@x", Action::Relayed, 3600));
+        let Fixture { tr: inner, ix } = &mut tr;
+        inner.publish(ix, 0);
+        assert!(answer(ix, "e1@x").contains("a@x\r\nAction: relayed"));
+        assert!(packed(&tr));
+        tr.apply(mta(MtaEvent::Expired {
+            queue: qid("Q1"),
+            time: t(100 + 5 * DAY),
+        }));
+        let Fixture { tr: inner, ix } = &mut tr;
+        inner.publish(ix, 0);
+        let after = answer(ix, "e1@x");
+        assert!(after.contains("a@x\r\nAction: relayed"), "{after}");
+        assert!(after.contains("b@x\r\nAction: failed"), "{after}");
+        assert!(matches!(
+            tr.messages.values().next(),
+            Some(Stored::Packed { finished: true, .. })
+        ));
     }
 
     #[test]
