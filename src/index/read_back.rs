@@ -38,16 +38,13 @@ impl Extras {
 /// `envid` and `hash` (which the record's header holds). None when the body is not one the
 /// renderer wrote for `envid`, or the extras do not fit it.
 pub fn read_back(body: &[u8], envid: &[u8], hash: Hash, extras: &Extras) -> Option<Message> {
-    let mut lines = Lines(body);
-    if lines.next()? != envid {
-        return None;
-    }
-    lines.next()?.strip_prefix(b"Reporting-MTA: ")?;
-    let arrival = parse_date(lines.next()?.strip_prefix(b"Arrival-Date: ")?)?;
     let mut m = Message {
         envid: envid.into(),
         hash,
-        arrival,
+        arrival: Timestamp {
+            unix: 0,
+            offset_minutes: 0,
+        },
         timeout: extras.timeout,
         headers: Vec::new(),
         recipients: Vec::new(),
@@ -55,21 +52,128 @@ pub fn read_back(body: &[u8], envid: &[u8], hash: Hash, extras: &Extras) -> Opti
         lookup: Default::default(),
     };
     let mut times = extras.recipient_times.iter();
+    m.arrival = parse(body, envid, |r| {
+        m.update_recipient(r.to_owned(*times.next()?));
+        Some(())
+    })?;
+    times.next().is_none().then_some(m)
+}
+
+/// True when `body` reads back as exactly `m` (given its [`Extras`]). Compares in place: it
+/// runs for every message the ingest thread publishes.
+pub fn round_trips(body: &[u8], m: &Message) -> bool {
+    if !m.headers.is_empty() || m.recipients.iter().any(|r| r.at > m.last_event) {
+        return false;
+    }
+    let mut recipients = m.recipients.iter();
+    let arrival = parse(body, &m.envid, |shown| {
+        shown.is(recipients.next()?).then_some(())
+    });
+    arrival == Some(m.arrival) && recipients.next().is_none()
+}
+
+/// A value as the answer shows it.
+#[derive(Clone, Copy)]
+enum Shown<'a> {
+    /// Stored as shown.
+    Plain(&'a [u8]),
+    /// `type; value` on the wire, stored as `type;value`.
+    Typed(&'a [u8], &'a [u8]),
+}
+
+impl Shown<'_> {
+    fn is(self, stored: &[u8]) -> bool {
+        match self {
+            Shown::Plain(v) => v == stored,
+            Shown::Typed(t, v) => {
+                stored.len() == t.len() + 1 + v.len()
+                    && stored.starts_with(t)
+                    && stored[t.len()] == b';'
+                    && stored.ends_with(v)
+            }
+        }
+    }
+
+    fn to_box(self) -> Box<[u8]> {
+        match self {
+            Shown::Plain(v) => v.into(),
+            Shown::Typed(t, v) => [t, b";", v].concat().into(),
+        }
+    }
+}
+
+/// One recipient's fields as the answer shows them.
+struct ShownRecipient<'a> {
+    original: Option<Shown<'a>>,
+    final_rcpt: Shown<'a>,
+    action: Action,
+    status: &'a [u8],
+    remote_mta: Option<Shown<'a>>,
+    diagnostic: Option<Shown<'a>>,
+    last_attempt: Option<Timestamp>,
+    will_retry_until: Option<Timestamp>,
+}
+
+impl ShownRecipient<'_> {
+    fn to_owned(&self, at: i64) -> Recipient {
+        Recipient {
+            original: self.original.map(Shown::to_box),
+            final_rcpt: self.final_rcpt.to_box(),
+            action: self.action,
+            status: self.status.into(),
+            remote_mta: self.remote_mta.map(Shown::to_box),
+            diagnostic: self.diagnostic.map(Shown::to_box),
+            last_attempt: self.last_attempt,
+            will_retry_until: self.will_retry_until,
+            at,
+        }
+    }
+
+    fn is(&self, r: &Recipient) -> bool {
+        let same = |shown: Option<Shown>, stored: &Option<Box<[u8]>>| match (shown, stored) {
+            (None, None) => true,
+            (Some(s), Some(v)) => s.is(v),
+            _ => false,
+        };
+        self.final_rcpt.is(&r.final_rcpt)
+            && self.action == r.action
+            && *self.status == *r.status
+            && self.last_attempt == r.last_attempt
+            && self.will_retry_until == r.will_retry_until
+            && same(self.original, &r.original)
+            && same(self.remote_mta, &r.remote_mta)
+            && same(self.diagnostic, &r.diagnostic)
+    }
+}
+
+/// Walks `body` (see [`read_back`]), handing each recipient to `each`, which may stop the walk
+/// with None. Returns the arrival date when the whole body is one the renderer wrote for
+/// `envid` and `each` never stopped.
+fn parse<'a>(
+    body: &'a [u8],
+    envid: &[u8],
+    mut each: impl FnMut(ShownRecipient<'a>) -> Option<()>,
+) -> Option<Timestamp> {
+    let mut lines = Lines(body);
+    if lines.next()? != envid {
+        return None;
+    }
+    lines.next()?.strip_prefix(b"Reporting-MTA: ")?;
+    let arrival = parse_date(lines.next()?.strip_prefix(b"Arrival-Date: ")?)?;
     let mut line = lines.next();
     while let Some(blank) = line {
         if !blank.is_empty() {
             return None;
         }
-        let mut r = Recipient {
+        let mut r = ShownRecipient {
             original: None,
-            final_rcpt: Box::default(),
+            final_rcpt: Shown::Plain(b""),
             action: Action::Opaque,
-            status: Box::default(),
+            status: b"",
             remote_mta: None,
             diagnostic: None,
             last_attempt: None,
             will_retry_until: None,
-            at: *times.next()?,
         };
         let (mut has_final, mut has_action, mut has_status) = (false, false, false);
         line = lines.next();
@@ -86,7 +190,7 @@ pub fn read_back(body: &[u8], envid: &[u8], hash: Hash, extras: &Extras) -> Opti
                     has_action = true;
                 }
                 b"Status" => {
-                    r.status = value.into();
+                    r.status = value;
                     has_status = true;
                 }
                 b"Remote-MTA" => r.remote_mta = Some(typed(value)?),
@@ -100,9 +204,9 @@ pub fn read_back(body: &[u8], envid: &[u8], hash: Hash, extras: &Extras) -> Opti
         if !(has_final && has_action && has_status) {
             return None;
         }
-        m.update_recipient(r);
+        each(r)?;
     }
-    (lines.0.is_empty() && times.next().is_none()).then_some(m)
+    lines.0.is_empty().then_some(arrival)
 }
 
 /// The CRLF-terminated lines of a body; what is left when one is not.
@@ -117,27 +221,24 @@ impl<'a> Lines<'a> {
     }
 }
 
-/// True when `body` reads back as exactly `m` (given its [`Extras`]).
-pub fn round_trips(body: &[u8], m: &Message) -> bool {
-    read_back(body, &m.envid, m.hash, &Extras::of(m)).is_some_and(|back| back == *m)
-}
-
 fn split_field(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let colon = memchr::memchr(b':', line)?;
     Some((&line[..colon], line[colon + 1..].strip_prefix(b" ")?))
 }
 
-/// `type; value` as written back to `type;value`, the form the log parsers store.
-fn typed(value: &[u8]) -> Option<Box<[u8]>> {
+/// `type; value`, stored as `type;value` by the log parsers.
+fn typed(value: &[u8]) -> Option<Shown<'_>> {
     let semi = memchr::memchr(b';', value)?;
-    let rest = value[semi + 1..].strip_prefix(b" ")?;
-    Some([&value[..=semi], rest].concat().into())
+    Some(Shown::Typed(
+        &value[..semi],
+        value[semi + 1..].strip_prefix(b" ")?,
+    ))
 }
 
 /// A Final-Recipient: parsers store the bare address for the default `rfc822` type.
-fn address(value: &[u8]) -> Option<Box<[u8]>> {
+fn address(value: &[u8]) -> Option<Shown<'_>> {
     match value.strip_prefix(b"rfc822; ") {
-        Some(bare) => Some(bare.into()),
+        Some(bare) => Some(Shown::Plain(bare)),
         None => typed(value),
     }
 }
@@ -259,6 +360,13 @@ mod tests {
         assert!(round_trips(&body, &m));
     }
 
+    /// `round_trips` compares in place; it must agree with reading back and comparing.
+    fn agrees_with_reading_back(m: &Message) {
+        let body = body(m);
+        let back = read_back(&body, &m.envid, m.hash, &Extras::of(m));
+        assert_eq!(round_trips(&body, m), back.as_ref() == Some(m), "{m:?}");
+    }
+
     #[test]
     fn messages_the_renderer_changes_do_not_round_trip() {
         let escaped = rcpt(
@@ -282,7 +390,30 @@ mod tests {
         for r in [escaped, spaced, untyped, typed_final] {
             let m = message(vec![r.clone()]);
             assert!(!round_trips(&body(&m), &m), "{r:?}");
+            agrees_with_reading_back(&m);
+            let ok = rcpt("ok@y.example", Action::Delivered, "2026-11-24T00:00:02Z");
+            agrees_with_reading_back(&message(vec![ok.clone(), r.clone()]));
+            agrees_with_reading_back(&message(vec![r, ok]));
         }
+        let many: Vec<_> = (0..40)
+            .map(|i| {
+                rcpt(
+                    &format!("u{i}@y.example"),
+                    Action::Relayed,
+                    "2026-11-24T00:00:02Z",
+                )
+            })
+            .collect();
+        let m = message(many);
+        assert!(round_trips(&body(&m), &m));
+        agrees_with_reading_back(&m);
+        let mut late = m.clone();
+        late.last_event = 0;
+        assert!(
+            !round_trips(&body(&late), &late),
+            "a recipient newer than last_event"
+        );
+        agrees_with_reading_back(&late);
     }
 
     #[test]
