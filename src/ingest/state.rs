@@ -59,6 +59,18 @@ impl Encoder {
     pub fn count(&mut self, n: usize) {
         self.u32(n as u32);
     }
+    /// LEB128: seven bits an octet, low first; small numbers take one octet.
+    pub fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+    }
+    /// A signed number zigzagged (0, -1, 1, -2… become 0, 1, 2, 3…), then [`Encoder::varint`].
+    pub fn zigzag(&mut self, v: i64) {
+        self.varint(((v << 1) ^ (v >> 63)) as u64);
+    }
 }
 
 /// Why a snapshot was not used.
@@ -130,6 +142,27 @@ impl<'a> Decoder<'a> {
             return Err(Corrupt(format!("length {n} exceeds the payload")));
         }
         Ok(n)
+    }
+    /// What [`Encoder::varint`] wrote; more than ten octets, or bits past 64, are corrupt.
+    pub fn varint(&mut self) -> Result<u64, Corrupt> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let b = self.u8()?;
+            let bits = u64::from(b & 0x7f);
+            if i == 9 && bits > 1 {
+                return Err(Corrupt("varint longer than 64 bits".into()));
+            }
+            v |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(Corrupt("varint longer than ten octets".into()))
+    }
+    /// What [`Encoder::zigzag`] wrote.
+    pub fn zigzag(&mut self) -> Result<i64, Corrupt> {
+        let v = self.varint()?;
+        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
     }
     /// The octets not read yet.
     pub fn rest(&self) -> &'a [u8] {
@@ -254,6 +287,42 @@ pub fn check_dir(dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn varints_round_trip_and_overlong_ones_are_corrupt() {
+        let nums = [
+            0,
+            1,
+            127,
+            128,
+            300,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        let signed = [0, -1, 1, 63, -64, 64, i64::MIN, i64::MAX, 1_795_000_000];
+        let mut enc = Encoder::default();
+        nums.iter().for_each(|&n| enc.varint(n));
+        signed.iter().for_each(|&n| enc.zigzag(n));
+        let mut dec = Decoder::new(&enc.buf);
+        for n in nums {
+            assert_eq!(dec.varint(), Ok(n));
+        }
+        for n in signed {
+            assert_eq!(dec.zigzag(), Ok(n));
+        }
+        assert!(dec.is_done());
+        let mut one = Encoder::default();
+        one.varint(5);
+        assert_eq!(one.buf, [5]);
+        for bad in [
+            &[0xff; 11][..],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+            &[0x80],
+        ] {
+            assert!(Decoder::new(bad).varint().is_err(), "{bad:?}");
+        }
+    }
 
     fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("mtqpd-state-{}-{name}", std::process::id()));

@@ -106,29 +106,31 @@ fn pack_tail(m: &Message, wire: &[u8], buf: &mut Vec<u8>) {
     *buf = enc.buf;
 }
 
+/// The extras in a few octets: the timeout plus one (0 for none), the last event's time, the
+/// count, and how long before the last event each recipient's state was set (nearly always 0).
 fn put_extras(enc: &mut Encoder, x: &Extras) {
-    match x.timeout {
-        None => enc.u8(0),
-        Some(t) => {
-            enc.u8(1);
-            enc.u32(t);
-        }
+    enc.varint(x.timeout.map_or(0, |t| u64::from(t) + 1));
+    enc.zigzag(x.last_event);
+    enc.varint(x.recipient_times.len() as u64);
+    for &t in &x.recipient_times {
+        enc.zigzag(x.last_event.wrapping_sub(t));
     }
-    enc.i64(x.last_event);
-    enc.count(x.recipient_times.len());
-    x.recipient_times.iter().for_each(|&t| enc.i64(t));
 }
 
 fn get_extras(dec: &mut Decoder<'_>) -> Result<Extras, Corrupt> {
-    let timeout = match dec.u8()? {
+    let timeout = match dec.varint()? {
         0 => None,
-        1 => Some(dec.u32()?),
-        t => return Err(Corrupt(format!("bad timeout tag {t}"))),
+        t => Some(u32::try_from(t - 1).map_err(|_| Corrupt("bad timeout".into()))?),
     };
-    let last_event = dec.i64()?;
-    let recipient_times = (0..dec.count()?)
-        .map(|_| dec.i64())
-        .collect::<Result<_, _>>()?;
+    let last_event = dec.zigzag()?;
+    let count = dec.varint()?;
+    // Every time takes at least one octet: a corrupt count cannot reserve memory.
+    if count > dec.rest().len() as u64 {
+        return Err(Corrupt("recipient count exceeds the tail".into()));
+    }
+    let recipient_times = (0..count)
+        .map(|_| Ok(last_event.wrapping_sub(dec.zigzag()?)))
+        .collect::<Result<_, Corrupt>>()?;
     Ok(Extras {
         timeout,
         last_event,
@@ -1747,7 +1749,7 @@ mod tests {
             assert_eq!(entry.tail()[0], kind, "{to:?}");
             assert_eq!(unpack(&entry), live, "{to:?}");
             if kind == TAIL_EXTRAS {
-                assert!(entry.tail().len() < 40, "{}", entry.tail().len());
+                assert!(entry.tail().len() < 16, "{}", entry.tail().len());
             }
             let mut enc = Encoder::default();
             put_entry(&mut enc, &entry);
