@@ -124,11 +124,17 @@ impl Timestamp {
         Timestamp::from_civil(i64::from(year), month, day, (hour, minute, second), offset)
     }
 
+    /// The day of the week in its offset, as RFC 5322 names it (`Mon`).
+    pub fn weekday(&self) -> &'static [u8; 3] {
+        const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+        let local = self.unix + i64::from(self.offset_minutes) * 60;
+        DAYS[local.div_euclid(86_400).rem_euclid(7) as usize]
+    }
+
     /// Appends the RFC 5322 form, e.g. `Mon, 1 Jan 2001 15:15:15 -0500`. Written digit by
     /// digit: it runs for every date of every answer rendered, and `write!` through a
     /// temporary `String` cost more than the rest of the date.
     pub fn write_rfc5322(&self, out: &mut Vec<u8>) {
-        const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
         const MONTHS: [&[u8; 3]; 12] = [
             b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
             b"Dec",
@@ -140,7 +146,7 @@ impl Timestamp {
         let days = local.div_euclid(86_400);
         let secs = local.rem_euclid(86_400) as u64;
         let (y, m, d) = civil_from_days(days);
-        out.extend_from_slice(DAYS[days.rem_euclid(7) as usize]);
+        out.extend_from_slice(self.weekday());
         out.extend_from_slice(b", ");
         if d >= 10 {
             out.push(b'0' + (d / 10) as u8);

@@ -243,20 +243,26 @@ fn address(value: &[u8]) -> Option<Shown<'_>> {
     }
 }
 
-/// The RFC 5322 date [`Timestamp::write_rfc5322`] writes: `Www, D Mmm YYYY HH:MM:SS +HHMM`.
+/// The RFC 5322 date [`Timestamp::write_rfc5322`] writes: `Www, D Mmm YYYY HH:MM:SS +HHMM`,
+/// and only in that form (no leading zero in the day, the weekday of the date).
 fn parse_date(s: &[u8]) -> Option<Timestamp> {
     const MONTHS: [&[u8]; 12] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
         b"Dec",
     ];
-    let mut parts = s.get(5..)?.split(|&c| c == b' ');
-    let day = number(parts.next()?)?;
+    let (weekday, rest) = (s.get(..3)?, s.get(3..)?.strip_prefix(b", ")?);
+    let mut parts = rest.split(|&c| c == b' ');
+    let day = parts
+        .next()
+        .filter(|d| d.len() <= 2 && d.first() != Some(&b'0'))?;
     let month = parts.next()?;
     let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
     let year = parts.next().filter(|y| y.len() == 4).and_then(number)?;
-    let time = parts.next()?;
-    let offset = parts.next()?;
-    if parts.next().is_some() || time.len() != 8 || offset.len() != 5 {
+    let time = parts
+        .next()
+        .filter(|t| t.len() == 8 && t[2] == b':' && t[5] == b':')?;
+    let offset = parts.next().filter(|o| o.len() == 5)?;
+    if parts.next().is_some() {
         return None;
     }
     let hms = (
@@ -270,12 +276,8 @@ fn parse_date(s: &[u8]) -> Option<Timestamp> {
         b'-' => -minutes,
         _ => return None,
     };
-    let t = Timestamp::from_civil(i64::from(year), month, day, hms, offset_minutes)?;
-    // The weekday and separators are not checked one by one: writing the result again must
-    // give the same octets, which checks them all.
-    let mut again = Vec::with_capacity(s.len());
-    t.write_rfc5322(&mut again);
-    (again == s).then_some(t)
+    let t = Timestamp::from_civil(i64::from(year), month, number(day)?, hms, offset_minutes)?;
+    (hms.2 < 60 && weekday == t.weekday()).then_some(t)
 }
 
 fn number(digits: &[u8]) -> Option<u32> {
@@ -414,6 +416,42 @@ mod tests {
             "a recipient newer than last_event"
         );
         agrees_with_reading_back(&late);
+    }
+
+    #[test]
+    fn dates_read_back_exactly_as_written_and_only_so() {
+        let mut unix = -2_000_000_000i64;
+        while unix < 4_000_000_000 {
+            for offset_minutes in [0, -300, 330, 765, -1439, 1439] {
+                let t = Timestamp {
+                    unix,
+                    offset_minutes,
+                };
+                let mut written = Vec::new();
+                t.write_rfc5322(&mut written);
+                assert_eq!(
+                    parse_date(&written),
+                    Some(t),
+                    "{}",
+                    String::from_utf8_lossy(&written)
+                );
+            }
+            unix += 7_919_993;
+        }
+        for bad in [
+            "Tue, 24 Nov 2026 00:00:02 +0000 ",
+            "Wed, 24 Nov 2026 00:00:02 +0000",
+            "Tue, 024 Nov 2026 00:00:02 +0000",
+            "Tue,  24 Nov 2026 00:00:02 +0000",
+            "Tue, 24 Nov 2026 00-00-02 +0000",
+            "Tue, 24 Nov 2026 00:00:60 +0000",
+            "Tue, 24 nov 2026 00:00:02 +0000",
+            "Tue, 24 Nov 2026 00:00:02 0000",
+            "Tue, 31 Nov 2026 00:00:02 +0000",
+        ] {
+            assert_eq!(parse_date(bad.as_bytes()), None, "{bad}");
+        }
+        assert!(parse_date(b"Tue, 24 Nov 2026 00:00:02 +0000").is_some());
     }
 
     #[test]
