@@ -22,6 +22,7 @@ pub struct Extras {
     pub recipient_times: Vec<i64>,
 }
 
+#[cfg(test)]
 impl Extras {
     /// The extras of `m`.
     pub fn of(m: &Message) -> Extras {

@@ -98,7 +98,7 @@ fn pack_tail(m: &Message, wire: &[u8], buf: &mut Vec<u8>) {
     // Only a record that keeps the framed part has the answer to read back from.
     if framed_part(&m.envid, wire).is_some_and(|body| read_back::round_trips(body, m)) {
         enc.u8(TAIL_EXTRAS);
-        put_extras(&mut enc, &Extras::of(m));
+        put_extras(&mut enc, m);
     } else {
         enc.u8(TAIL_WHOLE);
         put_message_rest(&mut enc, m);
@@ -106,14 +106,16 @@ fn pack_tail(m: &Message, wire: &[u8], buf: &mut Vec<u8>) {
     *buf = enc.buf;
 }
 
-/// The extras in a few octets: the timeout plus one (0 for none), the last event's time, the
-/// count, and how long before the last event each recipient's state was set (nearly always 0).
-fn put_extras(enc: &mut Encoder, x: &Extras) {
-    enc.varint(x.timeout.map_or(0, |t| u64::from(t) + 1));
-    enc.zigzag(x.last_event);
-    enc.varint(x.recipient_times.len() as u64);
-    for &t in &x.recipient_times {
-        enc.zigzag(x.last_event.wrapping_sub(t));
+/// The [`Extras`] of `m` in a few octets (written from the message, not through an `Extras`:
+/// this runs for every message published): the timeout plus one (0 for none), the last event's
+/// time, the count, and how long before the last event each recipient's state was set (nearly
+/// always 0).
+fn put_extras(enc: &mut Encoder, m: &Message) {
+    enc.varint(m.timeout.map_or(0, |t| u64::from(t) + 1));
+    enc.zigzag(m.last_event);
+    enc.varint(m.recipients.len() as u64);
+    for r in &m.recipients {
+        enc.zigzag(m.last_event.wrapping_sub(r.at));
     }
 }
 
