@@ -4,6 +4,11 @@
 
 use std::fmt::Write as _;
 
+/// The months as RFC 5322 names them.
+pub(crate) const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
 /// A point in time with the UTC offset it is shown in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp {
@@ -135,10 +140,6 @@ impl Timestamp {
     /// digit: it runs for every date of every answer rendered, and `write!` through a
     /// temporary `String` cost more than the rest of the date.
     pub fn write_rfc5322(&self, out: &mut Vec<u8>) {
-        const MONTHS: [&[u8; 3]; 12] = [
-            b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-            b"Dec",
-        ];
         fn two(out: &mut Vec<u8>, n: u64) {
             out.extend_from_slice(&[b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8]);
         }

@@ -9,8 +9,12 @@
 //! the answer does not show (each recipient's event time, the MTRK timeout, the time of the
 //! last event) travels beside it in [`Extras`].
 
-use super::date::Timestamp;
+use super::date::{Timestamp, MONTHS};
 use super::record::{Action, Message, Recipient};
+use super::render::{
+    ACTION, ARRIVAL_DATE, DIAGNOSTIC_CODE_HEAD, FINAL_RECIPIENT_HEAD, LAST_ATTEMPT_DATE,
+    ORIGINAL_RECIPIENT_HEAD, REMOTE_MTA_HEAD, REPORTING_MTA_HEAD, STATUS, WILL_RETRY_UNTIL,
+};
 use crate::protocol::secret::Hash;
 
 /// What a message holds that its answer does not show.
@@ -159,8 +163,8 @@ fn parse<'a>(
     if lines.next()? != envid {
         return None;
     }
-    lines.next()?.strip_prefix(b"Reporting-MTA: ")?;
-    let arrival = parse_date(lines.next()?.strip_prefix(b"Arrival-Date: ")?)?;
+    lines.next()?.strip_prefix(REPORTING_MTA_HEAD)?;
+    let arrival = parse_date(lines.next()?.strip_prefix(ARRIVAL_DATE)?)?;
     let mut line = lines.next();
     while let Some(blank) = line {
         if !blank.is_empty() {
@@ -181,23 +185,23 @@ fn parse<'a>(
         while let Some(field) = line.filter(|l| !l.is_empty()) {
             let (name, value) = split_field(field)?;
             match name {
-                b"Original-Recipient" => r.original = Some(typed(value)?),
-                b"Final-Recipient" => {
+                ORIGINAL_RECIPIENT_HEAD => r.original = Some(typed(value)?),
+                FINAL_RECIPIENT_HEAD => {
                     r.final_rcpt = address(value)?;
                     has_final = true;
                 }
-                b"Action" => {
+                ACTION => {
                     r.action = Action::parse(value)?;
                     has_action = true;
                 }
-                b"Status" => {
+                STATUS => {
                     r.status = value;
                     has_status = true;
                 }
-                b"Remote-MTA" => r.remote_mta = Some(typed(value)?),
-                b"Diagnostic-Code" => r.diagnostic = Some(typed(value)?),
-                b"Last-Attempt-Date" => r.last_attempt = Some(parse_date(value)?),
-                b"Will-Retry-Until" => r.will_retry_until = Some(parse_date(value)?),
+                REMOTE_MTA_HEAD => r.remote_mta = Some(typed(value)?),
+                DIAGNOSTIC_CODE_HEAD => r.diagnostic = Some(typed(value)?),
+                LAST_ATTEMPT_DATE => r.last_attempt = Some(parse_date(value)?),
+                WILL_RETRY_UNTIL => r.will_retry_until = Some(parse_date(value)?),
                 _ => return None,
             }
             line = lines.next();
@@ -222,9 +226,10 @@ impl<'a> Lines<'a> {
     }
 }
 
+/// `Name: value` as (`Name: `, `value`), the way the renderer's field heads are written.
 fn split_field(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let colon = memchr::memchr(b':', line)?;
-    Some((&line[..colon], line[colon + 1..].strip_prefix(b" ")?))
+    (line.get(colon + 1) == Some(&b' ')).then(|| line.split_at(colon + 2))
 }
 
 /// `type; value`, stored as `type;value` by the log parsers.
@@ -247,17 +252,13 @@ fn address(value: &[u8]) -> Option<Shown<'_>> {
 /// The RFC 5322 date [`Timestamp::write_rfc5322`] writes: `Www, D Mmm YYYY HH:MM:SS +HHMM`,
 /// and only in that form (no leading zero in the day, the weekday of the date).
 fn parse_date(s: &[u8]) -> Option<Timestamp> {
-    const MONTHS: [&[u8]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
     let (weekday, rest) = (s.get(..3)?, s.get(3..)?.strip_prefix(b", ")?);
     let mut parts = rest.split(|&c| c == b' ');
     let day = parts
         .next()
         .filter(|d| d.len() <= 2 && d.first() != Some(&b'0'))?;
     let month = parts.next()?;
-    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
+    let month = MONTHS.iter().position(|m| m[..] == *month)? as u32 + 1;
     let year = parts.next().filter(|y| y.len() == 4).and_then(number)?;
     let time = parts
         .next()

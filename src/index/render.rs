@@ -62,32 +62,39 @@ impl Typed {
     }
 }
 
+/// The field names this module writes, as their lines begin ([`super::read_back`] reads them).
+pub(crate) const ORIGINAL_RECIPIENT_HEAD: &[u8] = b"Original-Recipient: ";
+pub(crate) const FINAL_RECIPIENT_HEAD: &[u8] = b"Final-Recipient: ";
+pub(crate) const REMOTE_MTA_HEAD: &[u8] = b"Remote-MTA: ";
+pub(crate) const DIAGNOSTIC_CODE_HEAD: &[u8] = b"Diagnostic-Code: ";
+pub(crate) const REPORTING_MTA_HEAD: &[u8] = b"Reporting-MTA: ";
+pub(crate) const ACTION: &[u8] = b"Action: ";
+pub(crate) const STATUS: &[u8] = b"Status: ";
+pub(crate) const ARRIVAL_DATE: &[u8] = b"Arrival-Date: ";
+pub(crate) const LAST_ATTEMPT_DATE: &[u8] = b"Last-Attempt-Date: ";
+pub(crate) const WILL_RETRY_UNTIL: &[u8] = b"Will-Retry-Until: ";
+const ORIGINAL_ENVELOPE_ID: &[u8] = b"Original-Envelope-Id: ";
+
 const ORIGINAL_RECIPIENT: Typed = Typed {
-    head: b"Original-Recipient: ",
+    head: ORIGINAL_RECIPIENT_HEAD,
     default_type: b"rfc822; ",
 };
 const FINAL_RECIPIENT: Typed = Typed {
-    head: b"Final-Recipient: ",
+    head: FINAL_RECIPIENT_HEAD,
     default_type: b"rfc822; ",
 };
 const REMOTE_MTA: Typed = Typed {
-    head: b"Remote-MTA: ",
+    head: REMOTE_MTA_HEAD,
     default_type: b"dns; ",
 };
 const DIAGNOSTIC_CODE: Typed = Typed {
-    head: b"Diagnostic-Code: ",
+    head: DIAGNOSTIC_CODE_HEAD,
     default_type: b"smtp; ",
 };
 const REPORTING_MTA: Typed = Typed {
-    head: b"Reporting-MTA: ",
+    head: REPORTING_MTA_HEAD,
     default_type: b"dns; ",
 };
-const ORIGINAL_ENVELOPE_ID: &[u8] = b"Original-Envelope-Id: ";
-const ACTION: &[u8] = b"Action: ";
-const STATUS: &[u8] = b"Status: ";
-const ARRIVAL_DATE: &[u8] = b"Arrival-Date: ";
-const LAST_ATTEMPT_DATE: &[u8] = b"Last-Attempt-Date: ";
-const WILL_RETRY_UNTIL: &[u8] = b"Will-Retry-Until: ";
 
 /// The most [`push_field`] writes for a value of `len` octets.
 fn field_bound(head: &[u8], len: usize) -> usize {
