@@ -231,6 +231,21 @@ fn system_hostname() -> String {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
+    match crate::clock::pin_from_env() {
+        Ok(None) => {}
+        Ok(Some(at)) => {
+            let mut shown = String::new();
+            at.write_rfc3339_utc(&mut shown);
+            eprintln!(
+                "mtqpd: clock: {} starts the clock at {shown} (a test seam)",
+                crate::clock::PIN_VARIABLE
+            );
+        }
+        Err(e) => {
+            eprintln!("mtqpd: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Serve(cmd) => crate::serve::serve(&cmd.args),
         Command::Demo(args) => crate::demo::run(&args),

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{DemoArgs, ServeArgs, Unknown};
+use crate::clock::unix_now;
 use crate::index::date::Timestamp;
-use crate::ingest::{unix_now, LogFormat, LogSource};
+use crate::ingest::{LogFormat, LogSource};
 use crate::protocol::secret::{encode, sha1};
 
 const HOST: &str = "demo.mtqpd.example";

@@ -9,10 +9,12 @@
 //! - [`cli`], [`serve`] and [`demo`]: the command line and what it starts.
 //! - [`config`]: `serve --config FILE`, the settings as TOML, merged under the flags.
 //! - [`check`]: `ingest-check`, an offline read of logs for operators.
+//! - [`clock`]: the wall clock, and the test seam that pins it.
 
 pub mod check;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod index;

@@ -23,10 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::clock::unix_now;
 use crate::index::record::Retention;
 use crate::index::Index;
 use event::{Event, LineParser, Outcome};
@@ -169,13 +170,6 @@ pub fn check_sources(sources: &[LogSource]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Longest log line kept; longer ones are skipped and counted (Postfix itself caps at 2000).

@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::conn::{Conn, Next};
 use super::Shared;
-use crate::ingest::unix_now;
+use crate::clock::unix_now;
 use crate::protocol::reply;
 use crate::stats::WorkerStats;
 
