@@ -6,13 +6,21 @@
 //! Outcomes per recipient: 80% relayed, 8% delivered locally, 6% deferred then relayed, 3%
 //! still deferred, 3% bounced. Messages overlap: each one's deliveries are written a few
 //! messages after its arrival, so queue ids interleave as on a busy hub.
+//!
+//! Times: about 11 messages arrive a second (a million span a day). By default the latest
+//! line is logged now, so that a server with its default retention serves every message; `--start`
+//! pins the first arrival instead, for files that are the same byte for byte on every run.
+//! Classic syslog stamps carry no year and are written in UTC (serve them with
+//! `--log-timezone UTC`).
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
+use mtqpd::index::date::{civil_from_days, Timestamp, MONTHS};
 use mtqpd::protocol::secret::{encode, sha1};
 
 use crate::rng::Rng;
@@ -41,15 +49,57 @@ pub struct GenArgs {
     /// The secrets file to write (envid, TAB, base64 secret, one message a line).
     #[arg(long)]
     secrets: PathBuf,
-    /// Seed of the generator: the same seed writes the same files.
+    /// Seed of the generator: the same seed (and --start) writes the same files.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Arrival of the first message, RFC 3339 (e.g. 2026-11-24T00:00:00Z). Default: early
+    /// enough that the latest line of the log is logged now.
+    #[arg(long, value_parser = parse_start)]
+    start: Option<i64>,
+}
+
+fn parse_start(s: &str) -> Result<i64, String> {
+    Timestamp::parse_rfc3339(s.as_bytes())
+        .map(|t| t.unix)
+        .ok_or_else(|| format!("'{s}' is not an RFC 3339 time (e.g. 2026-11-24T00:00:00Z)"))
 }
 
 /// How far behind its arrival a message's deliveries are written.
 const LAG: usize = 8;
-/// 2026-11-24T00:00:00Z: the synthetic day starts here.
-const DAY_START: i64 = 1_795_478_400;
+/// Messages arriving per second.
+const PER_SECOND: u64 = 11;
+/// Seconds from a message's arrival to its first delivery attempt.
+const FIRST_ATTEMPT: i64 = 2;
+/// Seconds from the first attempt to the retry of a deferred recipient.
+const RETRY: i64 = 300;
+/// Seconds from the first attempt to the queue manager's last word (bounce, removed).
+const FINISHED: i64 = RETRY + 1;
+
+/// Arrival of message `i`.
+fn arrival(start: i64, i: u64) -> i64 {
+    start + (i / PER_SECOND) as i64
+}
+
+impl Format {
+    /// Seconds from a message's arrival to its latest line.
+    fn last_line_after_arrival(self) -> i64 {
+        match self {
+            Format::Native => FIRST_ATTEMPT,
+            Format::Postfix => FIRST_ATTEMPT + FINISHED,
+        }
+    }
+}
+
+/// The first arrival that makes the latest line of the log fall on `end`.
+fn start_ending_at(end: i64, messages: u64, format: Format) -> i64 {
+    end - arrival(0, messages.saturating_sub(1)) - format.last_line_after_arrival()
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
 
 #[derive(Clone, Copy)]
 enum Outcome {
@@ -70,12 +120,16 @@ fn outcome(rng: &mut Rng) -> Outcome {
     }
 }
 
-/// `Nov 24 10:00:00`-style prefix time (classic syslog: no year, here UTC).
+/// A classic syslog stamp, `Nov  4 10:00:00` (no year), in UTC.
 fn syslog_time(unix: i64) -> String {
+    let (_, month, day) = civil_from_days(unix.div_euclid(86_400));
     let secs = unix.rem_euclid(86_400);
-    let day = 24 + (unix - DAY_START).div_euclid(86_400);
+    let month = MONTHS[month as usize - 1].map(char::from);
     format!(
-        "Nov {day:>2} {:02}:{:02}:{:02}",
+        "{}{}{} {day:>2} {:02}:{:02}:{:02}",
+        month[0],
+        month[1],
+        month[2],
         secs / 3600,
         secs / 60 % 60,
         secs % 60
@@ -83,14 +137,13 @@ fn syslog_time(unix: i64) -> String {
 }
 
 fn rfc3339(unix: i64) -> String {
-    let secs = unix.rem_euclid(86_400);
-    let day = 24 + (unix - DAY_START).div_euclid(86_400);
-    format!(
-        "2026-11-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    let mut s = String::new();
+    Timestamp {
+        unix,
+        offset_minutes: 0,
+    }
+    .write_rfc3339_utc(&mut s);
+    s
 }
 
 struct Message {
@@ -136,7 +189,7 @@ impl<W: Write> Writer<W> {
 
     fn deliveries(&mut self, m: &Message) -> std::io::Result<()> {
         let (i, q) = (m.i, &m.queue);
-        let t = m.at + 2;
+        let t = m.at + FIRST_ATTEMPT;
         for (r, o) in m.outcomes.iter().enumerate() {
             let to = format!("user{r}.{i}@dest{}.example", i % 113);
             let local = format!("local{r}.{i}@hub.example");
@@ -164,7 +217,7 @@ impl<W: Write> Writer<W> {
                         Outcome::Local => writeln!(self.out, "{ts} hub postfix/local[{pid}]: {q}: to=<{local}>, relay=local, delay=0.3, delays=0.1/0/0/0.2, dsn=2.0.0, status=sent (delivered to mailbox)")?,
                         Outcome::DeferredThenRelayed => {
                             writeln!(self.out, "{ts} hub postfix/smtp[{pid}]: {q}: to=<{to}>, relay=none, delay=30, delays=0.1/0/30/0, dsn=4.4.1, status=deferred (connect to mx.dest.example[198.51.100.7]:25: Connection timed out)")?;
-                            writeln!(self.out, "{} hub postfix/smtp[{pid}]: {q}: to=<{to}>, relay=mx.dest{}.example[198.51.100.{}]:25, delay=330, delays=300/0/20/10, dsn=2.0.0, status=sent (250 2.0.0 Ok)", syslog_time(t + 300), i % 113, i % 250 + 1)?;
+                            writeln!(self.out, "{} hub postfix/smtp[{pid}]: {q}: to=<{to}>, relay=mx.dest{}.example[198.51.100.{}]:25, delay=330, delays=300/0/20/10, dsn=2.0.0, status=sent (250 2.0.0 Ok)", syslog_time(t + RETRY), i % 113, i % 250 + 1)?;
                         }
                         Outcome::Deferred => writeln!(self.out, "{ts} hub postfix/smtp[{pid}]: {q}: to=<{to}>, relay=none, delay=30, delays=0.1/0/30/0, dsn=4.4.1, status=deferred (connect to mx.dest.example[198.51.100.7]:25: Connection timed out)")?,
                         Outcome::Bounced => writeln!(self.out, "{ts} hub postfix/smtp[{pid}]: {q}: to=<{to}>, relay=mx.dest{}.example[198.51.100.{}]:25, delay=0.9, delays=0.1/0/0.4/0.4, dsn=5.1.1, status=bounced (host mx.dest.example[198.51.100.{}] said: 550 5.1.1 <{to}>: Recipient address rejected: User unknown (in reply to RCPT TO command))", i % 113, i % 250 + 1, i % 250 + 1)?,
@@ -175,7 +228,7 @@ impl<W: Write> Writer<W> {
         if self.format == Format::Postfix {
             let done = m.outcomes.iter().all(|o| !matches!(o, Outcome::Deferred));
             let bounced = m.outcomes.iter().any(|o| matches!(o, Outcome::Bounced));
-            let ts = syslog_time(t + 301);
+            let ts = syslog_time(t + FINISHED);
             if bounced {
                 writeln!(
                     self.out,
@@ -209,6 +262,9 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
     };
     let mut secrets = open(&args.secrets)?;
     let mut rng = Rng::new(args.seed);
+    let start = args
+        .start
+        .unwrap_or_else(|| start_ending_at(unix_now(), args.messages, args.format));
     let mut waiting: VecDeque<Message> = VecDeque::with_capacity(LAG + 1);
     let io = |e: std::io::Error| e.to_string();
     for i in 0..args.messages {
@@ -223,8 +279,7 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
         writeln!(secrets, "gen-{i:010}@client.example\t{}", encode(&secret)).map_err(io)?;
         let m = Message {
             i,
-            // About 11 messages a second: a million messages span a day of log.
-            at: DAY_START + (i / 11) as i64,
+            at: arrival(start, i),
             queue: format!("{:010X}", (i << 8) | (rng.below(256))),
             outcomes: (0..args.recipients).map(|_| outcome(&mut rng)).collect(),
         };
@@ -241,4 +296,89 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
     }
     w.out.flush().map_err(io)?;
     secrets.flush().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(format: Format, start: Option<i64>, dir: &std::path::Path) -> GenArgs {
+        GenArgs {
+            messages: 300,
+            recipients: 2,
+            format,
+            out: dir.join(format!("{format:?}.log")),
+            secrets: dir.join(format!("{format:?}.secrets")),
+            seed: 7,
+            start,
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mtqp-load-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn unix(rfc3339: &str) -> i64 {
+        Timestamp::parse_rfc3339(rfc3339.as_bytes()).unwrap().unix
+    }
+
+    #[test]
+    fn classic_stamps_cross_new_year_with_the_calendar() {
+        let eve = unix("2027-12-31T23:59:59Z");
+        assert_eq!(syslog_time(eve), "Dec 31 23:59:59");
+        assert_eq!(syslog_time(eve + 1), "Jan  1 00:00:00");
+        assert_eq!(syslog_time(unix("2028-02-29T12:00:00Z")), "Feb 29 12:00:00");
+        assert_eq!(syslog_time(unix("2028-03-01T00:00:00Z")), "Mar  1 00:00:00");
+    }
+
+    #[test]
+    fn by_default_the_latest_line_is_logged_now() {
+        let dir = temp_dir("now");
+        let before = unix_now();
+        let a = args(Format::Native, None, &dir);
+        run(&a).unwrap();
+        let after = unix_now();
+        let log = std::fs::read_to_string(&a.out).unwrap();
+        let latest = log
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("time="))
+            .map(unix)
+            .max()
+            .unwrap();
+        assert!(
+            (before..=after).contains(&latest),
+            "{before} {latest} {after}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_pinned_start_writes_the_same_files_on_every_run() {
+        let dir = temp_dir("pinned");
+        let start = Some(unix("2027-12-31T23:50:00Z"));
+        for format in [Format::Native, Format::Postfix] {
+            let a = args(format, start, &dir);
+            run(&a).unwrap();
+            let first = (
+                std::fs::read(&a.out).unwrap(),
+                std::fs::read(&a.secrets).unwrap(),
+            );
+            run(&a).unwrap();
+            let again = (
+                std::fs::read(&a.out).unwrap(),
+                std::fs::read(&a.secrets).unwrap(),
+            );
+            assert!(first == again, "{format:?}");
+            let log = String::from_utf8(first.0).unwrap();
+            let first_line = log.lines().next().unwrap();
+            assert!(
+                first_line.starts_with("Dec 31 23:50:00 ")
+                    || first_line.contains(" time=2027-12-31T23:50:00Z "),
+                "{first_line}"
+            );
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
