@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 const HOST: &str = "example2.com";
 const ENVID: &str = "12345-20010101@example.com";
 const SECRET: &str = "our own secret for the RFC 3887 examples";
-/// Arrival and attempt times of the RFC's examples: records need `retention = "36500d"`.
+/// Arrival and attempt times of the RFC's examples.
 const ARRIVAL: &str = "2001-01-01T15:15:15-05:00";
 const ATTEMPT: &str = "2001-01-01T19:15:03-05:00";
+/// The servers' clock: 18 days after the examples, so that their records are served only
+/// because the file's `retention = "30d"` applies (the default 8d would have expired them).
+const NOW: &str = "2001-01-20T00:00:00Z";
 
 const NOINFO: &[u8] = b"-ERR/noinfo No tracking information is available\r\n";
 const TOO_MANY_CONNECTIONS: &[u8] =
@@ -129,12 +132,12 @@ fn settings_from_the_file_reach_the_wire() {
         &dir,
         "mtqpd.toml",
         &format!(
-            "hostname = \"{HOST}\"\nunknown = \"opaque\"\nretention = \"36500d\"\n\
+            "hostname = \"{HOST}\"\nunknown = \"opaque\"\nretention = \"30d\"\n\
              max_connections = 1\nlog = [\"native:{}\"]\n",
             log.display()
         ),
     );
-    let s = Server::start_caught_up(&["--config", &config]);
+    let s = Server::start_caught_up_at(NOW, &["--config", &config]);
     let mut c = s.connect();
     assert_wire(
         &c.response_bytes(),
@@ -168,23 +171,26 @@ fn flags_override_the_file_even_at_their_default_values() {
         &dir,
         "mtqpd.toml",
         &format!(
-            "hostname = \"file.example\"\nunknown = \"opaque\"\nretention = \"36500d\"\n\
+            "hostname = \"file.example\"\nunknown = \"opaque\"\nretention = \"30d\"\n\
              log = [\"native:{}\"]\n",
             from_file.display()
         ),
     );
     let flag_log = format!("native:{}", from_flag.display());
     // `--unknown noinfo` is the default, and still beats the file's `opaque`.
-    let s = Server::start_caught_up(&[
-        "--config",
-        &config,
-        "--hostname",
-        HOST,
-        "--unknown",
-        "noinfo",
-        "--log",
-        &flag_log,
-    ]);
+    let s = Server::start_caught_up_at(
+        NOW,
+        &[
+            "--config",
+            &config,
+            "--hostname",
+            HOST,
+            "--unknown",
+            "noinfo",
+            "--log",
+            &flag_log,
+        ],
+    );
     let mut c = s.connect();
     assert_wire(
         &c.response_bytes(),
@@ -192,7 +198,7 @@ fn flags_override_the_file_even_at_their_default_values() {
     );
     assert_wire(&c.roundtrip(&track("nobody@example.com")), NOINFO);
     // --log replaced the file's list: only the flag's log was read. The file's retention still
-    // applies: without it the 2001 record would have expired.
+    // applies: without it the examples' record would have expired.
     assert_wire(&c.roundtrip(&track("file-envid@example.com")), NOINFO);
     assert_wire(
         &c.roundtrip(&track("flag-envid@example.com")),

@@ -15,29 +15,25 @@ use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, LazyLock};
 use std::time::{Duration, Instant};
 
 use mtqpd::protocol::response::Response;
 
-/// Arrival of every test message: in the past, so `timeout=1` has run out, and recent.
-const T0: &str = "2026-11-24T00:00:00Z";
-const T1: &str = "2026-11-24T00:00:01Z";
-const T2: &str = "2026-11-24T00:00:02Z";
-const T3: &str = "2026-11-24T00:00:03Z";
+/// Arrival of every test message, from the clock the test runs under: an hour ago, so long
+/// past a `timeout=1` and well inside the default retention.
+static BASE: LazyLock<i64> = LazyLock::new(|| unix_now() - 3600);
+/// The arrival and the next three seconds, as native lines write them.
+static T0: LazyLock<String> = LazyLock::new(|| rfc3339(*BASE));
+static T1: LazyLock<String> = LazyLock::new(|| rfc3339(*BASE + 1));
+static T2: LazyLock<String> = LazyLock::new(|| rfc3339(*BASE + 2));
+static T3: LazyLock<String> = LazyLock::new(|| rfc3339(*BASE + 3));
 
 /// Starts a server following `logs` (native format) and waits until it caught up once.
 fn start(logs: &[&Path]) -> Server {
-    let mut args: Vec<String> = [
-        "--hostname",
-        "hub.example",
-        "--retention",
-        "36500d",
-        "--threads",
-        "1",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args: Vec<String> = ["--hostname", "hub.example", "--threads", "1"]
+        .map(String::from)
+        .to_vec();
     for log in logs {
         args.push("--log".into());
         args.push(format!("native:{}", log.display()));
@@ -99,7 +95,7 @@ impl Msg {
 
     /// The accept line, naming the queue id.
     fn accept(&self) -> String {
-        accept_line(T0, &self.envid, &self.secret, &self.queue())
+        accept_line(&T0, &self.envid, &self.secret, &self.queue())
     }
 
     /// The usual recipient of this message.
@@ -114,7 +110,11 @@ impl Msg {
 
     /// Accept plus a delivered recipient: two lines.
     fn lines(&self) -> String {
-        format!("{}{}", self.accept(), self.update(T1, "delivered", "2.0.0"))
+        format!(
+            "{}{}",
+            self.accept(),
+            self.update(&T1, "delivered", "2.0.0")
+        )
     }
 }
 
@@ -242,7 +242,7 @@ fn live_ingest(name: &str, create_empty: bool) {
         &format!(
             "{}{}",
             m.accept(),
-            m.update(T1, "delayed", "4.4.1+20(No+20answer+20from+20host)")
+            m.update(&T1, "delayed", "4.4.1+20(No+20answer+20from+20host)")
         ),
     );
     let body = wait_body(
@@ -257,7 +257,7 @@ fn live_ingest(name: &str, create_empty: bool) {
     for want in [
         "Original-Envelope-Id: live@sender.example\r\n",
         "Reporting-MTA: dns; hub.example\r\n",
-        "Arrival-Date: Tue, 24 Nov 2026 00:00:00 +0000\r\n",
+        &format!("Arrival-Date: {}\r\n", rfc5322(*BASE)),
         "Original-Recipient: rfc822; to-live@dest.example\r\n",
         "Final-Recipient: rfc822; to-live@dest.example\r\n",
         "Will-Retry-Until: ",
@@ -270,7 +270,7 @@ fn live_ingest(name: &str, create_empty: bool) {
     assert_noinfo(&s, &m.envid, "not-the-secret");
 
     // The recipient's state moves on: delayed, then delivered.
-    append(&log, &m.update(T2, "delivered", "2.0.0"));
+    append(&log, &m.update(&T2, "delivered", "2.0.0"));
     let body = wait_delivered(&s, &m);
     assert!(!body.contains("delayed"), "old state kept:\n{body}");
     assert!(
@@ -331,7 +331,7 @@ fn unterminated_last_line_waits_for_its_newline() {
     // half) ties to the message.
     w.append(
         &log,
-        &format!("{}{}", &accept[cut..], m.update(T1, "delivered", "2.0.0")),
+        &format!("{}{}", &accept[cut..], m.update(&T1, "delivered", "2.0.0")),
     );
     let body = wait_delivered(&s, &m);
     assert_eq!(body.matches("Final-Recipient:").count(), 1, "{body}");
@@ -358,9 +358,9 @@ fn two_recipient_message(m: &Msg) -> String {
     format!(
         "{}{}{}",
         m.accept(),
-        rcpt_line(T1, &m.queue(), "first@dest.example", "delivered", "2.0.0"),
+        rcpt_line(&T1, &m.queue(), "first@dest.example", "delivered", "2.0.0"),
         rcpt_line(
-            T1,
+            &T1,
             &m.queue(),
             "second@dest.example",
             "delayed",
@@ -418,7 +418,7 @@ fn rename_rotation_loses_and_doubles_nothing() {
     w.append(
         &log,
         &rcpt_line(
-            T2,
+            &T2,
             &msgs[0].queue(),
             "second@dest.example",
             "delivered",
@@ -820,11 +820,11 @@ fn recipient_before_its_accept_is_applied_when_the_accept_arrives() {
     let by_queue = Msg::new("early-q");
     let by_msgid = Msg::new("early-m");
     let other = Msg::new("other");
-    w.append(&log, &by_queue.update(T1, "delivered", "2.0.0"));
+    w.append(&log, &by_queue.update(&T1, "delivered", "2.0.0"));
     w.append(
         &log,
         &rcpt_line(
-            T1,
+            &T1,
             "msgid=early-m@sender.example",
             &by_msgid.rcpt(),
             "delivered",
@@ -841,7 +841,7 @@ fn recipient_before_its_accept_is_applied_when_the_accept_arrives() {
     w.append(
         &log,
         &accept_line(
-            T0,
+            &T0,
             &by_msgid.envid,
             &by_msgid.secret,
             "msgid=early-m@sender.example",
@@ -853,8 +853,8 @@ fn recipient_before_its_accept_is_applied_when_the_accept_arrives() {
     assert_eq!(body.matches("Final-Recipient:").count(), 1, "{body}");
 
     // An older state read after a newer one does not move the recipient back.
-    w.append(&log, &by_queue.update(T0, "delayed", "4.0.0"));
-    w.append(&log, &other.update(T3, "failed", "5.1.1"));
+    w.append(&log, &by_queue.update(&T0, "delayed", "4.0.0"));
+    w.append(&log, &other.update(&T3, "failed", "5.1.1"));
     wait_body(&s, &other.envid, &other.secret, &["Action: failed\r\n"]);
     let body = wait_delivered(&s, &by_queue);
     assert!(!body.contains("delayed"), "{body}");
@@ -898,14 +898,15 @@ fn malformed_lines_are_counted_and_skipped() {
     wait_delivered(&s, &before);
 
     let m = mtrk("x");
+    let t0 = T0.as_str();
     // Lines that hold `mtqp:` but are not valid native lines.
     let mut rejected: Vec<Vec<u8>> = [
         // truncated
         "mtqp: event=acc".to_string(),
-        format!("mtqp: event=accept time={T0} envi"),
-        format!("mtqp: event=accept time=2026-11-24T00:0 envid=t1@x mtrk={m}"),
-        format!("mtqp: event=accept time={T0} envid=t2@x mtrk={}", &m[..10]),
-        format!("mtqp: event=rcpt time={T0} queue=Qx rcpt=a@x action=deliv"),
+        format!("mtqp: event=accept time={t0} envi"),
+        format!("mtqp: event=accept time={} envid=t1@x mtrk={m}", &t0[..15]),
+        format!("mtqp: event=accept time={t0} envid=t2@x mtrk={}", &m[..10]),
+        format!("mtqp: event=rcpt time={t0} queue=Qx rcpt=a@x action=deliv"),
         "mtqp:".to_string(),
         // bad time
         format!(
@@ -913,41 +914,42 @@ fn malformed_lines_are_counted_and_skipped() {
         ),
         format!("mtqp: event=accept time=2026-02-30T00:00:00Z envid=b2@x mtrk={m}"),
         // bad mtrk
-        format!("mtqp: event=accept time={T0} envid=b3@x mtrk=!!not-base64!!"),
-        format!("mtqp: event=accept time={T0} envid=b4@x mtrk=YWJj"),
+        format!("mtqp: event=accept time={t0} envid=b3@x mtrk=!!not-base64!!"),
+        format!("mtqp: event=accept time={t0} envid=b4@x mtrk=YWJj"),
         // bad xtext
-        format!("mtqp: event=rcpt time={T0} queue=Qx rcpt=a+zz@x action=delivered status=2.0.0"),
-        format!("mtqp: event=rcpt time={T0} queue=Qx rcpt=a@x action=delivered status=2.0.0+2"),
-        format!("mtqp: event=accept time={T0} envid=b+5@x mtrk={m}"),
+        format!("mtqp: event=rcpt time={t0} queue=Qx rcpt=a+zz@x action=delivered status=2.0.0"),
+        format!("mtqp: event=rcpt time={t0} queue=Qx rcpt=a@x action=delivered status=2.0.0+2"),
+        format!("mtqp: event=accept time={t0} envid=b+5@x mtrk={m}"),
         // missing keys
-        format!("mtqp: event=accept time={T0} mtrk={m}"),
-        format!("mtqp: event=accept time={T0} envid=b6@x"),
+        format!("mtqp: event=accept time={t0} mtrk={m}"),
+        format!("mtqp: event=accept time={t0} envid=b6@x"),
         format!("mtqp: event=accept envid=b7@x mtrk={m}"),
-        format!("mtqp: time={T0} envid=b8@x mtrk={m}"),
-        format!("mtqp: event=rcpt time={T0} rcpt=a@x action=delivered status=2.0.0"),
-        format!("mtqp: event=rcpt time={T0} queue=Qx action=delivered status=2.0.0"),
-        format!("mtqp: event=rcpt time={T0} queue=Qx rcpt=a@x status=2.0.0"),
-        format!("mtqp: event=rcpt time={T0} queue=Qx rcpt=a@x action=delivered"),
+        format!("mtqp: time={t0} envid=b8@x mtrk={m}"),
+        format!("mtqp: event=rcpt time={t0} rcpt=a@x action=delivered status=2.0.0"),
+        format!("mtqp: event=rcpt time={t0} queue=Qx action=delivered status=2.0.0"),
+        format!("mtqp: event=rcpt time={t0} queue=Qx rcpt=a@x status=2.0.0"),
+        format!("mtqp: event=rcpt time={t0} queue=Qx rcpt=a@x action=delivered"),
         // other bad values
-        format!("mtqp: event=rcpt time={T0} queue=Qx rcpt=a@x action=delivered status=9.9.9"),
-        format!("mtqp: event=accept time={T0} envid=b9@x mtrk={m} timeout=soon"),
-        format!("mtqp: event=accept event=accept time={T0} envid=b10@x mtrk={m}"),
+        format!("mtqp: event=rcpt time={t0} queue=Qx rcpt=a@x action=delivered status=9.9.9"),
+        format!("mtqp: event=accept time={t0} envid=b9@x mtrk={m} timeout=soon"),
+        format!("mtqp: event=accept event=accept time={t0} envid=b10@x mtrk={m}"),
     ]
     .into_iter()
     .map(String::into_bytes)
     .collect();
     // Invalid UTF-8, NUL and other control bytes around `mtqp:`.
     rejected.push(
-        format!("mtqp: event=rcpt time={T0} queue=Qx rcpt=\u{1}@x action=delivered status=2.0.0")
+        format!("mtqp: event=rcpt time={t0} queue=Qx rcpt=\u{1}@x action=delivered status=2.0.0")
             .into_bytes(),
     );
-    let mut raw = b"mtqp: event=rcpt time=2026-11-24T00:00:00Z queue=Qx rcpt=".to_vec();
+    let mut raw = format!("mtqp: event=rcpt time={t0} queue=Qx rcpt=").into_bytes();
     raw.extend_from_slice(b"\xff\xfe@x action=delivered status=2.0.0");
     rejected.push(raw);
-    let mut raw = b"mtqp: event=accept time=2026-11-24T00:00:00Z envid=\xc3\x28@x mtrk=".to_vec();
+    let mut raw = format!("mtqp: event=accept time={t0} envid=").into_bytes();
+    raw.extend_from_slice(b"\xc3\x28@x mtrk=");
     raw.extend_from_slice(m.as_bytes());
     rejected.push(raw);
-    rejected.push(b"mtqp: event=accept\0 time=2026-11-24T00:00:00Z".to_vec());
+    rejected.push(format!("mtqp: event=accept\0 time={t0}").into_bytes());
     rejected.push(b"\xff\xfe\x00 mtqp: \x00\x01 event=accept".to_vec());
 
     // Lines without `mtqp:`: binary garbage, invalid UTF-8, empty, foreign log lines, and a
@@ -972,7 +974,7 @@ fn malformed_lines_are_counted_and_skipped() {
     ignored.push(vec![b'x'; 64 * 1024]);
 
     // Lines over the 64 KiB limit: one of 1 MB (with `mtqp:`), one a byte over.
-    let mut huge = format!("mtqp: event=accept time={T0} envid=huge@x mtrk={m} diag=").into_bytes();
+    let mut huge = format!("mtqp: event=accept time={t0} envid=huge@x mtrk={m} diag=").into_bytes();
     huge.resize(1024 * 1024, b'A');
     let too_long = [huge, vec![b'y'; 64 * 1024 + 1]];
 
@@ -1079,33 +1081,33 @@ fn records_past_their_mtrk_timeout_are_never_served() {
     w.append(
         &log,
         &accept_line(
-            T0,
+            &T0,
             &expired.envid,
             &expired.secret,
             &format!("timeout=1 {}", expired.queue()),
         ),
     );
-    w.append(&log, &expired.update(T1, "delivered", "2.0.0"));
+    w.append(&log, &expired.update(&T1, "delivered", "2.0.0"));
     w.append(
         &log,
         &accept_line(
-            T0,
+            &T0,
             &queued.envid,
             &queued.secret,
             &format!("timeout=1 {}", queued.queue()),
         ),
     );
-    w.append(&log, &queued.update(T1, "delayed", "4.4.1"));
+    w.append(&log, &queued.update(&T1, "delayed", "4.4.1"));
     w.append(
         &log,
         &accept_line(
-            T0,
+            &T0,
             &long.envid,
             &long.secret,
             &format!("timeout=999999999 {}", long.queue()),
         ),
     );
-    w.append(&log, &long.update(T1, "delivered", "2.0.0"));
+    w.append(&log, &long.update(&T1, "delivered", "2.0.0"));
     w.append(&log, &plain.lines());
 
     wait_delivered(&s, &plain);
@@ -1133,15 +1135,15 @@ fn same_envid_with_two_secrets_keeps_two_records() {
 
     let envid = "shared-123@sender.example";
     let (s1, s2) = ("first-secret", "second-secret");
-    w.append(&log, &accept_line(T0, envid, s1, "queue=QONE"));
+    w.append(&log, &accept_line(&T0, envid, s1, "queue=QONE"));
     w.append(
         &log,
-        &rcpt_line(T1, "queue=QONE", "one@dest.example", "delayed", "4.4.1"),
+        &rcpt_line(&T1, "queue=QONE", "one@dest.example", "delayed", "4.4.1"),
     );
-    w.append(&log, &accept_line(T0, envid, s2, "queue=QTWO"));
+    w.append(&log, &accept_line(&T0, envid, s2, "queue=QTWO"));
     w.append(
         &log,
-        &rcpt_line(T1, "queue=QTWO", "two@dest.example", "failed", "5.1.1"),
+        &rcpt_line(&T1, "queue=QTWO", "two@dest.example", "failed", "5.1.1"),
     );
 
     let first = wait_body(
@@ -1164,7 +1166,7 @@ fn same_envid_with_two_secrets_keeps_two_records() {
     // An update to the first message, after the second was accepted, still goes to the first.
     w.append(
         &log,
-        &rcpt_line(T2, "queue=QONE", "one@dest.example", "delivered", "2.0.0"),
+        &rcpt_line(&T2, "queue=QONE", "one@dest.example", "delivered", "2.0.0"),
     );
     let first = wait_body(&s, envid, s1, &["Action: delivered\r\n"]);
     assert!(!first.contains("two@dest.example"), "{first}");

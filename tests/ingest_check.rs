@@ -6,6 +6,8 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 
+use mtqpd::clock::PIN_VARIABLE;
+
 #[test]
 fn reports_tracked_messages_unreadable_lines_and_untrackable_queue_ids() {
     let dir = TempDir::new("ingest-check");
@@ -24,9 +26,11 @@ fn reports_tracked_messages_unreadable_lines_and_untrackable_queue_ids() {
     ));
     text.push_str("garbage without a prefix\nOct 10 16:00:01 mail postfix/smtp[1]: ABCDEF123: to=<x@y>, relay=none\n");
     std::fs::write(&log, text).unwrap();
+    // The log's classic stamps take their year from the clock: read it on the day it was written.
     let out = Command::new(env!("CARGO_BIN_EXE_mtqpd"))
         .args(["ingest-check", "--log-timezone", "UTC", "--log"])
         .arg(format!("postfix:{}", log.display()))
+        .env(PIN_VARIABLE, "2026-10-10T16:05:00Z")
         .output()
         .unwrap();
     assert!(

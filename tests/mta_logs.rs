@@ -41,18 +41,21 @@ fn track(s: &Server, envid: &str, secret: &str) -> Vec<u8> {
         .roundtrip(&format!("TRACK <{envid}> {}", secret_b64(secret)))
 }
 
-fn start(format: &str, log: &Path) -> Server {
+/// Starts a server on `log`, its clock at `now` (RFC 3339): the fixtures' dates are fixed, and
+/// their classic syslog stamps take their year from the server's clock.
+fn start(format: &str, log: &Path, now: &str) -> Server {
     let arg = format!("{format}:{}", log.display());
-    Server::start_caught_up(&[
-        "--hostname",
-        "hub.example",
-        "--retention",
-        "36500d",
-        "--log-timezone",
-        "UTC",
-        "--log",
-        &arg,
-    ])
+    Server::start_caught_up_at(
+        now,
+        &[
+            "--hostname",
+            "hub.example",
+            "--log-timezone",
+            "UTC",
+            "--log",
+            &arg,
+        ],
+    )
 }
 
 #[test]
@@ -82,7 +85,7 @@ fn postfix_youyo_log_with_accepts_keyed_by_message_id() {
         )
     ));
     std::fs::write(&log, text).unwrap();
-    let s = start("postfix", &log);
+    let s = start("postfix", &log, "2026-10-10T16:00:00Z");
     assert_eq!(
         recipients(&track(&s, "c6e@example.com", "s1")),
         ["Final-Recipient: rfc822; test@example.ddd | Action: relayed | Status: 2.0.0 | Remote-MTA: dns; example.ddd"]
@@ -128,7 +131,7 @@ fn exim_test_log_with_accepts_keyed_by_message_id_of_exim() {
         )
     ));
     std::fs::write(&log, text).unwrap();
-    let s = start("exim", &log);
+    let s = start("exim", &log, "1999-03-02T10:00:00Z");
     let y = recipients(&track(&s, "y@myhost.test.ex", "s1"));
     assert_eq!(
         y,
@@ -158,10 +161,11 @@ fn sendmail_lines_with_an_accept_keyed_by_queue_id() {
         "Jul 19 13:28:35 vs184010 sm-mta[11380]: m6JDSZoG011380: from=<monit@blindgaenger.net>, size=553, class=0, nrcpts=1, msgid=<1216474115@vs184010.vserver.de>, proto=SMTP, daemon=MTA-v4, relay=localhost.localdomain [127.0.0.1]\n\
          Jul 19 13:28:35 vs184010 mtqp-milter[7]: {}\
          Jul 19 13:28:36 vs184010 sm-mta[11383]: m6JDSZoG011380: to=<mail@wzuup.com>, delay=00:00:01, xdelay=00:00:01, mailer=esmtp, pri=120553, relay=gmail-smtp-in.l.google.com. [209.85.129.27], dsn=2.0.0, stat=Sent (OK 1216474116 13si6851157fks.6)\n",
-        accept_line("2026-07-19T13:28:35Z", "monit-1@blindgaenger.net", "s1", "msgid=1216474115@vs184010.vserver.de")
+        accept_line("2008-07-19T13:28:35Z", "monit-1@blindgaenger.net", "s1", "msgid=1216474115@vs184010.vserver.de")
     );
     std::fs::write(&log, text).unwrap();
-    let s = start("sendmail", &log);
+    // The lines are of 2008 (sendmail's queue id m6JDSZoG011380 says so).
+    let s = start("sendmail", &log, "2008-07-19T14:00:00Z");
     assert_eq!(
         recipients(&track(&s, "monit-1@blindgaenger.net", "s1")),
         ["Final-Recipient: rfc822; mail@wzuup.com | Action: relayed | Status: 2.0.0 | Remote-MTA: dns; gmail-smtp-in.l.google.com"]
@@ -186,7 +190,7 @@ fn damaged_lines_in_a_postfix_log_are_counted_and_skipped() {
     );
     bytes.extend_from_slice(tail.as_bytes());
     std::fs::write(&log, bytes).unwrap();
-    let s = start("postfix", &log);
+    let s = start("postfix", &log, "2026-10-10T16:05:00Z");
     assert_eq!(
         recipients(&track(&s, "ok@example.com", "s")),
         ["Final-Recipient: rfc822; u@hub.example | Action: delivered | Status: 2.0.0"]

@@ -226,8 +226,6 @@ fn real_postfix_delivered_bounced_deferred() {
         HOSTNAME,
         "--log-timezone",
         "local",
-        "--retention",
-        "36500d",
         "--threads",
         "1",
     ]);

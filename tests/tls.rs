@@ -196,12 +196,14 @@ fn certificate_is_chosen_by_the_starttls_name_wildcards_per_rfc_6125() {
     );
 }
 
+/// A native log of one delivered message, logged a minute ago.
 fn log_with_one_message(dir: &TempDir) -> String {
     let log = dir.path("mail.log");
+    let now = unix_now();
     append(
         &log,
         &accept_line(
-            "2026-11-24T10:00:00Z",
+            &rfc3339(now - 60),
             "tls-1@example.org",
             "s3cret",
             "queue=Q1",
@@ -209,7 +211,10 @@ fn log_with_one_message(dir: &TempDir) -> String {
     );
     append(
         &log,
-        "mtqp: event=rcpt time=2026-11-24T10:00:01Z queue=Q1 rcpt=u@example.net action=delivered status=2.0.0\n",
+        &format!(
+            "mtqp: event=rcpt time={} queue=Q1 rcpt=u@example.net action=delivered status=2.0.0\n",
+            rfc3339(now - 59)
+        ),
     );
     format!("native:{}", log.display())
 }
@@ -219,10 +224,7 @@ fn commands_pipelined_after_starttls_are_discarded_never_executed() {
     let (pki, ca, ca_key) = Pki::new("tls-injection");
     let leaf = pki.leaf(&ca, &ca_key, "a", &["mtqp.example.com"]);
     let log = log_with_one_message(&pki.dir);
-    let s = Server::start_caught_up(&serve_args(
-        &[&leaf],
-        &["--log", &log, "--retention", "36500d"],
-    ));
+    let s = Server::start_caught_up(&serve_args(&[&leaf], &["--log", &log]));
     let mut c = s.client();
     let track = format!("TRACK <tls-1@example.org> {}", secret_b64("s3cret"));
     c.send(format!("STARTTLS mtqp.example.com\r\n{track}\r\nCOMMENT injected\r\n").as_bytes());
@@ -251,10 +253,7 @@ fn tls_required_refuses_track_in_plaintext_and_serves_it_under_tls_in_order() {
     let (pki, ca, ca_key) = Pki::new("tls-required");
     let leaf = pki.leaf(&ca, &ca_key, "a", &["mtqp.example.com"]);
     let log = log_with_one_message(&pki.dir);
-    let s = Server::start_caught_up(&serve_args(
-        &[&leaf],
-        &["--tls-required", "--log", &log, "--retention", "36500d"],
-    ));
+    let s = Server::start_caught_up(&serve_args(&[&leaf], &["--tls-required", "--log", &log]));
     let mut c = s.client();
     let track = format!("TRACK <tls-1@example.org> {}", secret_b64("s3cret"));
     assert_eq!(

@@ -24,6 +24,8 @@ const SECRET: &str = "our own secret for the RFC 3887 examples";
 const ARRIVAL: &str = "2001-01-01T15:15:15-05:00";
 /// `Mon, 1 Jan 2001 19:15:03 -0500`.
 const ATTEMPT: &str = "2001-01-01T19:15:03-05:00";
+/// When the servers read the examples' logs: the evening of the examples' day.
+const EXAMPLES_READ_AT: &str = "2001-01-01T23:00:00-05:00";
 /// The name in the test server certificate.
 const TLS_NAME: &str = "mtqp.example.com";
 
@@ -134,21 +136,14 @@ fn rcpt_line(envid: &str, rcpt: &str, action: &str, status: &str, extra: &str) -
 }
 
 /// Writes `lines` as the native log in `dir` and starts a caught-up server reading it, with
-/// `--hostname example2.com --retention 36500d` (the examples date from 2001) and `extra`.
+/// `--hostname example2.com` and `extra`, its clock at [`EXAMPLES_READ_AT`].
 fn serve_log(dir: &TempDir, lines: &[String], extra: &[&str]) -> Server {
     let log = dir.path("mail.log");
     append(&log, &lines.concat());
     let source = format!("native:{}", log.display());
-    let mut args = vec![
-        "--hostname",
-        HOST,
-        "--retention",
-        "36500d",
-        "--log",
-        &source,
-    ];
+    let mut args = vec!["--hostname", HOST, "--log", &source];
     args.extend_from_slice(extra);
-    Server::start_caught_up(&args)
+    Server::start_caught_up_at(EXAMPLES_READ_AT, &args)
 }
 
 /// RFC 3887 example #6: one recipient, delivered.

@@ -19,6 +19,8 @@ const SECRET: &str = "our own secret for the RFC 3887 examples";
 const ARRIVAL: &str = "2001-01-01T15:15:15-05:00";
 /// Last-Attempt-Date of the examples, `Mon, 1 Jan 2001 19:15:03 -0500`.
 const ATTEMPT: &str = "2001-01-01T19:15:03-05:00";
+/// When the servers read the examples' logs: the evening of the examples' day.
+const EXAMPLES_READ_AT: &str = "2001-01-01T23:00:00-05:00";
 
 // The fixed status lines (src/protocol/reply.rs).
 const COMMENT_OK: &[u8] = b"+OK\r\n";
@@ -134,21 +136,14 @@ fn track(envid: &str, secret: &str) -> String {
 }
 
 /// Writes `lines` as the native log in `dir` and starts a caught-up server reading it, with
-/// `--hostname example2.com --retention 36500d` (the examples date from 2001) and `extra`.
+/// `--hostname example2.com` and `extra`, its clock at [`EXAMPLES_READ_AT`].
 fn serve_log(dir: &TempDir, lines: &[String], extra: &[&str]) -> Server {
     let log = dir.path("mail.log");
     append(&log, &lines.concat());
     let source = format!("native:{}", log.display());
-    let mut args = vec![
-        "--hostname",
-        HOST,
-        "--retention",
-        "36500d",
-        "--log",
-        &source,
-    ];
+    let mut args = vec!["--hostname", HOST, "--log", &source];
     args.extend_from_slice(extra);
-    Server::start_caught_up(&args)
+    Server::start_caught_up_at(EXAMPLES_READ_AT, &args)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -927,4 +922,18 @@ fn bad_settings_fail_at_startup() {
             "{extra:?}: started anyway:\n{stderr}"
         );
     }
+}
+
+#[test]
+fn a_bad_clock_pin_fails_at_startup_in_one_line() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mtqpd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--hostname", HOST])
+        .env(mtqpd::clock::PIN_VARIABLE, "next tuesday")
+        .output()
+        .expect("run mtqpd");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "mtqpd: MTQPD_NOW=next tuesday: not an RFC 3339 time (e.g. 2001-01-02T00:00:00Z)\n"
+    );
 }

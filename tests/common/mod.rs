@@ -1,15 +1,22 @@
 //! Test harness: starts the real `mtqpd` binary on 127.0.0.1 port 0, talks to it over TCP and
 //! reads its stderr. Waits are bounded by deadlines and never assert on timing.
+//!
+//! Times: a test that writes its own log builds its times from the clock it runs under
+//! ([`unix_now`], [`rfc3339`]); a test of a log with fixed dates (the RFC's examples, real MTA
+//! logs) starts the server's clock just after them ([`Server::start_caught_up_at`]). No test
+//! holds a date that is true only this month: CI also runs them with the clock moved.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mtqpd::clock::PIN_VARIABLE;
+use mtqpd::index::date::Timestamp;
 use mtqpd::protocol::response::{parse_response, Response};
 use mtqpd::protocol::secret::{encode, sha1};
 
@@ -46,6 +53,33 @@ pub fn append(path: &Path, text: &str) {
         .open(path)
         .expect("open log");
     f.write_all(text.as_bytes()).expect("append log");
+}
+
+/// Unix seconds now, by the clock the test runs under.
+pub fn unix_now() -> i64 {
+    mtqpd::clock::unix_now()
+}
+
+/// `unix` in RFC 3339, UTC (`2026-11-24T10:00:00Z`), as native lines carry it.
+pub fn rfc3339(unix: i64) -> String {
+    let mut s = String::new();
+    Timestamp {
+        unix,
+        offset_minutes: 0,
+    }
+    .write_rfc3339_utc(&mut s);
+    s
+}
+
+/// `unix` as a tracking answer shows a UTC date (`Tue, 24 Nov 2026 10:00:00 +0000`).
+pub fn rfc5322(unix: i64) -> String {
+    let mut v = Vec::new();
+    Timestamp {
+        unix,
+        offset_minutes: 0,
+    }
+    .write_rfc5322(&mut v);
+    String::from_utf8(v).expect("ASCII")
 }
 
 /// The base64 secret a client sends for `secret`.
@@ -87,15 +121,27 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtqpd"));
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0"])
-            .args(args);
+            .args(args)
+            .stdout(Stdio::null());
         adjust(&mut cmd);
         Server::spawn(cmd)
     }
 
+    /// Starts `mtqpd demo --listen 127.0.0.1:0` and waits until it serves its log; returns it
+    /// with its standard output, where it prints the TRACK lines to try.
+    pub fn start_demo() -> (Server, ChildStdout) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtqpd"));
+        cmd.args(["demo", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped());
+        let mut s = Server::spawn(cmd);
+        s.wait_for_stderr("ingest caught up");
+        let stdout = s.child.as_mut().and_then(|c| c.stdout.take());
+        (s, stdout.expect("demo stdout"))
+    }
+
+    /// Spawns `cmd` and waits until it listens.
     fn spawn(mut cmd: Command) -> Server {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn mtqpd");
         let stderr = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take().expect("stderr");
@@ -132,13 +178,24 @@ impl Server {
             .arg(exe)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
-            .args(args);
+            .args(args)
+            .stdout(Stdio::null());
         Server::spawn(cmd)
     }
 
     /// Starts the server and waits until its ingest has read every log to the end once.
     pub fn start_caught_up(args: &[&str]) -> Server {
         let s = Server::start(args);
+        s.wait_for_stderr("ingest caught up");
+        s
+    }
+
+    /// Like [`Server::start_caught_up`], with the server's clock started at `now` (RFC 3339)
+    /// through the test seam of `src/clock.rs`: for logs whose dates are fixed.
+    pub fn start_caught_up_at(now: &str, args: &[&str]) -> Server {
+        let s = Server::start_with(args, |cmd| {
+            cmd.env(PIN_VARIABLE, now);
+        });
         s.wait_for_stderr("ingest caught up");
         s
     }
