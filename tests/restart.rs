@@ -6,20 +6,30 @@ mod common;
 use common::*;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, LazyLock};
 use std::time::Duration;
 
 const MESSAGES: usize = 12_000;
 
+/// The log's times, from the clock the test runs under: accepts two hours ago, deliveries an
+/// hour later. Built once, so that every run of a test reads the same log.
+static TIMES: LazyLock<[String; 4]> = LazyLock::new(|| {
+    let base = unix_now() - 7200;
+    [0, 1, 3600, 3601].map(|s| rfc3339(base + s))
+});
+
 /// Native lines of message `i`: accept, a delay, then (later in the log) the delivery.
 fn message_lines(i: usize) -> (String, String) {
     let envid = format!("r{i}@example.org");
+    let [accepted, delayed, relayed, delivered] = &*TIMES;
     let first = format!(
-        "{}mtqp: event=rcpt time=2026-11-24T10:00:01Z queue=Q{i} rcpt=a{i}@example.net action=delayed status=4.4.1 remote-mta=dns;mx.example.net\n",
-        accept_line("2026-11-24T10:00:00Z", &envid, &format!("s{i}"), &format!("queue=Q{i}")),
+        "{}mtqp: event=rcpt time={delayed} queue=Q{i} rcpt=a{i}@example.net action=delayed status=4.4.1 remote-mta=dns;mx.example.net\n",
+        accept_line(accepted, &envid, &format!("s{i}"), &format!("queue=Q{i}")),
     );
     let later = format!(
-        "mtqp: event=rcpt time=2026-11-24T11:00:00Z queue=Q{i} rcpt=a{i}@example.net action=relayed status=2.0.0 remote-mta=dns;mx.example.net\n\
-         mtqp: event=rcpt time=2026-11-24T11:00:01Z queue=Q{i} rcpt=b{i}@example.net action=delivered status=2.0.0\n"
+        "mtqp: event=rcpt time={relayed} queue=Q{i} rcpt=a{i}@example.net action=relayed status=2.0.0 remote-mta=dns;mx.example.net\n\
+         mtqp: event=rcpt time={delivered} queue=Q{i} rcpt=b{i}@example.net action=delivered status=2.0.0\n"
     );
     (first, later)
 }
@@ -44,8 +54,6 @@ fn args<'a>(log: &'a str, state: &'a str) -> Vec<&'a str> {
     vec![
         "--hostname",
         "hub.example",
-        "--retention",
-        "36500d",
         "--log",
         log,
         "--state-dir",
@@ -104,9 +112,19 @@ fn counter(stderr: &str, name: &str) -> u64 {
     panic!("no {name} in {line}")
 }
 
-/// Writes `text` to `log` in 100 appends, 25 ms apart, as a busy MTA would; returns the
-/// writer, which goes on while the server is stopped and restarted.
-fn writer(log: &Path, text: &str) -> std::thread::JoinHandle<()> {
+/// Writes `text` to `log` in 100 appends, 25 ms apart, as a busy MTA would, and returns the
+/// writer with the count of appends made. With `pause`, the writer stops after that many
+/// appends until the returned sender is dropped or sent to, so that a server stopped there is
+/// stopped mid-ingest however slowly it stops; it goes on while the server is restarted.
+fn writer(
+    log: &Path,
+    text: &str,
+    pause: Option<usize>,
+) -> (
+    std::thread::JoinHandle<()>,
+    Arc<AtomicUsize>,
+    mpsc::Sender<()>,
+) {
     let log = log.to_path_buf();
     let mut chunks = Vec::new();
     let mut rest = text;
@@ -120,28 +138,39 @@ fn writer(log: &Path, text: &str) -> std::thread::JoinHandle<()> {
         chunks.push(rest[..cut].to_string());
         rest = &rest[cut..];
     }
-    std::thread::spawn(move || {
-        for chunk in chunks {
+    let written = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&written);
+    let (release, released) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        for (n, chunk) in chunks.into_iter().enumerate() {
+            if Some(n) == pause {
+                let _ = released.recv();
+            }
             append(&log, &chunk);
+            count.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(25));
         }
-    })
+    });
+    (thread, written, release)
 }
 
-/// Starts the server on a log being written, stops it with `signal` after `after_ms`, and
-/// returns how many lines it had read (after SIGTERM) with its stderr.
-fn interrupted_run(log: &Path, state: &Path, signal: &str, after_ms: u64) -> (u64, String) {
+/// Waits until the writer has made `appends` appends.
+fn wait_written(written: &AtomicUsize, appends: usize) {
+    eventually("the writer", || {
+        (written.load(Ordering::SeqCst) >= appends).then_some(())
+    });
+}
+
+/// Starts the server on `log`, lets it read what is there, waits until `until` holds, stops
+/// it with SIGTERM and returns how many lines it had read, with its stderr.
+fn interrupted_run(log: &Path, state: &Path, until: impl FnOnce()) -> (u64, String) {
     let log_arg = format!("native:{}", log.display());
     let state_arg = state.display().to_string();
-    let s = Server::start(&args(&log_arg, &state_arg));
-    std::thread::sleep(Duration::from_millis(after_ms));
-    let (status, stderr) = s.stop(signal);
-    if signal == "TERM" {
-        assert!(status.success(), "{stderr}");
-        (counter(&stderr, "lines"), stderr)
-    } else {
-        (0, stderr)
-    }
+    let s = Server::start_caught_up(&args(&log_arg, &state_arg));
+    until();
+    let (status, stderr) = s.stop("TERM");
+    assert!(status.success(), "{stderr}");
+    (counter(&stderr, "lines"), stderr)
 }
 
 fn restarted(log: &Path, state: &Path, count: usize) -> (Vec<Vec<u8>>, u64, String) {
@@ -159,12 +188,15 @@ fn sigterm_at_several_points_loses_nothing_and_reads_each_line_once() {
     let dir = TempDir::new("restart-term");
     let (text, lines) = log_text(0..MESSAGES);
     let want = reference(&dir, &text, MESSAGES);
-    for (round, after_ms) in [(0, 300u64), (1, 1100), (2, 1900)] {
+    // Stopped early, half way and late in the writing, the writer paused there.
+    for (round, appends) in [(0, 10), (1, 45), (2, 80)] {
         let log = dir.path(&format!("mail{round}.log"));
         let state = dir.path(&format!("state{round}"));
         std::fs::create_dir_all(&state).unwrap();
-        let writing = writer(&log, &text);
-        let (first, _) = interrupted_run(&log, &state, "TERM", after_ms);
+        let (writing, written, release) = writer(&log, &text, Some(appends));
+        wait_written(&written, 1);
+        let (first, _) = interrupted_run(&log, &state, || wait_written(&written, appends));
+        drop(release);
         assert!(
             first > 0 && first < lines as u64,
             "round {round}: stopped after {first} of {lines} lines, not mid-ingest"
@@ -188,16 +220,21 @@ fn sigkill_mid_ingest_loses_nothing_and_replays_idempotently() {
     let dir = TempDir::new("restart-kill");
     let (text, _) = log_text(0..MESSAGES);
     let want = reference(&dir, &text, MESSAGES);
-    for (round, after_ms) in [(0, 1300u64), (1, 2100)] {
+    // Killed at once after the first snapshot, and some way into the next interval.
+    for (round, after_ms) in [(0, 0u64), (1, 800)] {
         let log = dir.path(&format!("mail{round}.log"));
         let state = dir.path(&format!("state{round}"));
         std::fs::create_dir_all(&state).unwrap();
-        let writing = writer(&log, &text);
-        interrupted_run(&log, &state, "KILL", after_ms);
-        assert!(
-            state.join("state.bin").exists(),
-            "round {round}: no snapshot was written before the kill"
-        );
+        let (writing, written, _) = writer(&log, &text, None);
+        wait_written(&written, 1);
+        let log_arg = format!("native:{}", log.display());
+        let state_arg = state.display().to_string();
+        let s = Server::start(&args(&log_arg, &state_arg));
+        eventually("the first snapshot", || {
+            state.join("state.bin").exists().then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(after_ms));
+        s.stop("KILL");
         writing.join().unwrap();
         let (got, read, _) = restarted(&log, &state, MESSAGES);
         assert!(read > 0, "round {round}: the restart found nothing to read");
@@ -218,7 +255,7 @@ fn rotation_while_down_finishes_the_rotated_file_first() {
     let (head, tail) = old_text.split_at(old_text.len() / 2);
     let head_end = head.rfind('\n').map_or(0, |i| i + 1);
     std::fs::write(&log, &old_text[..head_end]).unwrap();
-    let (first, _) = interrupted_run(&log, &state, "TERM", 300);
+    let (first, _) = interrupted_run(&log, &state, || {});
     assert!(first > 0, "the first run read nothing");
     // ...and while it is down the MTA writes the rest of the first half, the log is rotated,
     // and the second half goes to a new file.
