@@ -11,6 +11,10 @@
 #     it and local(8) bounces it after acceptance (dsn=5.1.1, "unknown user");
 #   - mail to deferred.example goes to smtp:[127.0.0.1]:9, where nothing listens, so it is
 #     deferred (dsn=4.4.1, connection refused) and stays in the queue.
+#
+# With `--faketime OFFSET` (a libfaketime FAKETIME value such as +400d) Postfix is restarted, with
+# a fresh log, so that all its processes see the clock moved by OFFSET (.ci/shifted-clock runs
+# the tests so); `--faketime real` restarts it on the real clock.
 # Exits non-zero with a message when Postfix cannot be installed or started.
 set -euo pipefail
 
@@ -26,6 +30,13 @@ fail() {
 }
 
 [ "$(id -u)" = 0 ] || fail "must run as root (apt-get, postconf, postfix start)"
+
+CLOCK=""
+case "${1:-}" in
+  "") ;;
+  --faketime) CLOCK=${2:-} && [ -n "$CLOCK" ] || fail "--faketime needs an offset or 'real'" ;;
+  *) fail "usage: postfix-setup.sh [--faketime OFFSET|real]" ;;
+esac
 
 export DEBIAN_FRONTEND=noninteractive
 if ! command -v postfix >/dev/null 2>&1 || ! command -v postconf >/dev/null 2>&1; then
@@ -70,6 +81,27 @@ if ! id "$TEST_USER" >/dev/null 2>&1; then
 fi
 
 postfix check || fail "postfix check reported problems"
+
+if [ -n "$CLOCK" ]; then
+  # Postfix hands its processes only the variables import_environment names.
+  environment=$(postconf -dh import_environment)
+  if [ "$CLOCK" != real ]; then
+    preload=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
+    [ -n "$preload" ] || fail "libfaketime is not installed"
+    environment="$environment LD_PRELOAD=$preload FAKETIME=$CLOCK FAKETIME_DONT_FAKE_MONOTONIC=1"
+  fi
+  postconf -e "import_environment = $environment"
+  if postfix status >/dev/null 2>&1; then
+    echo "postfix-setup: stopping postfix to move its clock to $CLOCK"
+    postfix stop >/dev/null 2>&1 || true
+    for _ in $(seq 1 50); do
+      postfix status >/dev/null 2>&1 || break
+      sleep 0.2
+    done
+  fi
+  # A fresh log: lines of another clock would give mtqpd's year inference a wrong start.
+  [ -f "$LOG" ] && mv "$LOG" "$LOG.before-clock-change"
+fi
 
 if postfix status >/dev/null 2>&1; then
   echo "postfix-setup: reloading the running postfix"

@@ -28,7 +28,8 @@ fn main() {
         .main();
 }
 
-/// 2026-11-24T00:00:00Z, the day `mtqp-load gen` logs; the clock is read a day later.
+/// 2026-11-24T00:00:00Z, the day these lines are logged. The parser and the tracker are handed
+/// a clock a day later: the bench never reads the calendar.
 const DAY_START: i64 = 1_795_478_400;
 const NOW: i64 = DAY_START + 86_400;
 

@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use mtqpd::clock::unix_now;
+use mtqpd::index::date::Timestamp;
 use mtqpd::protocol::secret::{encode, sha1};
 
 /// The envid and base64 secret of synthetic message `i`.
@@ -21,20 +23,30 @@ pub fn message(i: usize) -> (String, String) {
     )
 }
 
-/// Writes `n` two-recipient messages (one relayed, one delivered) as native lines.
+/// Writes `n` two-recipient messages (one relayed, one delivered) as native lines, logged a
+/// minute ago (so that the server's default retention keeps them).
 pub fn write_log(path: &Path, n: usize) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create log"));
+    let [accepted, relayed, delivered] = [60, 59, 58].map(|ago| {
+        let mut t = String::new();
+        Timestamp {
+            unix: unix_now() - ago,
+            offset_minutes: 0,
+        }
+        .write_rfc3339_utc(&mut t);
+        t
+    });
     for i in 0..n {
         let (envid, _) = message(i);
         let hash = encode(&sha1(format!("secret-{i}").as_bytes()));
         writeln!(
             f,
-            "mtqp: event=accept time=2026-11-24T10:00:00Z envid={envid} mtrk={} queue=Q{i:08}",
+            "mtqp: event=accept time={accepted} envid={envid} mtrk={} queue=Q{i:08}",
             hash.trim_end_matches('=')
         )
         .unwrap();
-        writeln!(f, "mtqp: event=rcpt time=2026-11-24T10:00:01Z queue=Q{i:08} orcpt=rfc822;user{i}@example.net rcpt=user{i}@example.net action=relayed status=2.0.0 remote-mta=dns;mx1.example.net").unwrap();
-        writeln!(f, "mtqp: event=rcpt time=2026-11-24T10:00:02Z queue=Q{i:08} orcpt=rfc822;local{i}@hub.example rcpt=local{i}@hub.example action=delivered status=2.0.0").unwrap();
+        writeln!(f, "mtqp: event=rcpt time={relayed} queue=Q{i:08} orcpt=rfc822;user{i}@example.net rcpt=user{i}@example.net action=relayed status=2.0.0 remote-mta=dns;mx1.example.net").unwrap();
+        writeln!(f, "mtqp: event=rcpt time={delivered} queue=Q{i:08} orcpt=rfc822;local{i}@hub.example rcpt=local{i}@hub.example action=delivered status=2.0.0").unwrap();
     }
 }
 
