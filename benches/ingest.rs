@@ -99,7 +99,7 @@ fn main() {
     let (mut size, mut tail, mut body) = (0usize, 0usize, 0usize);
     index.for_each(|e| {
         size += e.size();
-        tail += e.tail().len();
+        tail += e.sidecar().len();
         body += e.body().len();
     });
     let per = |n: usize| n as f64 / index.len().max(1) as f64;

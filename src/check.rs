@@ -104,6 +104,12 @@ pub fn run(args: &CheckArgs) -> Result<(), String> {
         messages.len(),
         r.tracker.unclaimed_queues()
     );
+    let (read_back, whole) = crate::ingest::tracker::stored::carried(&index);
+    let _ = writeln!(
+        out,
+        "index records {}: {read_back} read back from their answers, {whole} stored whole",
+        index.len()
+    );
     print!("{out}");
     Ok(())
 }

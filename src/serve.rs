@@ -81,6 +81,12 @@ pub fn serve(args: &ServeArgs) -> Result<(), String> {
     let ingest_stats = Arc::clone(&ingest.stats);
     ingest.stop();
     eprint!("{}", stats.report());
-    eprintln!("mtqpd: ingest: {ingest_stats}; records {}", index.len());
+    // How many records carry their message as the answer itself, and how many hold it whole
+    // beside the answer (a value the renderer changes): see ingest::tracker::stored.
+    let (read_back, whole) = ingest::tracker::stored::carried(&index);
+    eprintln!(
+        "mtqpd: ingest: {ingest_stats}; records {} read-back {read_back} stored-whole {whole}",
+        index.len()
+    );
     Ok(())
 }

@@ -872,6 +872,42 @@ fn recipient_before_its_accept_is_applied_when_the_accept_arrives() {
     );
 }
 
+/// A record carries its message as its answer; one whose answer the renderer changed (a
+/// control octet in a diagnostic) holds the message whole beside it. Both answer alike, and the
+/// shutdown counters say how many of each there are.
+#[test]
+fn records_say_at_shutdown_how_they_carry_their_messages() {
+    let dir = TempDir::new("carried");
+    let log = dir.path("mail.log");
+    let (plain, odd) = (Msg::new("plain"), Msg::new("odd"));
+    let mut w = Written::default();
+    w.append(&log, &plain.lines());
+    w.append(&log, &odd.accept());
+    w.append(
+        &log,
+        &format!(
+            "mtqp: event=rcpt time={} {} rcpt={} action=failed status=5.0.0 diag=smtp;550+01bad\n",
+            *T1,
+            odd.queue(),
+            odd.rcpt()
+        ),
+    );
+    let s = start(&[&log]);
+    wait_delivered(&s, &plain);
+    wait_body(&s, &odd.envid, &odd.secret, &["Action: failed\r\n"]);
+    let (c, err) = stop(s);
+    assert_counters(
+        &c,
+        &[
+            ("lines", w.lines),
+            ("records", 2),
+            ("read-back", 1),
+            ("stored-whole", 1),
+        ],
+        &err,
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. Malformed lines
 

@@ -1,7 +1,6 @@
 //! One servable record in one allocation: the header a TRACK needs to verify (expiry, the hash
-//! B of the secret, the envid), the answer pre-encoded for the wire, and what the ingest
-//! thread needs beside the answer to read the message back (the "tail"), so that the tracker
-//! need not hold the message itself between the log lines that change it.
+//! B of the secret, the envid), the answer pre-encoded for the wire, and a sidecar: octets the
+//! record's writer keeps beside the answer for itself, which the index stores and never reads.
 //!
 //! One allocation rather than a key, a struct and a body apart: a record is read by one
 //! pointer (a TRACK touches the same memory whether the secret is right or wrong), and at a
@@ -16,16 +15,16 @@ const EXPIRES: usize = 0;
 const HASH: usize = 8;
 const FRAMED: usize = HASH + 20;
 const ENVID_LEN: usize = FRAMED + 1;
-const TAIL_LEN: usize = ENVID_LEN + 2;
-const TAIL: usize = TAIL_LEN + 4;
+const SIDECAR_LEN: usize = ENVID_LEN + 2;
+const SIDECAR: usize = SIDECAR_LEN + 4;
 
 /// Longest envid a record can hold (the protocol allows 100 octets; logs are not trusted to).
 pub const MAX_ENVID: usize = u16::MAX as usize;
 
-/// A record: `[expires_at: i64][hash: 20][framed: u8][envid length: u16][tail length: u32]
-/// [tail][envid][body]`, all little-endian. Cheap to clone (one reference count), immutable
-/// once built: the ingest thread replaces a record rather than changing it, so a worker
-/// writing one never sees it change.
+/// A record: `[expires_at: i64][hash: 20][framed: u8][envid length: u16][sidecar length: u32]
+/// [sidecar][envid][body]`, all little-endian. Cheap to clone (one reference count), immutable
+/// once built: its writer replaces a record rather than changing it, so a worker writing one
+/// never sees it change.
 ///
 /// A framed answer's first value is the envid itself ([`render::FRAME_PREFIX`] ends with
 /// `Original-Envelope-Id: `): the envid is stored once, right before the rest of the body, so
@@ -35,18 +34,18 @@ pub struct Entry(Arc<[u8]>);
 
 impl Entry {
     /// The record of `envid` for the secret whose hash is `hash`, served until `expires_at`,
-    /// answering `wire` (a complete answer), carrying `tail` for the ingest thread. The usual
+    /// answering `wire` (a complete answer), carrying `sidecar` for its writer. The usual
     /// MIME frame of an answer ([`render::FRAME_PREFIX`], [`render::FRAME_SUFFIX`]) is kept
     /// once, statically, not in every record: it goes on the wire as extra slices of the same
-    /// vectored write. None when the envid is longer than [`MAX_ENVID`] or the tail than 4 GiB.
+    /// vectored write. None when the envid is longer than [`MAX_ENVID`] or the sidecar than 4 GiB.
     pub fn new(
         envid: &[u8],
         hash: &Hash,
         expires_at: i64,
         wire: &[u8],
-        tail: &[u8],
+        sidecar: &[u8],
     ) -> Option<Entry> {
-        Entry::build(&mut Vec::new(), envid, hash, expires_at, wire, tail)
+        Entry::build(&mut Vec::new(), envid, hash, expires_at, wire, sidecar)
     }
 
     /// [`Entry::new`], laying the record out in `scratch` first (its contents are replaced):
@@ -58,10 +57,10 @@ impl Entry {
         hash: &Hash,
         expires_at: i64,
         wire: &[u8],
-        tail: &[u8],
+        sidecar: &[u8],
     ) -> Option<Entry> {
         let envid_len = u16::try_from(envid.len()).ok()?;
-        let tail_len = u32::try_from(tail.len()).ok()?;
+        let sidecar_len = u32::try_from(sidecar.len()).ok()?;
         let framed = framed_part(envid, wire);
         let bytes = scratch;
         bytes.clear();
@@ -69,8 +68,8 @@ impl Entry {
         bytes.extend_from_slice(hash);
         bytes.push(u8::from(framed.is_some()));
         bytes.extend_from_slice(&envid_len.to_le_bytes());
-        bytes.extend_from_slice(&tail_len.to_le_bytes());
-        bytes.extend_from_slice(tail);
+        bytes.extend_from_slice(&sidecar_len.to_le_bytes());
+        bytes.extend_from_slice(sidecar);
         match framed {
             Some(envid_and_body) => bytes.extend_from_slice(envid_and_body),
             None => {
@@ -97,7 +96,7 @@ impl Entry {
 
     /// The envid, decoded.
     pub fn envid(&self) -> &[u8] {
-        let at = TAIL + self.tail_len();
+        let at = SIDECAR + self.sidecar_len();
         &self.0[at..at + self.envid_len()]
     }
 
@@ -108,21 +107,21 @@ impl Entry {
         ]))
     }
 
-    fn tail_len(&self) -> usize {
+    fn sidecar_len(&self) -> usize {
         let mut b = [0; 4];
-        b.copy_from_slice(&self.0[TAIL_LEN..TAIL]);
+        b.copy_from_slice(&self.0[SIDECAR_LEN..SIDECAR]);
         u32::from_le_bytes(b) as usize
     }
 
-    /// What the ingest thread keeps here for itself (empty in records it did not write).
-    pub fn tail(&self) -> &[u8] {
-        &self.0[TAIL..TAIL + self.tail_len()]
+    /// The octets the record's writer keeps beside the answer (opaque to the index).
+    pub fn sidecar(&self) -> &[u8] {
+        &self.0[SIDECAR..SIDECAR + self.sidecar_len()]
     }
 
     /// The stored part of the answer: for a framed one what goes between the frame slices,
     /// the envid first (see [`framed_part`]); otherwise the whole answer.
     pub fn body(&self) -> &[u8] {
-        let at = TAIL + self.tail_len();
+        let at = SIDECAR + self.sidecar_len();
         if self.framed() {
             &self.0[at..]
         } else {
@@ -130,13 +129,11 @@ impl Entry {
         }
     }
 
-    /// The answer's octets, in three slices (the first and last empty when not framed).
-    pub fn pieces(&self) -> [&[u8]; 3] {
-        if self.framed() {
-            [render::FRAME_PREFIX, self.body(), render::FRAME_SUFFIX]
-        } else {
-            [&[], self.body(), &[]]
-        }
+    /// The static slices that go on the wire before and after [`Entry::body`], when the
+    /// answer has the usual frame; None when the body is the whole answer.
+    pub fn frame(&self) -> Option<(&'static [u8], &'static [u8])> {
+        self.framed()
+            .then_some((render::FRAME_PREFIX, render::FRAME_SUFFIX))
     }
 
     /// True when the answer goes out between the static frame slices.
@@ -144,9 +141,12 @@ impl Entry {
         self.0[FRAMED] == 1
     }
 
-    /// The whole answer, as one buffer (for tests and tools; the server sends the pieces).
+    /// The whole answer, as one buffer (for tests and tools; the server sends the slices).
     pub fn to_vec(&self) -> Vec<u8> {
-        self.pieces().concat()
+        match self.frame() {
+            Some((prefix, suffix)) => [prefix, self.body(), suffix].concat(),
+            None => self.body().to_vec(),
+        }
     }
 
     /// Octets the record occupies, header included.
@@ -195,11 +195,11 @@ mod tests {
         assert_eq!(e.expires_at(), -5);
         assert_eq!(e.hash(), &[7; 20]);
         assert_eq!(e.envid(), b"e@x");
-        assert_eq!(e.tail(), b"state");
+        assert_eq!(e.sidecar(), b"state");
         assert!(e.framed());
         assert_eq!(e.body(), b"e@x\r\nReporting-MTA: dns; h\r\n");
         assert_eq!(e.to_vec(), wire);
-        assert_eq!(e.size(), TAIL + b"state".len() + e.body().len());
+        assert_eq!(e.size(), SIDECAR + b"state".len() + e.body().len());
     }
 
     #[test]
@@ -207,7 +207,7 @@ mod tests {
         let e = Entry::new(b"", &[0; 20], i64::MAX, b"+OK+ x\r\n.\r\n", b"").unwrap();
         assert!(!e.framed());
         assert_eq!(e.envid(), b"");
-        assert_eq!(e.tail(), b"");
+        assert_eq!(e.sidecar(), b"");
         assert_eq!(e.expires_at(), i64::MAX);
         assert_eq!(e.to_vec(), b"+OK+ x\r\n.\r\n");
     }
@@ -219,7 +219,7 @@ mod tests {
         for (envid, framed) in [(&b"a+b"[..], false), (b"a+2B", false), (b"a+2Bb", true)] {
             let e = Entry::new(envid, &[1; 20], 0, &wire, b"t").unwrap();
             assert_eq!(
-                (e.framed(), e.envid(), e.tail()),
+                (e.framed(), e.envid(), e.sidecar()),
                 (framed, envid, &b"t"[..])
             );
             assert_eq!(e.to_vec(), wire);

@@ -8,7 +8,6 @@
 
 pub mod date;
 pub mod entry;
-pub mod read_back;
 pub mod record;
 pub mod render;
 mod table;

@@ -9,7 +9,6 @@ use memchr::memchr;
 
 use super::output::{Bytes, Output};
 use super::Shared;
-use crate::index::render::{FRAME_PREFIX, FRAME_SUFFIX};
 use crate::protocol::command::{parse, BadCommand, Command, CommandKind};
 use crate::protocol::{reply, xtext, MAX_ENVID, MAX_LINE};
 use crate::stats::WorkerStats;
@@ -187,12 +186,12 @@ impl Session {
         };
         if let Some(answer) = turn.shared.index.lookup(raw, secret_hash, turn.now_unix) {
             turn.stats.counters.track_hits += 1;
-            if !answer.framed() {
+            let Some((prefix, suffix)) = answer.frame() else {
                 return self.reply(Bytes::Record(answer), CommandKind::Track, turn);
-            }
-            self.out.push(Bytes::Static(FRAME_PREFIX), None);
+            };
+            self.out.push(Bytes::Static(prefix), None);
             self.out.push(Bytes::Record(answer), None);
-            return self.reply(Bytes::Static(FRAME_SUFFIX), CommandKind::Track, turn);
+            return self.reply(Bytes::Static(suffix), CommandKind::Track, turn);
         }
         turn.stats.counters.track_misses += 1;
         match &turn.shared.unknown {

@@ -1,17 +1,17 @@
-//! Reads a rendered answer back into the message it was rendered from, so that a finished
-//! message's index record need not carry a second copy of the message for the ingest thread
-//! (see `ingest::tracker`): the answer already says nearly everything the tracker knows.
+//! Reads a rendered answer back into the message it was rendered from, so that a message's
+//! index record need not carry a second copy of the message for the tracker (see
+//! [`super::stored`]): the answer already says nearly everything the tracker knows.
 //!
-//! Only what [`super::render`] writes is read, and not every message survives the trip: a
+//! Only what [`crate::index::render`] writes is read, and not every message survives the trip: a
 //! value with octets the renderer escaped or trimmed, an address whose type is not the one this
 //! module assumes, an answer with extra header lines. So the caller renders, reads back, and
 //! keeps the answer as the message only when the two are equal (see [`round_trips`]); what
 //! the answer does not show (each recipient's event time, the MTRK timeout, the time of the
 //! last event) travels beside it in [`Extras`].
 
-use super::date::{Timestamp, MONTHS};
-use super::record::{Action, Message, Recipient};
-use super::render::{
+use crate::index::date::{Timestamp, MONTHS};
+use crate::index::record::{Action, Message, Recipient};
+use crate::index::render::{
     ACTION, ARRIVAL_DATE, DIAGNOSTIC_CODE_HEAD, FINAL_RECIPIENT_HEAD, LAST_ATTEMPT_DATE,
     ORIGINAL_RECIPIENT_HEAD, REMOTE_MTA_HEAD, REPORTING_MTA_HEAD, STATUS, WILL_RETRY_UNTIL,
 };

@@ -1,0 +1,123 @@
+//! A message's whole binary encoding: what a snapshot holds for each message, and what an index
+//! record carries beside an answer that does not read back into its message (see
+//! [`super::stored`]).
+
+use crate::index::date::Timestamp;
+use crate::index::record::{Action, Message, Recipient, RecipientIndex};
+use crate::ingest::state::{Corrupt, Decoder, Encoder};
+use crate::protocol::secret::Hash;
+
+pub(super) fn put_key(enc: &mut Encoder, envid: &[u8], hash: &Hash) {
+    enc.bytes(envid);
+    enc.buf.extend_from_slice(hash);
+}
+
+pub(super) fn put_message(enc: &mut Encoder, m: &Message) {
+    put_key(enc, &m.envid, &m.hash);
+    put_message_rest(enc, m);
+}
+
+pub(super) fn put_message_rest(enc: &mut Encoder, m: &Message) {
+    put_time(enc, &m.arrival);
+    match m.timeout {
+        None => enc.u8(0),
+        Some(t) => {
+            enc.u8(1);
+            enc.u32(t);
+        }
+    }
+    enc.count(m.headers.len());
+    m.headers.iter().for_each(|h| enc.bytes(h));
+    enc.count(m.recipients.len());
+    m.recipients.iter().for_each(|r| put_recipient(enc, r));
+    enc.i64(m.last_event);
+}
+
+pub(super) fn get_message_rest(
+    dec: &mut Decoder<'_>,
+    envid: Box<[u8]>,
+    hash: Hash,
+) -> Result<Message, Corrupt> {
+    let arrival = get_time(dec)?;
+    let timeout = match dec.u8()? {
+        0 => None,
+        1 => Some(dec.u32()?),
+        t => return Err(Corrupt(format!("bad timeout tag {t}"))),
+    };
+    let headers = (0..dec.count()?)
+        .map(|_| dec.bytes())
+        .collect::<Result<_, _>>()?;
+    let mut m = Message {
+        envid,
+        hash,
+        arrival,
+        timeout,
+        headers,
+        recipients: Vec::new(),
+        last_event: 0,
+        lookup: RecipientIndex::default(),
+    };
+    for _ in 0..dec.count()? {
+        m.update_recipient(get_recipient(dec)?);
+    }
+    m.last_event = dec.i64()?;
+    Ok(m)
+}
+
+pub(super) fn put_recipient(enc: &mut Encoder, r: &Recipient) {
+    enc.opt_bytes(r.original.as_deref());
+    enc.bytes(&r.final_rcpt);
+    enc.u8(Action::ALL.iter().position(|a| *a == r.action).unwrap_or(0) as u8);
+    enc.bytes(&r.status);
+    enc.opt_bytes(r.remote_mta.as_deref());
+    enc.opt_bytes(r.diagnostic.as_deref());
+    put_opt_time(enc, &r.last_attempt);
+    put_opt_time(enc, &r.will_retry_until);
+    enc.i64(r.at);
+}
+
+pub(super) fn get_recipient(dec: &mut Decoder<'_>) -> Result<Recipient, Corrupt> {
+    Ok(Recipient {
+        original: dec.opt_bytes()?,
+        final_rcpt: dec.bytes()?,
+        action: *Action::ALL
+            .get(usize::from(dec.u8()?))
+            .ok_or_else(|| Corrupt("bad action".into()))?,
+        status: dec.bytes()?,
+        remote_mta: dec.opt_bytes()?,
+        diagnostic: dec.opt_bytes()?,
+        last_attempt: get_opt_time(dec)?,
+        will_retry_until: get_opt_time(dec)?,
+        at: dec.i64()?,
+    })
+}
+
+fn put_time(enc: &mut Encoder, t: &Timestamp) {
+    enc.i64(t.unix);
+    enc.i16(t.offset_minutes);
+}
+
+fn get_time(dec: &mut Decoder<'_>) -> Result<Timestamp, Corrupt> {
+    Ok(Timestamp {
+        unix: dec.i64()?,
+        offset_minutes: dec.i16()?,
+    })
+}
+
+fn put_opt_time(enc: &mut Encoder, t: &Option<Timestamp>) {
+    match t {
+        None => enc.u8(0),
+        Some(t) => {
+            enc.u8(1);
+            put_time(enc, t);
+        }
+    }
+}
+
+fn get_opt_time(dec: &mut Decoder<'_>) -> Result<Option<Timestamp>, Corrupt> {
+    match dec.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some(get_time(dec)?)),
+        t => Err(Corrupt(format!("bad time tag {t}"))),
+    }
+}

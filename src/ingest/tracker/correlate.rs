@@ -1,0 +1,299 @@
+//! Correlation proper: what each event does to the messages, the queue ids and the links
+//! between them (content filters and forwarding hand a message on to a new queue id; an accept
+//! line claims a queue id or a Message-ID, before or after the MTA's own lines).
+
+use super::refs::{EnvidIds, QueueInfo};
+use super::stored::Stored;
+use super::{Id, Tracker, UNCLAIMED_GRACE};
+use crate::index::record::{Action, Message};
+use crate::ingest::event::{Accept, MessageRef, MtaEvent, RcptUpdate};
+use crate::ingest::queue_id::QueueId;
+use crate::protocol::secret::Hash;
+
+/// Longest chain of hand-offs followed (content filter, forwarding): guards against loops.
+const MAX_HANDOFF_DEPTH: u32 = 16;
+
+impl Tracker {
+    /// Moves the log clock (the latest event time seen) on to `unix`.
+    fn advance_log_clock(&mut self, unix: i64) {
+        self.log_clock = self.log_clock.max(unix);
+    }
+
+    /// Notes a line about `queue`, remembering it if new. Looks up before inserting: the
+    /// common case is a known queue id, and `entry` would allocate its key on every line.
+    fn touch_queue(&mut self, queue: &[u8]) {
+        let seen = self.log_clock;
+        match self.queues.get_mut(queue) {
+            Some(info) => info.seen = info.seen.max(seen),
+            None => {
+                self.queues.insert(
+                    queue.into(),
+                    QueueInfo {
+                        seen,
+                        ..QueueInfo::default()
+                    },
+                );
+            }
+        }
+    }
+
+    /// Notes a line about `queue` and changes its state.
+    fn with_queue(&mut self, queue: &[u8], change: impl FnOnce(&mut QueueInfo)) {
+        self.touch_queue(queue);
+        if let Some(info) = self.queues.get_mut(queue) {
+            change(info);
+        }
+    }
+
+    pub(super) fn mta(&mut self, event: MtaEvent) {
+        match event {
+            MtaEvent::Arrival {
+                queue,
+                time,
+                message_id,
+            } => {
+                self.advance_log_clock(time.unix);
+                if self.queues.get(&queue).is_some_and(|q| q.done) {
+                    // Postfix reuses short queue ids: this is a new message.
+                    self.forget_queue(&queue);
+                }
+                self.touch_queue(&queue);
+                if let Some(m) = message_id {
+                    self.note_message_id(queue, m);
+                }
+            }
+            MtaEvent::MessageId { queue, message_id } => {
+                self.note_message_id(queue, message_id);
+            }
+            MtaEvent::Recipient { queue, recipient } => {
+                self.advance_log_clock(recipient.at);
+                self.touch_queue(&queue);
+                if self.queues.get(&queue).is_some_and(|q| q.notification) {
+                    return;
+                }
+                self.rcpt(RcptUpdate {
+                    message: MessageRef::Queue(queue),
+                    hash: None,
+                    recipient,
+                });
+            }
+            MtaEvent::Handoff { queue, new_queue } => {
+                self.touch_queue(&new_queue);
+                match self.by_queue.get(&queue).copied() {
+                    Some(id) => self.link_queue(new_queue, id, 0),
+                    None => self.with_queue(&queue, |q| q.handoffs.push(new_queue)),
+                }
+            }
+            MtaEvent::Expired { queue, time } => {
+                self.advance_log_clock(time.unix);
+                self.touch_queue(&queue);
+                let Some(id) = self.by_queue.get(&queue).copied() else {
+                    return;
+                };
+                // A finished message has no pending recipient: nothing to fail.
+                let stored = self.messages.get_mut(&id);
+                if matches!(stored, Some(Stored::Packed { finished: true, .. })) {
+                    return;
+                }
+                let Some(msg) = stored.and_then(Stored::message_mut) else {
+                    return;
+                };
+                // Unpacked: published (and packed) again whether it changes or not.
+                self.dirty.insert(id);
+                let mut changed = false;
+                for r in msg.recipients.iter_mut().filter(|r| r.action.is_pending()) {
+                    // The MTA gave up: the last deferral's status and remote MTA stand.
+                    r.action = Action::Failed;
+                    r.at = r.at.max(time.unix);
+                    r.last_attempt = Some(time);
+                    r.will_retry_until = None;
+                    changed = true;
+                }
+                if changed {
+                    msg.last_event = msg.last_event.max(time.unix);
+                }
+            }
+            MtaEvent::Done { queue, time } => {
+                self.advance_log_clock(time.unix);
+                self.with_queue(&queue, |q| q.done = true);
+            }
+            MtaEvent::Notification { queue } => {
+                self.with_queue(&queue, |q| q.notification = true);
+                self.orphans.discard(&MessageRef::Queue(queue));
+            }
+        }
+    }
+
+    fn note_message_id(&mut self, queue: QueueId, message_id: Box<[u8]>) {
+        self.with_queue(&queue, |q| q.message_id = Some(message_id.clone()));
+        match self.by_message_id.get(&message_id).copied() {
+            Some(id) => self.link_queue(queue, id, 0),
+            None => {
+                self.queue_of_message_id.insert(message_id, queue);
+            }
+        }
+    }
+
+    /// Ties a queue id (and every id it handed the message on to) to a tracked message, and
+    /// applies the updates that waited for it.
+    fn link_queue(&mut self, queue: QueueId, id: Id, depth: u32) {
+        if depth > MAX_HANDOFF_DEPTH || self.by_queue.get(&queue) == Some(&id) {
+            return;
+        }
+        self.by_queue.insert(queue.clone(), id);
+        let handoffs = self
+            .queues
+            .get_mut(&queue)
+            .map(|q| std::mem::take(&mut q.handoffs))
+            .unwrap_or_default();
+        for update in self.orphans.take(&MessageRef::Queue(queue)) {
+            self.rcpt(update);
+        }
+        for next in handoffs {
+            self.link_queue(next, id, depth + 1);
+        }
+    }
+
+    fn forget_queue(&mut self, queue: &[u8]) {
+        let info = self.queues.remove(queue);
+        self.unlink_queue(queue, info.as_ref());
+    }
+
+    /// Drops what refers to a queue id being forgotten, whose entry `info` was taken out of
+    /// `queues`: its message link, its Message-ID, the updates that waited for it.
+    fn unlink_queue(&mut self, queue: &[u8], info: Option<&QueueInfo>) {
+        if let Some(m) = info.and_then(|i| i.message_id.as_ref()) {
+            if self
+                .queue_of_message_id
+                .get(m)
+                .is_some_and(|q| **q == *queue)
+            {
+                self.queue_of_message_id.remove(m);
+            }
+        }
+        self.by_queue.remove(queue);
+        if !self.orphans.is_empty() {
+            self.orphans.discard(&MessageRef::Queue(queue.into()));
+        }
+    }
+
+    /// Forgets queue ids the MTA finished long enough ago, and those that never finished within
+    /// the correlation timeout (counted), with every update that waited for them.
+    pub(super) fn sweep_queues(&mut self) {
+        let now = self.log_clock;
+        let timeout = self.correlation_timeout;
+        // Taken out, so that forgetting one can change the other maps in the same pass
+        // without copying the keys of those forgotten.
+        let mut queues = std::mem::take(&mut self.queues);
+        queues.retain(|queue, info| {
+            let finished = info.done && info.seen.saturating_add(UNCLAIMED_GRACE) < now;
+            let abandoned = !info.done && info.seen.saturating_add(timeout) < now;
+            if !(finished || abandoned) {
+                return true;
+            }
+            self.dropped_queues += u64::from(abandoned);
+            self.unlink_queue(queue, Some(info));
+            false
+        });
+        self.queues = queues;
+        self.queues_after_sweep = self.queues.len();
+        self.evict_finished();
+        self.messages_after_sweep = self.messages.len();
+    }
+
+    pub(super) fn accept(&mut self, a: Accept) {
+        // What updates waiting for this message may be filed under; usually none wait.
+        let mut refs = Vec::new();
+        if !self.orphans.is_empty() {
+            refs.push(MessageRef::Envid(a.envid.clone()));
+            refs.extend(a.queue.iter().cloned().map(MessageRef::Queue));
+            refs.extend(a.message_id.iter().cloned().map(MessageRef::MessageId));
+        }
+        let id = match self.id_of(&a.envid, &a.hash) {
+            Some(id) => id,
+            None => {
+                let id = self.next_id;
+                self.next_id += 1;
+                id
+            }
+        };
+        let stored = self.messages.entry(id).or_insert_with(|| {
+            Stored::Live(Box::new(Message {
+                envid: a.envid.clone(),
+                hash: a.hash,
+                arrival: a.time,
+                timeout: a.timeout,
+                headers: Vec::new(),
+                recipients: Vec::new(),
+                last_event: a.time.unix,
+                lookup: Default::default(),
+            }))
+        });
+        let Some(msg) = stored.message_mut() else {
+            return;
+        };
+        msg.arrival = a.time;
+        msg.timeout = a.timeout;
+        msg.headers = a.headers;
+        msg.last_event = msg.last_event.max(a.time.unix);
+        match self.by_envid.get_mut(&a.envid) {
+            Some(ids) => ids.make_latest(id),
+            None => {
+                self.by_envid.insert(a.envid, EnvidIds::One(id));
+            }
+        }
+        self.advance_log_clock(a.time.unix);
+        self.dirty.insert(id);
+        if let Some(q) = a.queue {
+            self.link_queue(q, id, 0);
+        }
+        if let Some(m) = a.message_id {
+            let waiting = self.queue_of_message_id.remove(&m);
+            self.by_message_id.insert(m, id);
+            if let Some(q) = waiting {
+                self.link_queue(q, id, 0);
+            }
+        }
+        for r in refs {
+            for update in self.orphans.take(&r) {
+                self.rcpt(update);
+            }
+        }
+    }
+
+    /// The message of (`envid`, `hash`).
+    pub(super) fn id_of(&self, envid: &[u8], hash: &Hash) -> Option<Id> {
+        let ids = self.by_envid.get(envid)?;
+        ids.all()
+            .iter()
+            .copied()
+            .find(|id| self.messages.get(id).is_some_and(|m| m.hash() == hash))
+    }
+
+    fn resolve(&self, message: &MessageRef, hash: Option<Hash>) -> Option<Id> {
+        match message {
+            MessageRef::Queue(q) => self.by_queue.get(q).copied(),
+            MessageRef::MessageId(m) => self.by_message_id.get(m).copied(),
+            MessageRef::Envid(e) => match hash {
+                Some(h) => self.id_of(e, &h),
+                None => self.by_envid.get(e).and_then(EnvidIds::latest),
+            },
+        }
+    }
+
+    pub(super) fn rcpt(&mut self, mut r: RcptUpdate) {
+        let Some(id) = self.resolve(&r.message, r.hash) else {
+            self.orphans.hold(r);
+            return;
+        };
+        let Some(msg) = self.messages.get_mut(&id).and_then(Stored::message_mut) else {
+            return;
+        };
+        if r.recipient.action.is_pending() && r.recipient.will_retry_until.is_none() {
+            r.recipient.will_retry_until = Some(msg.arrival.plus(self.retention.queue_lifetime));
+        }
+        msg.update_recipient(r.recipient);
+        // Unpacked: published (and packed) again whether it changed or not.
+        self.dirty.insert(id);
+    }
+}

@@ -1,0 +1,524 @@
+//! The tracker's own tests: correlation orders, hand-offs, expiry, packing and snapshots.
+
+use super::codec::get_message_rest;
+use super::snapshot::put_entry;
+use super::stored::{SIDECAR_EXTRAS, SIDECAR_WHOLE};
+use super::*;
+use crate::index::date::Timestamp;
+use crate::index::record::{Action, Recipient};
+use crate::ingest::event::{Accept, MtaEvent};
+use crate::ingest::state::{Decoder, Encoder};
+use crate::protocol::secret::sha1;
+
+const DAY: i64 = 86_400;
+
+fn t(unix: i64) -> Timestamp {
+    Timestamp {
+        unix,
+        offset_minutes: 0,
+    }
+}
+
+/// A tracker and the index it takes forgotten messages back from.
+struct Fixture {
+    tr: Tracker,
+    ix: Index,
+}
+
+impl Fixture {
+    fn apply(&mut self, e: Event) {
+        self.tr.apply(e, &self.ix);
+    }
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = Tracker;
+    fn deref(&self) -> &Tracker {
+        &self.tr
+    }
+}
+
+impl std::ops::DerefMut for Fixture {
+    fn deref_mut(&mut self) -> &mut Tracker {
+        &mut self.tr
+    }
+}
+
+fn tracker() -> Fixture {
+    Fixture {
+        tr: Tracker::new(
+            "hub.example".into(),
+            Retention {
+                after_last_event: 30 * DAY,
+                queue_lifetime: 5 * DAY,
+            },
+        ),
+        ix: Index::new(1),
+    }
+}
+
+fn accept(envid: &str, queue: Option<&str>, msgid: Option<&str>, at: i64) -> Event {
+    Event::Accept(Accept {
+        time: t(at),
+        envid: envid.as_bytes().into(),
+        hash: sha1(envid.as_bytes()),
+        timeout: None,
+        queue: queue.map(|q| q.as_bytes().into()),
+        message_id: msgid.map(|m| m.as_bytes().into()),
+        headers: Vec::new(),
+    })
+}
+
+fn mta_rcpt(queue: &str, to: &str, action: Action, at: i64) -> Event {
+    Event::Mta(MtaEvent::Recipient {
+        queue: queue.as_bytes().into(),
+        recipient: Recipient {
+            original: None,
+            final_rcpt: to.as_bytes().into(),
+            action,
+            status: b"2.0.0"[..].into(),
+            remote_mta: None,
+            diagnostic: None,
+            last_attempt: None,
+            will_retry_until: None,
+            at,
+        },
+    })
+}
+
+fn mta(e: MtaEvent) -> Event {
+    Event::Mta(e)
+}
+
+fn q(s: &str) -> Box<[u8]> {
+    s.as_bytes().into()
+}
+
+fn qid(s: &str) -> QueueId {
+    s.as_bytes().into()
+}
+
+/// The recipients of `envid` as (address, action).
+fn state(tr: &Tracker, envid: &str) -> Vec<(String, Action)> {
+    tr.id_of(envid.as_bytes(), &sha1(envid.as_bytes()))
+        .and_then(|id| tr.messages.get(&id))
+        .and_then(Stored::message)
+        .map(|m| {
+            m.recipients
+                .iter()
+                .map(|r| {
+                    (
+                        String::from_utf8_lossy(&r.final_rcpt).into_owned(),
+                        r.action,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn mta_lines_before_and_after_the_accept_by_queue_id() {
+    let mut tr = tracker();
+    tr.apply(mta(MtaEvent::Arrival {
+        queue: qid("Q1"),
+        time: t(100),
+        message_id: None,
+    }));
+    tr.apply(mta_rcpt("Q1", "a@x", Action::Delayed, 101));
+    tr.apply(accept("e1@x", Some("Q1"), None, 100));
+    tr.apply(mta_rcpt("Q1", "b@x", Action::Relayed, 102));
+    assert_eq!(
+        state(&tr, "e1@x"),
+        vec![
+            ("a@x".into(), Action::Delayed),
+            ("b@x".into(), Action::Relayed)
+        ]
+    );
+    let id = tr.id_of(b"e1@x", &sha1(b"e1@x")).unwrap();
+    let will_retry = tr.messages[&id].message().unwrap().recipients[0]
+        .will_retry_until
+        .map(|w| w.unix);
+    assert_eq!(will_retry, Some(100 + 5 * DAY), "arrival + queue lifetime");
+}
+
+#[test]
+fn accept_by_message_id_in_either_order() {
+    let mut tr = tracker();
+    tr.apply(mta(MtaEvent::Arrival {
+        queue: qid("Q1"),
+        time: t(100),
+        message_id: None,
+    }));
+    tr.apply(mta(MtaEvent::MessageId {
+        queue: qid("Q1"),
+        message_id: q("m1@x"),
+    }));
+    tr.apply(mta_rcpt("Q1", "a@x", Action::Delivered, 101));
+    tr.apply(accept("e1@x", None, Some("m1@x"), 100));
+    assert_eq!(state(&tr, "e1@x"), vec![("a@x".into(), Action::Delivered)]);
+
+    tr.apply(accept("e2@x", None, Some("m2@x"), 200));
+    tr.apply(mta(MtaEvent::MessageId {
+        queue: qid("Q2"),
+        message_id: q("m2@x"),
+    }));
+    tr.apply(mta_rcpt("Q2", "b@x", Action::Failed, 201));
+    assert_eq!(state(&tr, "e2@x"), vec![("b@x".into(), Action::Failed)]);
+}
+
+#[test]
+fn handoffs_follow_content_filters_and_forwarding_either_order() {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), None, 100));
+    tr.apply(mta(MtaEvent::Handoff {
+        queue: qid("Q1"),
+        new_queue: qid("Q2"),
+    }));
+    tr.apply(mta(MtaEvent::Handoff {
+        queue: qid("Q2"),
+        new_queue: qid("Q3"),
+    }));
+    tr.apply(mta_rcpt("Q3", "a@x", Action::Delivered, 105));
+    assert_eq!(state(&tr, "e1@x"), vec![("a@x".into(), Action::Delivered)]);
+
+    // The hand-off and the new id's lines before the accept that links the first id.
+    tr.apply(mta(MtaEvent::Handoff {
+        queue: qid("R1"),
+        new_queue: qid("R2"),
+    }));
+    tr.apply(mta_rcpt("R2", "b@x", Action::Relayed, 201));
+    tr.apply(accept("e2@x", Some("R1"), None, 200));
+    assert_eq!(state(&tr, "e2@x"), vec![("b@x".into(), Action::Relayed)]);
+
+    // A loop of hand-offs ends.
+    tr.apply(mta(MtaEvent::Handoff {
+        queue: qid("R2"),
+        new_queue: qid("R1"),
+    }));
+}
+
+#[test]
+fn notifications_are_not_tracked_and_expiry_fails_pending_recipients() {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), None, 100));
+    tr.apply(mta_rcpt("Q1", "a@x", Action::Delayed, 101));
+    tr.apply(mta_rcpt("Q1", "b@x", Action::Relayed, 101));
+    tr.apply(mta(MtaEvent::Expired {
+        queue: qid("Q1"),
+        time: t(100 + 5 * DAY),
+    }));
+    assert_eq!(
+        state(&tr, "e1@x"),
+        vec![
+            ("a@x".into(), Action::Failed),
+            ("b@x".into(), Action::Relayed)
+        ]
+    );
+    tr.apply(mta(MtaEvent::Notification { queue: qid("N1") }));
+    tr.apply(mta_rcpt("N1", "sender@x", Action::Delivered, 102));
+    assert_eq!(tr.orphans().0, 0, "a bounce's own lines are not held");
+}
+
+#[test]
+fn a_queued_message_waits_packed_and_later_lines_unpack_it() {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), None, 100));
+    tr.apply(mta_rcpt("Q1", "a@x", Action::Delayed, 101));
+    tr.apply(mta_rcpt("Q1", "b@x", Action::Delayed, 101));
+    let packed = |tr: &Fixture| {
+        tr.messages.values().all(|s| {
+            matches!(
+                s,
+                Stored::Packed {
+                    finished: false,
+                    ..
+                }
+            )
+        })
+    };
+    let Fixture { tr: inner, ix } = &mut tr;
+    inner.publish(ix, 0);
+    assert!(answer(ix, "e1@x").contains("b@x\r\nAction: delayed"));
+    assert!(packed(&tr), "waiting for a retry, as its record only");
+    tr.apply(mta_rcpt("Q1", "a@x", Action::Relayed, 3600));
+    let Fixture { tr: inner, ix } = &mut tr;
+    inner.publish(ix, 0);
+    assert!(answer(ix, "e1@x").contains("a@x\r\nAction: relayed"));
+    assert!(packed(&tr));
+    tr.apply(mta(MtaEvent::Expired {
+        queue: qid("Q1"),
+        time: t(100 + 5 * DAY),
+    }));
+    let Fixture { tr: inner, ix } = &mut tr;
+    inner.publish(ix, 0);
+    let after = answer(ix, "e1@x");
+    assert!(after.contains("a@x\r\nAction: relayed"), "{after}");
+    assert!(after.contains("b@x\r\nAction: failed"), "{after}");
+    assert!(matches!(
+        tr.messages.values().next(),
+        Some(Stored::Packed { finished: true, .. })
+    ));
+}
+
+#[test]
+fn a_reused_queue_id_is_a_new_message() {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), None, 100));
+    tr.apply(mta_rcpt("Q1", "a@x", Action::Delivered, 101));
+    tr.apply(mta(MtaEvent::Done {
+        queue: qid("Q1"),
+        time: t(102),
+    }));
+    tr.apply(mta(MtaEvent::Arrival {
+        queue: qid("Q1"),
+        time: t(500),
+        message_id: None,
+    }));
+    tr.apply(mta_rcpt("Q1", "z@x", Action::Delivered, 501));
+    assert_eq!(state(&tr, "e1@x"), vec![("a@x".into(), Action::Delivered)]);
+    assert_eq!(
+        tr.orphans().0,
+        1,
+        "the new message's line waits for an accept"
+    );
+}
+
+#[test]
+fn untracked_queue_ids_are_forgotten_and_never_finished_ones_counted() {
+    let mut tr = tracker();
+    let index = Index::new(1);
+    for i in 0..50_000i64 {
+        let queue = format!("U{i}");
+        tr.apply(mta(MtaEvent::Arrival {
+            queue: qid(&queue),
+            time: t(i),
+            message_id: None,
+        }));
+        tr.apply(mta_rcpt(&queue, "a@x", Action::Relayed, i));
+        if i % 10 != 0 {
+            tr.apply(mta(MtaEvent::Done {
+                queue: qid(&queue),
+                time: t(i),
+            }));
+        }
+        tr.publish(&index, 0);
+    }
+    // Log time has moved on by far more than the grace: the finished ones are gone.
+    assert!(tr.queues().0 < 20_000, "{} queue ids held", tr.queues().0);
+    tr.apply(mta(MtaEvent::Arrival {
+        queue: qid("late"),
+        time: t(50_000 + 7 * DAY),
+        message_id: None,
+    }));
+    tr.expire(&index, 0);
+    assert_eq!(
+        tr.queues(),
+        (1, 5_000),
+        "the unfinished ones were dropped and counted"
+    );
+    assert_eq!(tr.orphans().0, 0, "with the updates that waited for them");
+}
+
+#[test]
+fn state_round_trips_through_encode_and_decode() {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), Some("m1@x"), 100));
+    tr.apply(mta_rcpt("Q1", "a@x", Action::Delayed, 101));
+    tr.apply(mta(MtaEvent::Handoff {
+        queue: qid("P1"),
+        new_queue: qid("P2"),
+    }));
+    tr.apply(mta(MtaEvent::MessageId {
+        queue: qid("P1"),
+        message_id: q("m9@x"),
+    }));
+    tr.apply(mta_rcpt("P2", "b@x", Action::Relayed, 102));
+    tr.apply(mta(MtaEvent::Notification { queue: qid("N1") }));
+    let mut enc = Encoder::default();
+    tr.encode(&mut enc, &tr.ix);
+    let mut dec = Decoder::new(&enc.buf);
+    let mut back = Fixture {
+        tr: Tracker::decode(&mut dec, "hub.example".into(), tr.retention).unwrap(),
+        ix: Index::new(1),
+    };
+    assert!(dec.is_done());
+    assert_eq!(state(&back, "e1@x"), state(&tr, "e1@x"));
+    assert_eq!(
+        (back.queues().0, back.orphans().0),
+        (tr.queues().0, tr.orphans().0)
+    );
+    // The restored state goes on correlating: the accept for m9 claims P1 and, through the
+    // hand-off, P2's waiting line.
+    back.apply(accept("e9@x", None, Some("m9@x"), 103));
+    assert_eq!(state(&back, "e9@x"), vec![("b@x".into(), Action::Relayed)]);
+    for cut in 0..enc.buf.len() {
+        let mut dec = Decoder::new(&enc.buf[..cut]);
+        assert!(
+            Tracker::decode(&mut dec, "h".into(), tr.retention).map(|_| dec.is_done()) != Ok(true)
+        );
+    }
+}
+
+fn envid_rcpt(envid: &str, to: &str, action: Action, at: i64) -> Event {
+    let Event::Mta(MtaEvent::Recipient { recipient, .. }) = mta_rcpt("-", to, action, at) else {
+        unreachable!()
+    };
+    Event::Rcpt(RcptUpdate {
+        message: MessageRef::Envid(q(envid)),
+        hash: None,
+        recipient,
+    })
+}
+
+fn answer(ix: &Index, envid: &str) -> String {
+    let e = ix
+        .lookup(envid.as_bytes(), &sha1(envid.as_bytes()), 0)
+        .expect("served");
+    String::from_utf8(e.to_vec()).unwrap()
+}
+
+/// Delivers e1 through queue Q1, then lets log time pass and sweeps, so that the tracker
+/// forgets it: only its index record keeps it.
+fn forgotten_e1() -> Fixture {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), Some("m1@x"), 100));
+    tr.apply(mta_rcpt("Q1", "a@x", Action::Delivered, 101));
+    tr.apply(mta(MtaEvent::Done {
+        queue: qid("Q1"),
+        time: t(102),
+    }));
+    let Fixture { tr: inner, ix } = &mut tr;
+    inner.publish(ix, 0);
+    assert!(
+        !state(inner, "e1@x").is_empty(),
+        "held while Q1 may log more"
+    );
+    inner.expire(ix, 0);
+    assert!(
+        !state(inner, "e1@x").is_empty(),
+        "Q1 is remembered for a grace period"
+    );
+    tr.apply(accept("e2@x", None, None, 102 + UNCLAIMED_GRACE + 1));
+    let Fixture { tr: inner, ix } = &mut tr;
+    inner.expire(ix, 0);
+    assert!(state(inner, "e1@x").is_empty(), "forgotten by the tracker");
+    assert!(inner.by_message_id.is_empty() && !inner.by_envid.contains_key(&q("e1@x")[..]));
+    tr
+}
+
+#[test]
+fn a_forgotten_message_is_served_and_taken_back_by_a_late_line() {
+    let mut tr = forgotten_e1();
+    let before = answer(&tr.ix, "e1@x");
+    assert!(before.contains("Final-Recipient: rfc822; a@x\r\nAction: delivered"));
+    tr.apply(envid_rcpt("e1@x", "b@x", Action::Failed, 5000));
+    assert_eq!(
+        state(&tr, "e1@x"),
+        vec![
+            ("a@x".into(), Action::Delivered),
+            ("b@x".into(), Action::Failed)
+        ]
+    );
+    let Fixture { tr: inner, ix } = &mut tr;
+    inner.publish(ix, 0);
+    let after = answer(ix, "e1@x");
+    assert!(after.starts_with(&before[..before.find("\r\n\r\nFinal-Recipient").unwrap()]));
+    assert!(after.contains("Final-Recipient: rfc822; a@x\r\nAction: delivered"));
+    assert!(after.contains("Final-Recipient: rfc822; b@x\r\nAction: failed"));
+}
+
+#[test]
+fn a_record_carries_its_message_as_the_answer_when_that_reads_back_and_whole_otherwise() {
+    // An octet the renderer escapes cannot be read back from the answer.
+    for (to, kind) in [("a@x", SIDECAR_EXTRAS), ("a\u{1}@x", SIDECAR_WHOLE)] {
+        let mut tr = tracker();
+        tr.apply(accept("e1@x", Some("Q1"), Some("m1@x"), 100));
+        tr.apply(mta_rcpt("Q1", to, Action::Delivered, 101));
+        tr.apply(mta_rcpt("Q1", "b@x", Action::Delivered, 102));
+        let Fixture { tr: inner, ix } = &mut tr;
+        let live = inner.messages.values().find_map(|s| match s {
+            Stored::Live(m) => Some(m.as_ref().clone()),
+            Stored::Packed { .. } => None,
+        });
+        inner.publish(ix, 0);
+        let entry = ix.records_of(b"e1@x").pop().expect("indexed");
+        assert_eq!(entry.sidecar()[0], kind, "{to:?}");
+        assert_eq!(unpack(&entry), live, "{to:?}");
+        if kind == SIDECAR_EXTRAS {
+            assert!(entry.sidecar().len() < 16, "{}", entry.sidecar().len());
+        }
+        let mut enc = Encoder::default();
+        put_entry(&mut enc, &entry);
+        let mut dec = Decoder::new(&enc.buf);
+        let (envid, hash) = (dec.bytes().unwrap(), dec.hash().unwrap());
+        let whole = get_message_rest(&mut dec, envid, hash).unwrap();
+        assert!(dec.is_done());
+        assert_eq!(Some(whole), live, "the snapshot's encoding, {to:?}");
+    }
+}
+
+#[test]
+fn a_repeated_accept_takes_a_forgotten_message_back_rather_than_starting_over() {
+    let mut tr = forgotten_e1();
+    tr.apply(accept("e1@x", None, None, 100));
+    assert_eq!(state(&tr, "e1@x"), vec![("a@x".into(), Action::Delivered)]);
+}
+
+#[test]
+fn forgotten_messages_are_saved_in_the_state_and_listed() {
+    let tr = forgotten_e1();
+    let mut listed = Vec::new();
+    tr.for_each_message(&tr.ix, |m| listed.push(m.envid.clone()));
+    listed.sort();
+    assert_eq!(listed, vec![q("e1@x"), q("e2@x")]);
+    let mut enc = Encoder::default();
+    tr.encode(&mut enc, &tr.ix);
+    let mut dec = Decoder::new(&enc.buf);
+    let mut back = Tracker::decode(&mut dec, "hub.example".into(), tr.retention).unwrap();
+    assert!(dec.is_done());
+    assert_eq!(back.restored_records(), 2);
+    assert!(state(&back, "e1@x").is_empty(), "forgotten again at once");
+    let ix = Index::new(1);
+    back.publish(&ix, 0);
+    assert_eq!(answer(&ix, "e1@x"), answer(&tr.ix, "e1@x"));
+    let mut listed = Vec::new();
+    back.for_each_message(&ix, |m| listed.push(m.envid.clone()));
+    listed.sort();
+    assert_eq!(listed, vec![q("e1@x"), q("e2@x")]);
+}
+
+#[test]
+fn a_queue_id_only_native_lines_name_holds_a_finished_message_for_the_grace_period() {
+    let rcpt = |at| {
+        let Event::Mta(MtaEvent::Recipient { recipient, .. }) =
+            mta_rcpt("-", "a@x", Action::Delivered, at)
+        else {
+            unreachable!()
+        };
+        Event::Rcpt(RcptUpdate {
+            message: MessageRef::Queue(qid("N7")),
+            hash: None,
+            recipient,
+        })
+    };
+    let mut tr = tracker();
+    tr.apply(accept("e7@x", Some("N7"), None, 100));
+    tr.apply(rcpt(101));
+    let Fixture { tr: inner, ix } = &mut tr;
+    inner.publish(ix, 0);
+    inner.expire(ix, 0);
+    assert!(
+        !state(inner, "e7@x").is_empty(),
+        "a line naming N7 may follow"
+    );
+    tr.apply(accept("e8@x", None, None, 101 + UNCLAIMED_GRACE + 1));
+    let Fixture { tr: inner, ix } = &mut tr;
+    inner.expire(ix, 0);
+    assert!(
+        state(inner, "e7@x").is_empty(),
+        "forgotten after the grace period"
+    );
+    assert!(inner.by_queue.is_empty(), "with its queue id");
+    assert!(answer(ix, "e7@x").contains("Final-Recipient: rfc822; a@x\r\nAction: delivered"));
+}
