@@ -13,19 +13,12 @@
 use memchr::{memchr, memchr2_iter, memchr_iter, memmem};
 
 use super::event::{Event, LineParser, MtaEvent, Outcome};
+use super::mta::{RecipientFields, MAX_ADDRESS, MAX_HOST, MAX_MESSAGE_ID};
 use super::syslog::{parse_prefix, SyslogClock};
 use super::timezone::Zone;
 use crate::index::date::Timestamp;
-use crate::index::record::{Action, Recipient};
+use crate::index::record::Action;
 
-/// Longest address kept as a recipient; RFC 5321 allows 256 octets in a path.
-const MAX_ADDRESS: usize = 512;
-/// Longest host name kept as a Remote-MTA (a DNS name is at most 253 octets).
-const MAX_HOST: usize = 255;
-/// Longest Message-ID kept from `id=` (RFC 5322's line limit); a longer one is dropped.
-const MAX_MESSAGE_ID: usize = 998;
-/// Longest Diagnostic-Code value, `smtp;` included.
-const MAX_DIAGNOSTIC: usize = 512;
 /// Substrings of a transport name that mean the message left Exim for a mailbox or a program
 /// on this host (LMTP included): a delivery through one of them is final, not a relay.
 const LOCAL_TRANSPORTS: [&[u8]; 6] = [
@@ -586,68 +579,32 @@ fn enhanced_code(text: &[u8]) -> Option<&[u8]> {
     })
 }
 
-/// The status for `action`: the code Exim's peer gave when its class fits, else `class.0.0`.
-fn status(text: Option<&[u8]>, action: Action) -> Box<[u8]> {
-    let (class, default): (u8, &[u8]) = match action {
-        Action::Failed => (b'5', b"5.0.0"),
-        Action::Delayed => (b'4', b"4.0.0"),
-        _ => (b'2', b"2.0.0"),
-    };
-    text.and_then(enhanced_code)
-        .filter(|c| c[0] == class)
-        .unwrap_or(default)
-        .into()
-}
-
-fn prefixed(prefix: &[u8], value: &[u8]) -> Box<[u8]> {
-    let mut v = Vec::with_capacity(prefix.len() + value.len());
-    v.extend_from_slice(prefix);
-    v.extend_from_slice(value);
-    v.into_boxed_slice()
-}
-
-/// `smtp;MESSAGE`, cut to [`MAX_DIAGNOSTIC`] bytes at a character boundary. Exim's `\n`
-/// escapes of multi-line replies stay as written: the body renderer keeps lines intact.
-fn diagnostic(message: &[u8]) -> Box<[u8]> {
-    const PREFIX: &[u8] = b"smtp;";
-    let mut keep = message.len().min(MAX_DIAGNOSTIC - PREFIX.len());
-    if keep < message.len() {
-        while keep > 0 && (message[keep] & 0xC0) == 0x80 {
-            keep -= 1;
-        }
-        // Do not end on half of a `\n` escape.
-        if keep > 0 && message[keep - 1] == b'\\' {
-            keep -= 1;
-        }
-    }
-    prefixed(PREFIX, &message[..keep])
-}
-
+/// A recipient's state from an Exim line: the status is the enhanced code of the peer's
+/// reply (the error for a failure or deferral, the confirmation `C="…"` for a delivery), the
+/// remote MTA the `H=` host or the one the error names.
 fn emit_recipient(queue: &[u8], time: Timestamp, o: &RcptLine<'_>, action: Action) -> Parsed {
-    let status = match action {
-        Action::Failed | Action::Delayed => status(o.message, action),
-        _ => status(o.confirmation, action),
+    let unfinished = matches!(action, Action::Failed | Action::Delayed);
+    let reply = if unfinished {
+        o.message
+    } else {
+        o.confirmation
     };
-    let host = o.host.or_else(|| match action {
-        Action::Failed | Action::Delayed => o.message.and_then(host_in_message),
-        _ => None,
-    });
+    let host = o
+        .host
+        .or_else(|| o.message.filter(|_| unfinished).and_then(host_in_message));
+    let recipient = RecipientFields {
+        final_rcpt: o.final_rcpt,
+        original: o.original,
+        action,
+        status: reply.and_then(enhanced_code),
+        remote_host: host,
+        reply: o.message,
+        time,
+    }
+    .recipient()?;
     Ok(Some(MtaEvent::Recipient {
         queue: queue.into(),
-        recipient: Recipient {
-            original: o.original.map(|a| prefixed(b"rfc822;", a)),
-            final_rcpt: o.final_rcpt.into(),
-            action,
-            status,
-            remote_mta: host.map(|h| prefixed(b"dns;", h)),
-            diagnostic: match action {
-                Action::Failed | Action::Delayed => o.message.map(diagnostic),
-                _ => None,
-            },
-            last_attempt: (action != Action::Delivered).then_some(time),
-            will_retry_until: None,
-            at: time.unix,
-        },
+        recipient,
     }))
 }
 
@@ -689,6 +646,7 @@ fn failure(queue: &[u8], time: Timestamp, args: &[u8], action: Action) -> Parsed
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::record::Recipient;
 
     /// 1999-03-02 09:44:33 UTC, the time of every line of the Exim test-suite logs.
     const SUITE_TIME: i64 = 920_367_873;

@@ -7,6 +7,7 @@
 pub mod event;
 pub mod exim;
 mod idset;
+pub mod mta;
 pub mod native;
 pub mod postfix;
 pub mod queue_id;

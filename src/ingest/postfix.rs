@@ -14,6 +14,7 @@ use std::sync::LazyLock;
 use memchr::{memchr, memmem, memrchr};
 
 use super::event::{Event, LineParser, MtaEvent, Outcome};
+use super::mta::{status_class, RecipientFields, MAX_ADDRESS, MAX_MESSAGE_ID};
 use super::syslog::{parse_prefix, SyslogClock};
 use crate::index::date::Timestamp;
 use crate::index::record::{Action, Recipient};
@@ -21,13 +22,6 @@ use crate::index::record::{Action, Recipient};
 /// Longest queue id accepted. Postfix's own are at most about 20 characters; the bound keeps
 /// the search for the `: ` after the id short on lines that have none.
 const MAX_QUEUE_ID: usize = 64;
-/// Longest address kept, as in the native format.
-const MAX_ADDRESS: usize = 512;
-/// Longest Message-ID kept: an RFC 5322 line.
-const MAX_MESSAGE_ID: usize = 998;
-/// Longest diagnostic text kept (after `smtp;`): enough for a multi-line SMTP reply that
-/// Postfix joined, short enough that one record stays small.
-const MAX_DIAGNOSTIC: usize = 512;
 
 /// Parses Postfix log lines with a syslog prefix. Lines of other programs of the same file
 /// (amavis, dovecot, opendkim…) are ignored.
@@ -410,36 +404,6 @@ fn queued_as(text: &[u8]) -> Option<&[u8]> {
     leading_queue_id(&text[i + b"queued as ".len()..])
 }
 
-/// `class.subject.detail`: class 2, 4 or 5, then 1 to 3 digits twice (RFC 3463).
-fn is_dsn_code(s: &[u8]) -> bool {
-    let mut parts = s.split(|&c| c == b'.');
-    let class_ok = matches!(parts.next(), Some([b'2' | b'4' | b'5']));
-    let rest_ok = (0..2).all(|_| {
-        matches!(parts.next(), Some(p) if (1..=3).contains(&p.len()) && p.iter().all(u8::is_ascii_digit))
-    });
-    class_ok && rest_ok && parts.next().is_none()
-}
-
-/// `prefix` followed by `value`, as one owned field.
-fn joined(prefix: &[u8], value: &[u8]) -> Box<[u8]> {
-    let mut v = Vec::with_capacity(prefix.len() + value.len());
-    v.extend_from_slice(prefix);
-    v.extend_from_slice(value);
-    v.into()
-}
-
-/// At most `max` bytes of `s`, not cutting a UTF-8 sequence in two.
-fn capped(s: &[u8], max: usize) -> &[u8] {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while end > 0 && s[end] & 0xC0 == 0x80 {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 /// A delivery agent's `to=` line: one recipient's new state, or a hop to another queue id of
 /// this host.
 fn delivery(
@@ -467,7 +431,10 @@ fn delivery(
                 // local's `.forward` or alias re-injection: this recipient is expanded, and
                 // the copies go on under the new id.
                 if new != queue {
-                    let r = recipient(time, &d, Action::Expanded, None);
+                    let r = match recipient(time, &d, Action::Expanded, None) {
+                        Ok(r) => r,
+                        Err(reason) => return Outcome::Rejected(reason),
+                    };
                     emit(MtaEvent::Recipient {
                         queue: queue.into(),
                         recipient: r,
@@ -507,18 +474,17 @@ fn delivery(
     };
     // A unix-socket relay (`host[private/dovecot-lmtp]`) and the transport names of local
     // deliveries name no remote MTA.
-    let remote_mta = match relay {
-        Some((host, addr)) if !host.is_empty() && memchr(b'/', addr).is_none() => {
-            Some(joined(b"dns;", host))
-        }
+    let remote_host = match relay {
+        Some((host, addr)) if memchr(b'/', addr).is_none() => Some(host),
         _ => None,
     };
-    if let Some(dsn) = d.dsn {
-        if !is_dsn_code(dsn) {
-            return Outcome::Rejected("dsn= is not class.subject.detail");
-        }
+    if d.dsn.is_some_and(|dsn| status_class(dsn).is_none()) {
+        return Outcome::Rejected("dsn= is not class.subject.detail");
     }
-    let r = recipient(time, &d, action, remote_mta);
+    let r = match recipient(time, &d, action, remote_host) {
+        Ok(r) => r,
+        Err(reason) => return Outcome::Rejected(reason),
+    };
     emit(MtaEvent::Recipient {
         queue: queue.into(),
         recipient: r,
@@ -526,45 +492,30 @@ fn delivery(
     Outcome::Parsed
 }
 
-/// The recipient state of a delivery line.
+/// The recipient state of a delivery line. Lines before Postfix 2.3 have no `dsn=`: the
+/// status is then the action's class.
 fn recipient(
     time: Timestamp,
     d: &Delivery<'_>,
     action: Action,
-    remote_mta: Option<Box<[u8]>>,
-) -> Recipient {
-    // Lines before Postfix 2.3 have no dsn=: the class follows from the status.
-    let status: Box<[u8]> = match d.dsn {
-        Some(dsn) => dsn.into(),
-        None => match action {
-            Action::Delayed => b"4.0.0"[..].into(),
-            Action::Failed => b"5.0.0"[..].into(),
-            _ => b"2.0.0"[..].into(),
-        },
-    };
-    let attempted = matches!(action, Action::Relayed | Action::Delayed | Action::Failed);
-    let diagnostic = match action {
-        Action::Delayed | Action::Failed if !d.text.is_empty() => {
-            Some(joined(b"smtp;", capped(d.text, MAX_DIAGNOSTIC)))
-        }
-        _ => None,
-    };
-    Recipient {
-        original: d.orig_to.map(|o| joined(b"rfc822;", o)),
-        final_rcpt: d.to.into(),
+    remote_host: Option<&[u8]>,
+) -> Result<Recipient, &'static str> {
+    RecipientFields {
+        final_rcpt: d.to,
+        original: d.orig_to,
         action,
-        status,
-        remote_mta,
-        diagnostic,
-        last_attempt: attempted.then_some(time),
-        will_retry_until: None,
-        at: time.unix,
+        status: d.dsn,
+        remote_host,
+        reply: Some(d.text),
+        time,
     }
+    .recipient()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::mta::MAX_DIAGNOSTIC;
 
     const T: Timestamp = Timestamp {
         unix: 1_678_750_113,
@@ -887,8 +838,8 @@ mod tests {
         );
         let r = rcpt("smtp", &text);
         let diag = r.diagnostic.unwrap();
-        assert!(diag.len() <= "smtp;".len() + MAX_DIAGNOSTIC);
-        assert!(diag.len() > "smtp;".len() + MAX_DIAGNOSTIC - 2);
+        assert!(diag.len() <= MAX_DIAGNOSTIC);
+        assert!(diag.len() > MAX_DIAGNOSTIC - 2);
         assert!(std::str::from_utf8(&diag).is_ok());
         // A line Postfix truncated (2000 bytes) has no closing parenthesis.
         let r = rcpt("smtp", "ABC: to=<a@b>, relay=none, delay=1, dsn=5.0.0, status=bounced (host x said: 550 no such");

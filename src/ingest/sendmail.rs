@@ -6,9 +6,10 @@
 //! does that. The only state kept between lines is the syslog clock's year.
 
 use super::event::{Event, LineParser, MtaEvent, Outcome};
+use super::mta::{status_class, RecipientFields};
 use super::syslog::{parse_prefix, SyslogClock};
 use crate::index::date::Timestamp;
-use crate::index::record::{Action, Recipient};
+use crate::index::record::Action;
 
 /// Programs whose lines are sendmail's: the daemon under its usual names and the MSP queue
 /// runner.
@@ -183,23 +184,6 @@ fn from_line(queue: &[u8], rest: &[u8], time: Timestamp, emit: &mut dyn FnMut(Ev
     Outcome::Parsed
 }
 
-/// `class.subject.detail` with a class of 2, 4 or 5 (RFC 3463).
-fn status_class(s: &[u8]) -> Option<u8> {
-    let mut parts = s.split(|&b| b == b'.');
-    let class = parts.next()?;
-    let ok = parts
-        .by_ref()
-        .take(2)
-        .filter(|p| (1..=3).contains(&p.len()) && p.iter().all(u8::is_ascii_digit));
-    if ok.count() != 2 || parts.next().is_some() {
-        return None;
-    }
-    match class {
-        [c @ (b'2' | b'4' | b'5')] => Some(*c),
-        _ => None,
-    }
-}
-
 /// The relay's host name (the first word of `relay=`), without a trailing dot.
 fn relay_host(relay: &[u8]) -> &[u8] {
     let host = relay.split(|&b| b == b' ').next().unwrap_or(relay);
@@ -272,39 +256,30 @@ fn to_line(queue: &[u8], rest: &[u8], time: Timestamp, emit: &mut dyn FnMut(Even
     } else {
         Action::Failed
     };
-    let class = match action {
-        Action::Delayed => b'4',
-        Action::Failed => b'5',
-        _ => b'2',
-    };
-    // A code that contradicts the action would make an inconsistent report.
-    let status: &[u8] = match dsn {
-        Some(d) if dsn_class == Some(class) => d,
-        _ => match class {
-            b'4' => b"4.0.0",
-            b'5' => b"5.0.0",
-            _ => b"2.0.0",
-        },
-    };
-    let remote_mta = match relay {
-        Some(r) if remote && action != Action::Delivered => Some(r),
+    let remote_host = match relay {
+        Some(r) if remote && action != Action::Delivered => Some(relay_host(r)),
         _ => None,
-    }
-    .map(relay_host)
-    .filter(|h| !h.is_empty());
-    let diagnostic = matches!(action, Action::Delayed | Action::Failed).then_some(stat);
-    for address in addresses {
-        let recipient = Recipient {
-            original: None,
-            final_rcpt: address.into(),
-            action,
-            status: status.into(),
-            remote_mta: remote_mta.map(|h| [&b"dns;"[..], h].concat().into_boxed_slice()),
-            diagnostic: diagnostic.map(|d| [&b"smtp;"[..], d].concat().into_boxed_slice()),
-            last_attempt: (action != Action::Delivered).then_some(time),
-            will_retry_until: None,
-            at: time.unix,
-        };
+    };
+    // Every address is checked before any is emitted: a line is taken whole or refused.
+    let recipients = addresses
+        .map(|address| {
+            RecipientFields {
+                final_rcpt: address,
+                original: None,
+                action,
+                status: dsn,
+                remote_host,
+                reply: Some(stat),
+                time,
+            }
+            .recipient()
+        })
+        .collect::<Result<Vec<_>, _>>();
+    let recipients = match recipients {
+        Ok(r) => r,
+        Err(reason) => return Outcome::Rejected(reason),
+    };
+    for recipient in recipients {
         emit(Event::Mta(MtaEvent::Recipient {
             queue: queue.into(),
             recipient,
@@ -316,6 +291,7 @@ fn to_line(queue: &[u8], rest: &[u8], time: Timestamp, emit: &mut dyn FnMut(Even
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::record::Recipient;
     use crate::ingest::timezone::Zone;
 
     /// 2026-11-22T12:00:00Z: July lines are this year's.
@@ -381,6 +357,24 @@ mod tests {
                 message_id: Some(b("1216474115@vs184010.vserver.de")),
             })]
         );
+    }
+
+    /// Sendmail's fields are bounded like every MTA's (src/ingest/mta.rs): an address past
+    /// 512 octets refuses the line, a long `stat=` is cut to fit the Diagnostic-Code.
+    #[test]
+    fn addresses_and_diagnostics_are_bounded() {
+        let long = format!("Jul 19 13:28:36 h sm-mta[1]: m6JDSZoG011380: to=<{}@x.example>, mailer=esmtp, relay=mx.example. [192.0.2.1], dsn=5.1.1, stat=User unknown", "a".repeat(600));
+        assert_eq!(
+            parse(&long).0,
+            Outcome::Rejected("recipient address empty or longer than 512 octets")
+        );
+        let chatty = format!("Jul 19 13:28:36 h sm-mta[1]: m6JDSZoG011380: to=<a@x.example>, mailer=esmtp, relay=mx.example. [192.0.2.1], dsn=4.0.0, stat=Deferred: {}", "x".repeat(2000));
+        let (o, e) = parse(&chatty);
+        assert_eq!(o, Outcome::Parsed);
+        let Event::Mta(MtaEvent::Recipient { recipient, .. }) = &e[0] else {
+            panic!("{e:?}");
+        };
+        assert_eq!(recipient.diagnostic.as_ref().map(|d| d.len()), Some(512));
     }
 
     #[test]
