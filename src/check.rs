@@ -55,11 +55,8 @@ fn message_block(out: &mut String, m: &Message) {
 /// Reads the logs and prints the report to stdout.
 pub fn run(args: &CheckArgs) -> Result<(), String> {
     crate::ingest::check_sources(&args.log)?;
-    let log_zone = match args.log_timezone.as_str() {
-        "local" => crate::ingest::timezone::Zone::local().0,
-        zone => crate::ingest::timezone::Zone::parse(zone)
-            .map_err(|e| format!("--log-timezone: {e}"))?,
-    };
+    let (log_zone, _) = crate::ingest::timezone::Zone::from_setting(&args.log_timezone)
+        .map_err(|e| format!("--log-timezone: {e}"))?;
     let config = IngestConfig {
         sources: args.log.clone(),
         reporting_mta: "ingest-check".into(),

@@ -9,7 +9,7 @@
 //!
 //! Every value goes through the flag's own parser (`cli::parse_duration`, `LogSource`'s and
 //! `SocketAddr`'s `FromStr`, `Unknown`'s `ValueEnum`), even one a flag overrides, and the merged
-//! settings through [`ServeArgs::validate`]. It must not add settings of its own: a key exists because a flag does.
+//! settings through [`Settings::from_args`]. It must not add settings of its own: a key exists because a flag does.
 //!
 //! Every problem with the file is one [`ConfigError`], printed as one line
 //! `mtqpd: config FILE: …`; the binary then exits with status 1, as for every other bad setting
@@ -26,8 +26,10 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, ValueEnum};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::cli::{parse_duration, Cli, Command, ServeArgs, Unknown};
+use crate::cli::{Cli, Command, ServeArgs, Unknown};
+use crate::clock::parse_duration;
 use crate::ingest::LogSource;
+use crate::settings::Settings;
 
 /// Largest config file read. A real one is a few KiB; the bound keeps `--config /dev/zero`
 /// from eating memory before any error can be shown.
@@ -123,8 +125,8 @@ pub fn merge_file(
     // failure is: when the command line alone passes (or fails differently), the file's values
     // caused it. A failure the command line causes by itself is left to `serve` to report as it
     // always has.
-    if let Err(e) = args.validate() {
-        if flags_only.validate().as_ref() != Err(&e) {
+    if let Err(e) = Settings::from_args(args) {
+        if Settings::from_args(&flags_only).err().as_ref() != Some(&e) {
             return Err(fail(e));
         }
     }

@@ -7,11 +7,15 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{DemoArgs, ServeArgs, Unknown};
+use crate::cli::{DemoArgs, Unknown};
 use crate::clock::unix_now;
 use crate::index::date::Timestamp;
+use crate::index::record::Retention;
+use crate::ingest::timezone::Zone;
 use crate::ingest::{LogFormat, LogSource};
 use crate::protocol::secret::{encode, sha1};
+use crate::server::Limits;
+use crate::settings::Settings;
 
 const HOST: &str = "demo.mtqpd.example";
 
@@ -156,27 +160,31 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
             let _ = f.write_all(late_line.as_bytes());
         }
     });
-    let serve = ServeArgs {
+    let settings = Settings {
         listen: vec![addr],
-        threads: Some(1),
-        log: vec![LogSource {
+        threads: 1,
+        logs: vec![LogSource {
             format: LogFormat::Native,
             path: log,
         }],
-        log_timezone: "UTC".into(),
-        hostname: Some(HOST.into()),
+        log_zone: Zone::utc(),
+        hostname: HOST.into(),
         unknown: Unknown::Noinfo,
-        retention: Duration::from_secs(8 * 86_400),
-        queue_lifetime: Duration::from_secs(5 * 86_400),
-        idle_timeout: Duration::from_secs(600),
-        max_connections: 1000,
-        tls_cert: Vec::new(),
-        tls_key: Vec::new(),
+        retention: Retention {
+            after_last_event: 8 * 86_400,
+            queue_lifetime: 5 * 86_400,
+        },
+        limits: Limits {
+            max_connections: 1000,
+            ..Limits::default()
+        },
+        tls: Vec::new(),
         tls_required: false,
         state_dir: None,
         snapshot_interval: Duration::from_secs(30),
+        warnings: Vec::new(),
     };
-    let result = crate::serve::serve(&serve);
+    let result = crate::serve::serve(&settings);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -6,10 +6,12 @@
 //! - [`server`]: the thread-per-core event loops that answer clients.
 //! - [`stats`]: latency histograms and counters.
 //! - [`client`]: `mtqpd track`, the MTQP client.
-//! - [`cli`], [`serve`] and [`demo`]: the command line and what it starts.
-//! - [`config`]: `serve --config FILE`, the settings as TOML, merged under the flags.
-//! - [`check`]: `ingest-check`, an offline read of logs for operators.
-//! - [`clock`]: the wall clock, and the test seam that pins it.
+//! - [`cli`]: the command line as clap parses it; [`config`]: `serve --config FILE`, the
+//!   settings as TOML, merged under the flags; [`settings`]: the settings of `serve`, checked
+//!   and typed once.
+//! - [`serve`], [`demo`] and [`check`] (`ingest-check`, an offline read of logs for
+//!   operators): what the subcommands run.
+//! - [`clock`]: the wall clock, its test seam, and durations.
 
 pub mod check;
 pub mod cli;
@@ -22,4 +24,5 @@ pub mod ingest;
 pub mod protocol;
 pub mod serve;
 pub mod server;
+pub mod settings;
 pub mod stats;

@@ -1,19 +1,22 @@
-//! The `mtqpd` binary: parse the command line (merging `serve --config FILE`), hand over to the
-//! library.
+//! The `mtqpd` binary: parse the command line (merging `serve --config FILE`), check the
+//! settings once, and hand each subcommand to the library. Every bad setting ends here as one
+//! line on stderr and a non-zero exit.
 
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::CommandFactory;
+use mtqpd::cli::{Cli, Command};
 use mtqpd::config::Error;
+use mtqpd::settings::Settings;
 
 fn main() -> ExitCode {
-    let parsed = mtqpd::cli::Cli::command()
+    let parsed = Cli::command()
         .try_get_matches()
         .map_err(Error::Usage)
         .and_then(|matches| mtqpd::config::cli_from_matches(&matches));
     match parsed {
-        Ok(cli) => mtqpd::cli::run(cli),
+        Ok(cli) => run(cli),
         // A bad config file is a bad setting: one line and status 1, like those `run` reports.
         Err(Error::Config(e)) => {
             eprintln!("mtqpd: {e}");
@@ -36,6 +39,40 @@ fn main() -> ExitCode {
                 first.trim_start_matches("error: ")
             );
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs a parsed command line.
+fn run(cli: Cli) -> ExitCode {
+    match mtqpd::clock::pin_from_env() {
+        Ok(None) => {}
+        Ok(Some(at)) => {
+            let mut shown = String::new();
+            at.write_rfc3339_utc(&mut shown);
+            eprintln!(
+                "mtqpd: clock: {} starts the clock at {shown} (a test seam)",
+                mtqpd::clock::PIN_VARIABLE
+            );
+        }
+        Err(e) => {
+            eprintln!("mtqpd: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let result = match cli.command {
+        Command::Serve(cmd) => Settings::from_args(&cmd.args).and_then(|s| mtqpd::serve::serve(&s)),
+        Command::Demo(args) => mtqpd::demo::run(&args),
+        Command::IngestCheck(args) => mtqpd::check::run(&args),
+        // The client has exit statuses of its own (how the message fares), so it reports
+        // its errors itself.
+        Command::Track(args) => return mtqpd::client::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mtqpd: {e}");
+            ExitCode::FAILURE
         }
     }
 }

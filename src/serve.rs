@@ -6,36 +6,35 @@ use std::sync::Arc;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::cli::{ServeArgs, Unknown};
+use crate::cli::Unknown;
 use crate::index::render::OpaqueAnswer;
 use crate::index::Index;
 use crate::ingest::{self, IngestConfig};
 use crate::server::tls::TlsCerts;
 use crate::server::{self, ServerConfig, UnknownAnswer};
+use crate::settings::Settings;
 
 /// Shards per worker thread: enough that the ingest thread's writes rarely meet a reader.
 const SHARDS_PER_THREAD: usize = 16;
 
 /// Runs the server until SIGINT or SIGTERM.
-pub fn serve(args: &ServeArgs) -> Result<(), String> {
-    args.validate()?;
+pub fn serve(settings: &Settings) -> Result<(), String> {
     // Registered before anything runs, so that a signal at any later moment shuts down cleanly.
     let mut signals =
         Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("cannot handle signals: {e}"))?;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let hostname = args.hostname();
+    for warning in &settings.warnings {
+        eprintln!("mtqpd: {warning}");
+    }
+    let (threads, hostname) = (settings.threads, settings.hostname.clone());
     let index = Arc::new(Index::new(threads * SHARDS_PER_THREAD));
-    let unknown = match args.unknown {
+    let unknown = match settings.unknown {
         Unknown::Noinfo => UnknownAnswer::Noinfo,
         Unknown::Opaque => UnknownAnswer::Opaque(OpaqueAnswer::new(&hostname)),
     };
-    let pairs: Vec<_> = args
-        .tls_cert
+    let pairs: Vec<_> = settings
+        .tls
         .iter()
-        .map(|c| c.as_path())
-        .zip(args.tls_key.iter().map(|k| k.as_path()))
+        .map(|(cert, key)| (cert.as_path(), key.as_path()))
         .collect();
     let tls = if pairs.is_empty() {
         None
@@ -44,24 +43,24 @@ pub fn serve(args: &ServeArgs) -> Result<(), String> {
     };
     let running = server::start(
         ServerConfig {
-            listen: args.listen.clone(),
+            listen: settings.listen.clone(),
             threads,
             hostname: hostname.clone(),
             unknown,
-            limits: args.limits(),
+            limits: settings.limits.clone(),
             tls,
-            tls_required: args.tls_required,
+            tls_required: settings.tls_required,
         },
         Arc::clone(&index),
     )?;
     let ingest = ingest::spawn(
         IngestConfig {
-            sources: args.log.clone(),
+            sources: settings.logs.clone(),
             reporting_mta: hostname,
-            retention: args.retention(),
-            state_dir: args.state_dir.clone(),
-            snapshot_interval: args.snapshot_interval,
-            log_zone: args.log_zone()?,
+            retention: settings.retention,
+            state_dir: settings.state_dir.clone(),
+            snapshot_interval: settings.snapshot_interval,
+            log_zone: settings.log_zone.clone(),
         },
         Arc::clone(&index),
     )
@@ -71,7 +70,7 @@ pub fn serve(args: &ServeArgs) -> Result<(), String> {
     }
     eprintln!(
         "mtqpd: {threads} worker thread(s), {} log(s)",
-        args.log.len()
+        settings.logs.len()
     );
     if let Some(sig) = signals.forever().next() {
         let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::cli::parse_duration;
+use crate::clock::parse_duration;
 use crate::protocol::command::is_fqdn;
 use crate::protocol::uri::{self, TrackUri};
 use session::{Answer, Settings};

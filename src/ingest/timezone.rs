@@ -123,6 +123,15 @@ impl Zone {
         Zone::from_file(&path, spec)
     }
 
+    /// The zone of a setting, as [`Zone::parse`], but with the warning of `local` kept for
+    /// the caller to show.
+    pub fn from_setting(spec: &str) -> Result<(Zone, Option<String>), String> {
+        match spec {
+            "local" => Ok(Zone::local()),
+            _ => Zone::parse(spec).map(|zone| (zone, None)),
+        }
+    }
+
     /// The host's zone: the `TZ` environment variable when set (a zoneinfo name, `:`-prefixed
     /// name or absolute path, or a POSIX rule such as `CET-1CEST,M3.5.0,M10.5.0/3`; empty means
     /// UTC, as in POSIX), else `/etc/localtime`. When neither can be read the zone is UTC and

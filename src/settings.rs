@@ -1,0 +1,110 @@
+//! The settings of `mtqpd serve`, typed and checked: made once from the command line (merged
+//! with `--config FILE`) by [`Settings::from_args`], or built directly by `mtqpd demo`.
+//! Everything that can be wrong with a setting is found here, as one line naming the flag;
+//! nothing downstream parses a setting again.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{ServeArgs, Unknown};
+use crate::index::record::Retention;
+use crate::ingest::timezone::Zone;
+use crate::ingest::LogSource;
+use crate::server::Limits;
+
+/// What `mtqpd serve` runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: Vec<SocketAddr>,
+    /// Event-loop threads.
+    pub threads: usize,
+    pub logs: Vec<LogSource>,
+    /// The zone of log timestamps that carry none.
+    pub log_zone: Zone,
+    /// The greeting's name and every answer's Reporting-MTA.
+    pub hostname: String,
+    pub unknown: Unknown,
+    pub retention: Retention,
+    pub limits: Limits,
+    /// Certificate chain and key files, in pairs.
+    pub tls: Vec<(PathBuf, PathBuf)>,
+    pub tls_required: bool,
+    pub state_dir: Option<PathBuf>,
+    pub snapshot_interval: Duration,
+    /// Said on stderr as the server starts (a local time zone that could not be determined).
+    pub warnings: Vec<String>,
+}
+
+impl Settings {
+    /// Checks and converts the flags (and the config file merged into them) in one pass.
+    pub fn from_args(args: &ServeArgs) -> Result<Settings, String> {
+        if args.retention < Duration::from_secs(86_400) {
+            return Err("--retention must be at least 1d (RFC 3885)".into());
+        }
+        if args.idle_timeout < Duration::from_secs(600) {
+            return Err("--idle-timeout must be at least 10m (RFC 3887 section 2.5)".into());
+        }
+        if args.threads == Some(0) {
+            return Err("--threads must be at least 1".into());
+        }
+        if args.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        if args.tls_cert.len() != args.tls_key.len() {
+            return Err("--tls-cert and --tls-key must come in pairs".into());
+        }
+        if args.tls_required && args.tls_cert.is_empty() {
+            return Err("--tls-required needs at least one --tls-cert/--tls-key pair".into());
+        }
+        if let Some(h) = &args.hostname {
+            if h.is_empty() || !h.bytes().all(|c| c.is_ascii_graphic()) {
+                return Err("--hostname must be printable ASCII without spaces".into());
+            }
+        }
+        if let Some(dir) = &args.state_dir {
+            crate::ingest::state::check_dir(dir)?;
+        }
+        let (log_zone, zone_warning) =
+            Zone::from_setting(&args.log_timezone).map_err(|e| format!("--log-timezone: {e}"))?;
+        crate::ingest::check_sources(&args.log)?;
+        Ok(Settings {
+            listen: args.listen.clone(),
+            threads: args
+                .threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+            logs: args.log.clone(),
+            log_zone,
+            hostname: args.hostname.clone().unwrap_or_else(system_hostname),
+            unknown: args.unknown,
+            retention: Retention {
+                after_last_event: args.retention.as_secs() as i64,
+                queue_lifetime: args.queue_lifetime.as_secs() as i64,
+            },
+            limits: Limits {
+                max_connections: args.max_connections,
+                idle_timeout: args.idle_timeout,
+                ..Limits::default()
+            },
+            tls: args
+                .tls_cert
+                .iter()
+                .cloned()
+                .zip(args.tls_key.iter().cloned())
+                .collect(),
+            tls_required: args.tls_required,
+            state_dir: args.state_dir.clone(),
+            snapshot_interval: args.snapshot_interval,
+            warnings: zone_warning.into_iter().collect(),
+        })
+    }
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && h.bytes().all(|c| c.is_ascii_graphic()))
+        .unwrap_or_else(|| "localhost".into())
+}
