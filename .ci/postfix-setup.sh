@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs and starts a real Postfix for tests/real_postfix.rs (issue 4). Idempotent: a second
+# Installs and starts a real Postfix for tests/real_postfix.rs. Idempotent: a second
 # run re-applies the settings and reloads the running Postfix. Works without systemd (a container
 # or a bare VM): Postfix is started with `postfix start`, which needs no init system.
 #

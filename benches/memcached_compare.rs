@@ -1,6 +1,7 @@
-//! The DESIGN.md throughput target, side by side: memcached 1.6 (`memcached -t 1`, pinned to
-//! CPU 0) serving `get` of values the size of a TRACK answer, and mtqpd (`--threads 1`, CPU 0)
-//! serving TRACK hits, both under the same client (CPU 1): 50 connections × 8 pipelined.
+//! The throughput target (docs/ARCHITECTURE.md, "Performance targets"), side by side:
+//! memcached 1.6 (`memcached -t 1`, pinned to CPU 0) serving `get` of values the size of a
+//! TRACK answer, and mtqpd (`--threads 1`, CPU 0) serving TRACK hits, both under the same
+//! client (CPU 1): 50 connections × 8 pipelined.
 //! Needs memcached on the PATH (`apt-get install memcached`); says so and stops otherwise.
 //! Run: `cargo bench --bench memcached_compare`.
 

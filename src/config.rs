@@ -1,4 +1,4 @@
-//! `mtqpd serve --config FILE` (DESIGN.md, "Command line"): the same settings as the flags, as a
+//! `mtqpd serve --config FILE` (README.md, "Serving a hub"): the same settings as the flags, as a
 //! TOML file, merged into [`ServeArgs`] under the command line.
 //!
 //! It owns reading and checking the file and the precedence rule: a flag given on the command

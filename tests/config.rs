@@ -1,7 +1,7 @@
 //! `mtqpd serve --config FILE` against the real binary: settings from the file reach the wire
 //! (exact bytes), flags given on the command line override the file, a bad file is one line on
 //! stderr and exit status 1, and `mtqpd.example.toml` loads. The expected answers are those of
-//! tests/wire.rs (RFC 3887 example #6 and DESIGN.md's `opaque` answer).
+//! tests/wire.rs (RFC 3887 example #6 and docs/ARCHITECTURE.md's `opaque` answer).
 
 mod common;
 use common::*;

@@ -1,5 +1,5 @@
 //! Black-box tests of the log-ingest side: the real binary follows native logs the way `tail -F`
-//! does (DESIGN.md "Data flow", spec/mta-logs.md section 6), and what it read shows up in TRACK
+//! does (docs/ARCHITECTURE.md, docs/mta-logs.md section 4), and what it read shows up in TRACK
 //! answers and in the ingest counters printed at shutdown.
 //!
 //! Every wait is bounded by the harness deadline; nothing asserts on timing. Where a test must

@@ -1,7 +1,7 @@
 //! The Postfix parser against real log fixtures (tests/data/real-logs, see its
 //! SOURCES.md for origins and licences): every line shape of the postfix-grok-patterns test
 //! suite, two real mail logs with syslog prefixes, the deferral → expiry example of
-//! mta-logs.md 1.5, and damaged input.
+//! docs/mta-logs.md 1.5, and damaged input.
 
 use std::path::PathBuf;
 
@@ -849,7 +849,7 @@ fn helga_rfc3339_log() {
 
 #[test]
 fn deferral_then_expiry() {
-    // mta-logs.md 1.5 (quoted there; the source's licence is unknown, so it is not a file).
+    // docs/mta-logs.md 1.5 (quoted there; the source's licence is unknown, so it is not a file).
     const LOG: &str = "\
 Dec 27 02:38:54 mx postfix/qmgr[22753]: C93CEB08A046: from=<ina@somedomain.com>, size=1844, nrcpt=1 (queue active)
 Dec 27 02:38:54 mx postfix/smtp[24234]: connect to arobor.ru[178.210.73.19]:25: Connection timed out

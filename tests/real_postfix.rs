@@ -1,4 +1,4 @@
-//! End to end against a real Postfix (issue 4): `.ci/postfix-setup.sh` installs Debian's
+//! End to end against a real Postfix: `.ci/postfix-setup.sh` installs Debian's
 //! postfix, listening on 127.0.0.1:25 only and logging to its own `maillog_file`. This test
 //! sends three messages over SMTP — one delivered locally, one to an unknown local user (bounced
 //! after acceptance: the setup sets `smtpd_reject_unlisted_recipient = no`, so smtpd takes the

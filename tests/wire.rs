@@ -1,7 +1,7 @@
 //! Black-box tests of the wire: the real `mtqpd` binary, native logs written before start, and
 //! exact bytes compared wherever the answer is deterministic. The expected texts are derived
-//! from RFC 3887 (examples #6–#9 and #14) and DESIGN.md's "Wire behaviour decisions", not from
-//! what the server prints.
+//! from RFC 3887 (examples #6–#9 and #14) and from "Wire decisions beyond the RFC" in
+//! docs/ARCHITECTURE.md, not from what the server prints.
 
 mod common;
 use common::*;
@@ -13,7 +13,7 @@ use std::sync::mpsc;
 const HOST: &str = "example2.com";
 /// The envid of the RFC 3887 examples.
 const ENVID: &str = "12345-20010101@example.com";
-/// Our own secret A: the RFC's example hash is not SHA-1 of its secret (spec/companions.md).
+/// Our own secret A: the RFC's example hash is not SHA-1 of its secret (docs/ARCHITECTURE.md, "The RFC's slips").
 const SECRET: &str = "our own secret for the RFC 3887 examples";
 /// Arrival-Date of the examples, `Mon, 1 Jan 2001 15:15:15 -0500`.
 const ARRIVAL: &str = "2001-01-01T15:15:15-05:00";
@@ -40,7 +40,7 @@ const BAD_FQDN: &[u8] = b"-BAD/syntax Parameter is not a fully qualified domain 
 
 /// The outer header of every tracking answer. RFC 3887's examples print
 /// `type=tracking-status`; RFC 3886 names the type `message/tracking-status`, which needs quotes
-/// in a MIME parameter (DESIGN.md).
+/// in a MIME parameter (docs/ARCHITECTURE.md).
 const CONTENT_TYPE: &str =
     "Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"";
 

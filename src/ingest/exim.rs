@@ -1,4 +1,4 @@
-//! Exim's main log (see the MTA log survey, mta-logs.md section 2), turned into [`MtaEvent`]s
+//! Exim's main log (docs/mta-logs.md, section 2), turned into [`MtaEvent`]s
 //! about its message ids: arrivals `<=`, bounce notifications `<= <> R=`, deliveries `=>` `->`
 //! `>>`, failures `**`, deferrals `==` and `Completed`.
 //!
@@ -932,7 +932,7 @@ mod tests {
         check(SUITE_5102, &wants, utc(SUITE_TIME));
     }
 
-    /// mta-logs.md 2.4: a mailing-list post relayed to vger (Exim 4.92, old ids).
+    /// docs/mta-logs.md 2.4: a mailing-list post relayed to vger (Exim 4.92, old ids).
     #[test]
     fn spec_linux_arch_relay() {
         let time = utc(1_570_172_969); // 2019-10-04 07:09:29
@@ -969,7 +969,7 @@ mod tests {
         );
     }
 
-    /// mta-logs.md 2.4: Exim 4.98 with a 23-character id, TLS fields and a quoted DN.
+    /// docs/mta-logs.md 2.2: Exim 4.98 with a 23-character id, TLS fields and a quoted DN.
     #[test]
     fn spec_new_id_relay() {
         let q = "1smkL5-00000000e65-24eQ";
@@ -1006,7 +1006,7 @@ mod tests {
         );
     }
 
-    /// mta-logs.md 2.4: `[pid]`, ports, interfaces, subjects and recipient lists on arrivals.
+    /// docs/mta-logs.md 2.3: `[pid]`, ports, interfaces, subjects and recipient lists on arrivals.
     #[test]
     fn spec_arrivals_with_pid_and_subject() {
         assert_eq!(
@@ -1035,7 +1035,7 @@ mod tests {
         );
     }
 
-    /// mta-logs.md 2.4: the examples of Exim's specification.
+    /// docs/mta-logs.md 2.4: the examples of Exim's specification.
     #[test]
     fn spec_examples_of_the_exim_manual() {
         assert_eq!(
@@ -1070,7 +1070,7 @@ mod tests {
         );
     }
 
-    /// mta-logs.md 2.1: authenticator failures via syslog carry no message id.
+    /// docs/mta-logs.md 2.1: authenticator failures via syslog carry no message id.
     #[test]
     fn spec_fail2ban_syslog_lines_are_ignored() {
         for line in [

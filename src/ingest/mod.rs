@@ -38,7 +38,7 @@ use tracker::Tracker;
 /// The format of one log file. `mtqp:` native lines are recognised in every one of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
-    /// Only `mtqp:` lines (DESIGN.md, "The native log format").
+    /// Only `mtqp:` lines (docs/ARCHITECTURE.md, "The native log format").
     Native,
     /// Postfix through syslog, rsyslog's RFC 3339 format or `maillog_file`.
     Postfix,

@@ -1,4 +1,4 @@
-//! The native `mtqp:` line format (DESIGN.md, "The native log format"): `key=value` pairs with
+//! The native `mtqp:` line format (docs/ARCHITECTURE.md, "The native log format"): `key=value` pairs with
 //! xtext values, behind any prefix. Lines are parsed into [`Event`]s; nothing is applied here.
 
 use std::sync::LazyLock;

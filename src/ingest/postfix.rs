@@ -1,4 +1,4 @@
-//! Postfix's own log lines (see the MTA log survey, mta-logs.md section 1), turned into
+//! Postfix's own log lines (docs/mta-logs.md, section 1), turned into
 //! [`MtaEvent`]s about its queue ids: arrivals, Message-IDs, per-recipient results, content
 //! filter and `.forward` hand-offs, bounce notifications, expiry and removal.
 //!

@@ -1,4 +1,4 @@
-//! Sendmail's syslog lines (mta-logs.md section 3): `from=` arrivals, `to=` deliveries with
+//! Sendmail's syslog lines (docs/mta-logs.md, section 3): `from=` arrivals, `to=` deliveries with
 //! their `stat=`, the MSP → MTA hop and the DSNs sendmail generates, turned into [`MtaEvent`]s.
 //!
 //! This module owns the meaning of the text after a sendmail tag. It must not correlate queue

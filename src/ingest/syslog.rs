@@ -2,7 +2,7 @@
 //! `maillog_file`) put before an MTA's own text, and the year of classic timestamps, which
 //! carry none.
 //!
-//! This module owns the prefix forms of mta-logs.md section 1.1: classic `Mmm dd HH:MM:SS`
+//! This module owns the prefix forms of docs/mta-logs.md, section 1.1: classic `Mmm dd HH:MM:SS`
 //! (space- or zero-padded day, one or two spaces), rsyslog RFC 3339 high precision and
 //! RFC 5424. It must not interpret the text after the tag: the MTA parsers do that. It never
 //! allocates: a [`Prefix`] borrows from the line.
