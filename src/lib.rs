@@ -12,6 +12,10 @@
 //! - [`serve`], [`demo`] and [`check`] (`ingest-check`, an offline read of logs for
 //!   operators): what the subcommands run.
 //! - [`clock`]: the wall clock, its test seam, and durations.
+//!
+//! How the parts fit together is drawn in `docs/ARCHITECTURE.md`.
+
+#![forbid(unsafe_code)]
 
 pub mod check;
 pub mod cli;
