@@ -32,7 +32,6 @@
 
 mod codec;
 mod correlate;
-mod hasher;
 mod orphans;
 pub mod read_back;
 mod refs;
@@ -50,8 +49,8 @@ use crate::index::record::{Message, Retention};
 use crate::index::render::render_into;
 use crate::index::{Entry, Index};
 use crate::protocol::secret::Hash;
-use hasher::FxBuildHasher;
 use orphans::Orphans;
+use rustc_hash::FxBuildHasher;
 use refs::{EnvidIds, QueueInfo};
 use stored::{pack, unpack, Stored};
 
@@ -64,7 +63,9 @@ type Id = u64;
 /// the tracker after its latest event.
 const UNCLAIMED_GRACE: i64 = 600;
 
-/// The correlation state.
+/// The correlation state. Maps keyed by numbers the tracker hands out and by queue ids, which
+/// the MTA generates, hash with FxHash (rustc's, fast on short keys); maps keyed by what senders
+/// choose (envids, Message-IDs) keep std's keyed SipHash against collision flooding.
 pub struct Tracker {
     reporting_mta: String,
     retention: Retention,

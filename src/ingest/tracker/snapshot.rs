@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use super::codec::{get_message_rest, get_recipient, put_key, put_message, put_recipient};
-use super::hasher::FxBuildHasher;
 use super::refs::{EnvidIds, QueueInfo};
 use super::stored::{pack, unpack, Stored, SIDECAR_WHOLE};
 use super::{Id, Tracker};
@@ -15,6 +14,7 @@ use crate::index::{Entry, Index};
 use crate::ingest::event::{MessageRef, RcptUpdate};
 use crate::ingest::queue_id::QueueId;
 use crate::ingest::state::{Corrupt, Decoder, Encoder};
+use rustc_hash::FxBuildHasher;
 
 /// A message's encoding from its index record: the key from the header, then the rest as
 /// the sidecar holds it or as the answer gives it back.
