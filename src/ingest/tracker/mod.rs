@@ -50,8 +50,8 @@ use crate::index::render::render_into;
 use crate::index::{Entry, Index};
 use crate::protocol::secret::Hash;
 use orphans::Orphans;
-use rustc_hash::FxBuildHasher;
 use refs::{EnvidIds, QueueInfo};
+use rustc_hash::FxBuildHasher;
 use stored::{pack, unpack, Stored};
 
 /// A message is known by its envid and the hash of its secret, and inside the tracker by a

@@ -176,7 +176,7 @@ impl Tracker {
         // References are saved as the position of their message in this list: ids are this
         // process's own, and positions cost a restore neither a key nor a lookup.
         let mut position: HashMap<Id, u32, FxBuildHasher> =
-            HashMap::with_capacity_and_hasher(self.messages.len(), FxBuildHasher::default());
+            HashMap::with_capacity_and_hasher(self.messages.len(), FxBuildHasher);
         for (i, (id, stored)) in self.messages.iter().enumerate() {
             position.insert(*id, i as u32);
             match stored {
