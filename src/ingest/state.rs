@@ -175,8 +175,8 @@ impl<'a> Decoder<'a> {
 }
 
 /// FNV-1a 64 over 8-octet words (the tail zero-padded), with the length folded in: a checksum
-/// defined by the algorithm, the same in every build, and eight times faster than byte-wise
-/// FNV on a state of hundreds of megabytes.
+/// defined by the algorithm, the same in every build, and twice as fast as byte-wise FNV (the
+/// `fnv` crate) on a state of hundreds of megabytes (287 MB: 160-200 ms against 400 ms).
 fn checksum(bytes: &[u8]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ bytes.len() as u64;
     for chunk in bytes.chunks(8) {

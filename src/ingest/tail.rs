@@ -623,16 +623,14 @@ fn check_regular(meta: &Metadata, path: &Path) -> io::Result<()> {
 /// 64-bit FNV-1a: defined by the algorithm, not by the std version, so
 /// checkpoints written by one build are understood by the next.
 fn fingerprint(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher as _;
     if bytes.is_empty() {
         return 0;
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let mut h = fnv::FnvHasher::default();
+    h.write(bytes);
     // 0 means "nothing read"; a real head must never look like that.
-    h.max(1)
+    h.finish().max(1)
 }
 
 #[cfg(test)]
