@@ -1,0 +1,647 @@
+//! Exim's main log (docs/mta-logs.md, section 2), turned into [`MtaEvent`]s
+//! about its message ids: arrivals `<=`, bounce notifications `<= <> R=`, deliveries `=>` `->`
+//! `>>`, failures `**`, deferrals `==` and `Completed`.
+//!
+//! This module owns the grammar of an Exim line — `YYYY-MM-DD HH:MM:SS[.mmm] [+ZZZZ] [[pid]]
+//! MSGID FLAG …`, directly in `mainlog` or behind a syslog prefix — and the choice of the RFC
+//! 3886 action and status for each flag. The syslog prefix itself is [`super::syslog`]'s, zone
+//! rules are [`super::timezone`]'s. It must not correlate: it keeps no state about message ids
+//! (a bounce's own deliveries are emitted like any other; the tracker drops them) and never
+//! guesses retry deadlines. It must not panic on any input, and it allocates nothing for a line
+//! beyond the owned fields of the event it emits.
+
+use memchr::{memchr, memchr2_iter, memchr_iter, memmem};
+
+use super::event::{Event, LineParser, MtaEvent, Outcome};
+use super::mta::{RecipientFields, MAX_ADDRESS, MAX_HOST, MAX_MESSAGE_ID};
+use super::syslog::{parse_prefix, SyslogClock};
+use super::timezone::Zone;
+use crate::index::date::Timestamp;
+use crate::index::record::Action;
+
+/// Substrings of a transport name that mean the message left Exim for a mailbox or a program
+/// on this host (LMTP included): a delivery through one of them is final, not a relay.
+const LOCAL_TRANSPORTS: [&[u8]; 6] = [
+    b"lmtp",
+    b"local",
+    b"appendfile",
+    b"pipe",
+    b"maildir",
+    b"virtual",
+];
+
+/// What one line meant: `Ok(Some)` an event, `Ok(None)` nothing to track, `Err` a rejection
+/// reason.
+type Parsed = Result<Option<MtaEvent>, &'static str>;
+
+/// Parser of Exim main log lines, directly from `mainlog` or behind a syslog prefix.
+pub struct EximParser {
+    /// The zone of Exim timestamps that carry no `+ZZZZ` (Exim logs local time by default).
+    zone: Zone,
+    /// Dates the syslog prefix when Exim's own timestamp is off (`syslog_timestamp = false`).
+    clock: SyslogClock,
+}
+
+impl EximParser {
+    /// A parser whose offset-less timestamps are local time in `zone`; `clock` dates lines
+    /// that only carry a syslog timestamp.
+    pub fn new(zone: Zone, clock: SyslogClock) -> EximParser {
+        EximParser { zone, clock }
+    }
+
+    fn line(&mut self, line: &[u8]) -> Parsed {
+        if line.iter().all(|&c| c == b' ' || c == b'\t') {
+            return Ok(None);
+        }
+        if let Some((time, rest)) = exim_header(line, &self.zone)? {
+            // `2019-10-22 03:39:17 mx1 exim[29786]: …`: a syslog daemon that writes ISO dates.
+            if let Some(text) = syslog_tail(rest) {
+                return self.inner(text, Some(time));
+            }
+            return body(time, rest, false);
+        }
+        if let Some(prefix) = parse_prefix(line, &mut self.clock) {
+            if !is_exim_program(prefix.program) {
+                // Another daemon's line in a shared mail log.
+                return Ok(None);
+            }
+            return self.inner(prefix.text, Some(prefix.time));
+        }
+        // `mail.example.com exim[3751842]: 2021-07-17 23:20:49 …`: a prefix without a time.
+        if let Some(text) = syslog_tail(line) {
+            return self.inner(text, None);
+        }
+        Err("not an Exim or syslog line")
+    }
+
+    /// The text after a syslog prefix: Exim's own line, with its timestamp unless
+    /// `syslog_timestamp = false`, in which case the prefix's `time` is the line's.
+    fn inner(&self, text: &[u8], time: Option<Timestamp>) -> Parsed {
+        let (text, split) = match split_marker(text) {
+            // A later piece of a line Exim split for syslog: its start is in an earlier line
+            // and nothing here names a message.
+            Some((_, false)) => return Ok(None),
+            Some((rest, true)) => (rest, true),
+            None => (text, false),
+        };
+        if let Some((own, rest)) = exim_header(text, &self.zone)? {
+            return body(own, rest, split);
+        }
+        let time = time.ok_or("syslog prefix without a time before a line without one")?;
+        body(time, skip_pid(text)?, split)
+    }
+}
+
+impl LineParser for EximParser {
+    fn parse(&mut self, line: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome {
+        match self.line(line) {
+            Ok(Some(event)) => {
+                emit(Event::Mta(event));
+                Outcome::Parsed
+            }
+            Ok(None) => Outcome::Ignored,
+            Err(reason) => Outcome::Rejected(reason),
+        }
+    }
+}
+
+/// The shape of Exim's timestamp; `d` is any digit.
+const STAMP: &[u8; 19] = b"dddd-dd-dd dd:dd:dd";
+
+fn digits(s: &[u8]) -> Option<u32> {
+    if s.is_empty() || s.len() > 9 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0, |acc, &c| acc * 10 + u32::from(c - b'0')))
+}
+
+fn skip_spaces(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&c| c == b' ').count();
+    &s[n..]
+}
+
+/// Reads `YYYY-MM-DD HH:MM:SS[.mmm] [+ZZZZ] [[pid]] ` at the start of `s`. `Ok(None)` when `s`
+/// does not start like one (so it may be a syslog prefix); an error when it does but is cut
+/// short or names no real instant.
+fn exim_header<'a>(
+    s: &'a [u8],
+    zone: &Zone,
+) -> Result<Option<(Timestamp, &'a [u8])>, &'static str> {
+    let shaped = s.iter().zip(STAMP).all(|(&c, &p)| {
+        if p == b'd' {
+            c.is_ascii_digit()
+        } else {
+            c == p
+        }
+    });
+    if !shaped {
+        return Ok(None);
+    }
+    if s.len() < STAMP.len() {
+        return Err("truncated Exim timestamp");
+    }
+    let field = |from: usize, to: usize| digits(&s[from..to]).unwrap_or(0);
+    let (year, month, day) = (field(0, 4), field(5, 7), field(8, 10));
+    let hms = (field(11, 13), field(14, 16), field(17, 19));
+    let mut rest = &s[STAMP.len()..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return Err("bad fraction in Exim timestamp");
+        }
+        rest = &frac[n..];
+    }
+    if !rest.is_empty() && rest[0] != b' ' {
+        return Err("bad Exim timestamp");
+    }
+    rest = skip_spaces(rest);
+    // `log_timezone = true` appends the offset; then the line says which zone it is in.
+    let mut offset = None;
+    if let [sign @ (b'+' | b'-'), h1, h2, m1, m2, tail @ ..] = rest {
+        let zone_shaped = [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit());
+        if zone_shaped && tail.first().map_or(true, |&c| c == b' ') {
+            let (h, m) = (
+                u32::from(*h1 - b'0') * 10 + u32::from(*h2 - b'0'),
+                u32::from(*m1 - b'0') * 10 + u32::from(*m2 - b'0'),
+            );
+            if h > 23 || m > 59 {
+                return Err("bad UTC offset");
+            }
+            let v = (h * 60 + m) as i16;
+            offset = Some(if *sign == b'-' { -v } else { v });
+            rest = skip_spaces(tail);
+        }
+    }
+    let offset = match offset {
+        Some(o) => o,
+        None => {
+            let local = Timestamp::from_civil(i64::from(year), month, day, hms, 0)
+                .ok_or("invalid date or time in Exim timestamp")?;
+            zone.offset_for_local(local.unix)
+        }
+    };
+    let time = Timestamp::from_civil(i64::from(year), month, day, hms, offset)
+        .ok_or("invalid date or time in Exim timestamp")?;
+    if rest.is_empty() {
+        return Err("nothing after the Exim timestamp");
+    }
+    Ok(Some((time, skip_pid(rest)?)))
+}
+
+/// Skips the `[pid] ` that the `pid` log selector puts before the message id.
+fn skip_pid(s: &[u8]) -> Result<&[u8], &'static str> {
+    let Some(inner) = s.strip_prefix(b"[") else {
+        return Ok(s);
+    };
+    let Some(close) = memchr(b']', inner) else {
+        return Err("unterminated [pid]");
+    };
+    if digits(&inner[..close]).is_none() {
+        // Not a pid: leave the text to the line's own grammar.
+        return Ok(s);
+    }
+    let rest = skip_spaces(&inner[close + 1..]);
+    if rest.is_empty() {
+        return Err("nothing after the [pid]");
+    }
+    Ok(rest)
+}
+
+/// A program name Exim logs to syslog under (`exim`, Debian's `exim4`, …).
+fn is_exim_program(p: &[u8]) -> bool {
+    p.len() >= 4 && p[..4].eq_ignore_ascii_case(b"exim")
+}
+
+/// `HOST exim[pid]: TEXT` → `TEXT`: a syslog prefix whose time, if any, came before `s`.
+fn syslog_tail(s: &[u8]) -> Option<&[u8]> {
+    let (host, rest) = next_token(s)?;
+    let (tag, text) = next_token(rest)?;
+    if host.ends_with(b":") {
+        return None;
+    }
+    let tag = tag.strip_suffix(b":")?;
+    let name = match memchr(b'[', tag) {
+        Some(open) => {
+            digits(tag[open + 1..].strip_suffix(b"]")?)?;
+            &tag[..open]
+        }
+        None => tag,
+    };
+    let plain = name
+        .iter()
+        .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'/'));
+    (plain && is_exim_program(name)).then(|| skip_spaces(text))
+}
+
+/// Exim splits syslog lines longer than 870 bytes into pieces marked `[n/m] ` (or `[n\m] `).
+/// Returns the text after the marker and whether this is the first piece.
+fn split_marker(s: &[u8]) -> Option<(&[u8], bool)> {
+    let inner = s.strip_prefix(b"[")?;
+    let close = memchr(b']', inner)?;
+    let sep = inner[..close]
+        .iter()
+        .position(|&c| c == b'/' || c == b'\\')?;
+    let n = digits(&inner[..sep])?;
+    digits(&inner[sep + 1..close])?;
+    let rest = inner.get(close + 1..)?.strip_prefix(b" ")?;
+    Some((rest, n == 1))
+}
+
+/// An Exim message id: `XXXXXX-YYYYYY-ZZ` before 4.97, `XXXXXX-YYYYYYYYYYY-ZZZZ` since.
+fn is_message_id(s: &[u8]) -> bool {
+    let shape = |a: usize, b: usize, c: usize| {
+        s.len() == a + b + c + 2
+            && s[a] == b'-'
+            && s[a + b + 1] == b'-'
+            && s.iter()
+                .enumerate()
+                .all(|(i, &ch)| i == a || i == a + b + 1 || ch.is_ascii_alphanumeric())
+    };
+    shape(6, 6, 2) || shape(6, 11, 4)
+}
+
+/// A token that is the start of a message id cut off by the end of the line.
+fn is_truncated_message_id(s: &[u8]) -> bool {
+    let fits = |b: usize, c: usize| {
+        s.len() > 6
+            && s.len() < 6 + b + c + 2
+            && s.iter().enumerate().all(|(i, &ch)| {
+                if i == 6 || i == 6 + b + 1 {
+                    ch == b'-'
+                } else {
+                    ch.is_ascii_alphanumeric()
+                }
+            })
+    };
+    fits(6, 2) || fits(11, 4)
+}
+
+/// Splits off the next space-separated token. A `KEY="…"` value runs to a closing quote that
+/// ends the token (followed by a space or the end of the line): Exim does not escape quotes
+/// inside `C="…"` or `DN="…"`, so a quote followed by other text is part of the value. An
+/// unclosed quote runs to the end of the line.
+fn next_token(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let s = skip_spaces(s);
+    if s.is_empty() {
+        return None;
+    }
+    let space = memchr(b' ', s).unwrap_or(s.len());
+    let end = match memchr(b'=', &s[..space]) {
+        Some(eq) if s.get(eq + 1) == Some(&b'"') => {
+            let open = eq + 2;
+            memchr_iter(b'"', &s[open..])
+                .map(|q| open + q + 1)
+                .find(|&after| after == s.len() || s[after] == b' ')
+                .unwrap_or(s.len())
+        }
+        _ => space,
+    };
+    Some((&s[..end], &s[end..]))
+}
+
+/// The value of `KEY=value` or `KEY="value"` when `tok` is that field.
+fn field<'a>(tok: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let v = tok.strip_prefix(key)?.strip_prefix(b"=")?;
+    Some(match v.strip_prefix(b"\"") {
+        Some(q) => q.strip_suffix(b"\"").unwrap_or(q),
+        None => v,
+    })
+}
+
+/// The line after `MSGID`: what the flag says about that message.
+fn body(time: Timestamp, text: &[u8], split: bool) -> Parsed {
+    let Some((id, rest)) = next_token(text) else {
+        return Err("nothing after the Exim timestamp");
+    };
+    if !is_message_id(id) {
+        if rest.is_empty() && is_truncated_message_id(id) {
+            return Err("truncated Exim message id");
+        }
+        // `Start queue run`, `SMTP connection from`, rejections, authenticator failures: no
+        // message was queued.
+        return Ok(None);
+    }
+    let Some((flag, args)) = next_token(rest) else {
+        return Err("Exim message line ends after the message id");
+    };
+    match flag {
+        b"<=" => arrival(id, time, args),
+        b"=>" | b"->" | b">>" => delivery(id, time, args, split),
+        b"**" => failure(id, time, args, Action::Failed),
+        b"==" => failure(id, time, args, Action::Delayed),
+        // `*>`: delivery suppressed by -N (testing); `(=`: a fake reject, which the sender was
+        // told failed. Neither is a delivery the sender could track.
+        b"*>" | b"(=" => Ok(None),
+        b"Completed" => Ok(Some(MtaEvent::Done {
+            queue: id.into(),
+            time,
+        })),
+        // `removed by USER`: an administrator removed the message (exim -Mrm). Exim logs no
+        // outcome for the recipients not yet final, so they stay as they are; the `Completed`
+        // that follows closes the message id. Other texts (`Frozen`, `H=… Network is
+        // unreachable`, `SMTP error from …` before a retry) carry no recipient state.
+        _ => Ok(None),
+    }
+}
+
+/// `<= SENDER … [R=ORIGID] … [id=MESSAGE-ID] … [T="subject"] …`.
+fn arrival(queue: &[u8], time: Timestamp, args: &[u8]) -> Parsed {
+    let Some((sender, mut rest)) = next_token(args) else {
+        return Err("Exim arrival line without a sender");
+    };
+    let mut reference = false;
+    let mut message_id = None;
+    while let Some((tok, after)) = next_token(rest) {
+        rest = after;
+        // Exim writes `R=` and `id=` before the subject; what follows `T=` is the sender's
+        // text, which could spell `id=` itself.
+        if tok.starts_with(b"T=") {
+            break;
+        }
+        if field(tok, b"R").is_some() {
+            reference = true;
+        } else if let Some(v) = field(tok, b"id").or_else(|| field(tok, b"id*")) {
+            message_id.get_or_insert(v);
+        }
+    }
+    if sender == b"<>" && reference {
+        // A bounce or delay warning Exim generated about message `R=`.
+        return Ok(Some(MtaEvent::Notification {
+            queue: queue.into(),
+        }));
+    }
+    let message_id = message_id
+        .map(|v| {
+            v.strip_prefix(b"<")
+                .and_then(|v| v.strip_suffix(b">"))
+                .unwrap_or(v)
+        })
+        .filter(|v| !v.is_empty() && v.len() <= MAX_MESSAGE_ID)
+        .map(Box::from);
+    Ok(Some(MtaEvent::Arrival {
+        queue: queue.into(),
+        time,
+        message_id,
+    }))
+}
+
+/// The parts of a `=>`, `->`, `>>`, `**` or `==` line this parser uses.
+#[derive(Default)]
+struct RcptLine<'a> {
+    final_rcpt: &'a [u8],
+    original: Option<&'a [u8]>,
+    blackhole: bool,
+    router: Option<&'a [u8]>,
+    transport: Option<&'a [u8]>,
+    host: Option<&'a [u8]>,
+    confirmation: Option<&'a [u8]>,
+    /// The text after the fields' `:` (failures and deferrals).
+    message: Option<&'a [u8]>,
+}
+
+/// `<address>` (or `<address>:` before a message) → (address, message follows).
+fn angle(tok: &[u8]) -> Result<(&[u8], bool), &'static str> {
+    let (tok, colon) = match tok.strip_suffix(b":") {
+        Some(t) => (t, true),
+        None => (tok, false),
+    };
+    let inner = tok
+        .strip_prefix(b"<")
+        .and_then(|t| t.strip_suffix(b">"))
+        .ok_or("unterminated <address> (truncated line?)")?;
+    Ok((inner, colon))
+}
+
+/// `(n)`, `(-n)` and `(n):`: the errno of a deferral, not a parent address.
+fn is_errno(tok: &[u8]) -> bool {
+    let t = tok.strip_suffix(b":").unwrap_or(tok);
+    t.strip_prefix(b"(")
+        .and_then(|t| t.strip_suffix(b")"))
+        .map(|t| t.strip_prefix(b"-").unwrap_or(t))
+        .is_some_and(|t| digits(t).is_some())
+}
+
+/// Reads `ADDR [(parents)] [<ORIG>] fields… [: MESSAGE]`.
+fn recipient_line(args: &[u8]) -> Result<RcptLine<'_>, &'static str> {
+    let (first, mut rest) = next_token(args).ok_or("Exim delivery line without an address")?;
+    let mut o = RcptLine::default();
+    let mut ended = false;
+    let special = first == b":blackhole:" || first.starts_with(b"|") || first.starts_with(b"/");
+    if special {
+        // Delivered to the blackhole, a pipe or a file: the recipient is the address that led
+        // there, which Exim writes in `<…>` (a pipe command may hold spaces).
+        o.blackhole = first == b":blackhole:";
+        while let Some((tok, after)) = next_token(rest) {
+            if tok.starts_with(b"<") {
+                rest = after;
+                let (addr, colon) = angle(tok)?;
+                o.final_rcpt = addr;
+                ended = colon;
+                break;
+            }
+            if memchr(b'=', tok).is_some() {
+                break;
+            }
+            rest = after;
+        }
+        if o.final_rcpt.is_empty() {
+            return Err("Exim pipe, file or blackhole delivery without its address");
+        }
+    } else if let Some(addr) = first.strip_suffix(b":") {
+        o.final_rcpt = addr;
+        ended = true;
+    } else {
+        o.final_rcpt = first;
+        // `all_parents`: the intermediate addresses in parentheses.
+        let mut in_parents = false;
+        while let Some((tok, after)) = next_token(rest) {
+            let opens = tok.starts_with(b"(") && !is_errno(tok);
+            if !in_parents && !opens {
+                break;
+            }
+            rest = after;
+            in_parents = !(tok.ends_with(b")") || tok.ends_with(b"):"));
+            if tok.ends_with(b"):") {
+                ended = true;
+                break;
+            }
+        }
+        if !ended {
+            if let Some((tok, after)) = next_token(rest).filter(|(t, _)| t.starts_with(b"<")) {
+                rest = after;
+                let (orig, colon) = angle(tok)?;
+                o.original = (!orig.is_empty()).then_some(orig);
+                ended = colon;
+            }
+        }
+    }
+    if o.final_rcpt.is_empty() || o.final_rcpt.len() > MAX_ADDRESS {
+        return Err("Exim address empty or longer than 512 bytes");
+    }
+    if o.original.is_some_and(|a| a.len() > MAX_ADDRESS) {
+        return Err("Exim address empty or longer than 512 bytes");
+    }
+    while !ended {
+        let Some((tok, after)) = next_token(rest) else {
+            break;
+        };
+        rest = after;
+        // A token ending in `:` ends the fields (`T=remote_smtp: SMTP error…`, `[ip]: …`,
+        // `defer (-1): …`), except the blackhole written as a router name.
+        let quoted = tok.ends_with(b"\"") || tok == b"R=:blackhole:";
+        let (tok, last) = match tok.strip_suffix(b":") {
+            Some(t) if !quoted => (t, true),
+            _ => (tok, false),
+        };
+        if let Some(v) = field(tok, b"R") {
+            o.router.get_or_insert(v);
+        } else if let Some(v) = field(tok, b"T") {
+            o.transport.get_or_insert(v);
+        } else if let Some(v) = field(tok, b"H") {
+            o.host.get_or_insert(v);
+        } else if let Some(v) = field(tok, b"C") {
+            o.confirmation.get_or_insert(v);
+        }
+        ended = last;
+    }
+    if ended {
+        let m = skip_spaces(rest);
+        o.message = (!m.is_empty()).then_some(m);
+    }
+    if o.host.is_some_and(|h| h.is_empty() || h.len() > MAX_HOST) {
+        return Err("Exim H= host empty or longer than 255 bytes");
+    }
+    Ok(o)
+}
+
+/// `NAME` of `host NAME [IP]` in an SMTP error text, for failures logged without `H=`.
+fn host_in_message(m: &[u8]) -> Option<&[u8]> {
+    memmem::find_iter(m, b"host ")
+        .filter(|&p| p == 0 || m[p - 1] == b' ')
+        .find_map(|p| {
+            let (name, rest) = next_token(&m[p + 5..])?;
+            let ip = rest.strip_prefix(b" [")?;
+            memchr(b']', ip)?;
+            (!name.is_empty() && name.len() <= MAX_HOST).then_some(name)
+        })
+}
+
+/// `C.S.D` at the start of `s` (RFC 3463: class 2, 4 or 5; 1–3 digits each), followed by the
+/// end or by anything but a digit or a dot.
+fn code_at(s: &[u8]) -> Option<&[u8]> {
+    if !matches!(s.first(), Some(b'2' | b'4' | b'5')) || s.get(1) != Some(&b'.') {
+        return None;
+    }
+    let mut at = 2;
+    for part in 0..2 {
+        let n = s[at..]
+            .iter()
+            .take(4)
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if !(1..=3).contains(&n) {
+            return None;
+        }
+        at += n;
+        if part == 0 {
+            if s.get(at) != Some(&b'.') {
+                return None;
+            }
+            at += 1;
+        }
+    }
+    match s.get(at) {
+        Some(c) if c.is_ascii_digit() || *c == b'.' => None,
+        _ => Some(&s[..at]),
+    }
+}
+
+/// The first enhanced status code that follows an SMTP reply code (`550 5.1.1`, `250-2.0.0`)
+/// in `text`, lines of a multi-line reply being separated by a literal `\n`.
+fn enhanced_code(text: &[u8]) -> Option<&[u8]> {
+    memchr2_iter(b' ', b'-', text).find_map(|p| {
+        let reply = text.get(p.checked_sub(3)?..p)?;
+        if !reply.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let starts_word = match p.checked_sub(4) {
+            None => true,
+            Some(b) => {
+                let before = text[b];
+                !(before.is_ascii_alphanumeric() || before == b'.')
+                    || (before == b'n' && b > 0 && text[b - 1] == b'\\')
+            }
+        };
+        if !starts_word {
+            return None;
+        }
+        code_at(&text[p + 1..])
+    })
+}
+
+/// A recipient's state from an Exim line: the status is the enhanced code of the peer's
+/// reply (the error for a failure or deferral, the confirmation `C="…"` for a delivery), the
+/// remote MTA the `H=` host or the one the error names.
+fn emit_recipient(queue: &[u8], time: Timestamp, o: &RcptLine<'_>, action: Action) -> Parsed {
+    let unfinished = matches!(action, Action::Failed | Action::Delayed);
+    let reply = if unfinished {
+        o.message
+    } else {
+        o.confirmation
+    };
+    let host = o
+        .host
+        .or_else(|| o.message.filter(|_| unfinished).and_then(host_in_message));
+    let recipient = RecipientFields {
+        final_rcpt: o.final_rcpt,
+        original: o.original,
+        action,
+        status: reply.and_then(enhanced_code),
+        remote_host: host,
+        reply: o.message,
+        time,
+    }
+    .recipient()?;
+    Ok(Some(MtaEvent::Recipient {
+        queue: queue.into(),
+        recipient,
+    }))
+}
+
+/// `=> ADDR [<ORIG>] R=… T=… [H=host [ip]] [C="…"]`; `->` and cutthrough `>>` alike.
+fn delivery(queue: &[u8], time: Timestamp, args: &[u8], split: bool) -> Parsed {
+    let o = recipient_line(args)?;
+    // Every delivery names its router or transport; without both, the line was cut short.
+    // (The first piece of a split syslog line may have lost them and is still understood.)
+    if o.router.is_none() && o.transport.is_none() && !split {
+        return Err("Exim delivery line without R= or T= (truncated?)");
+    }
+    let contains = |hay: Option<&[u8]>, needle: &[u8]| {
+        hay.is_some_and(|h| {
+            h.windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle))
+        })
+    };
+    let local = o.blackhole
+        || o.host.is_none()
+        || LOCAL_TRANSPORTS.iter().any(|t| contains(o.transport, t))
+        || contains(o.router, b":blackhole:");
+    let action = if local {
+        Action::Delivered
+    } else {
+        Action::Relayed
+    };
+    emit_recipient(queue, time, &o, action)
+}
+
+/// `** ADDR … : MESSAGE` (failed) and `== ADDR … defer (N): MESSAGE` (delayed).
+fn failure(queue: &[u8], time: Timestamp, args: &[u8], action: Action) -> Parsed {
+    let o = recipient_line(args)?;
+    if o.message.is_none() {
+        return Err("Exim failure or deferral without its message (truncated?)");
+    }
+    emit_recipient(queue, time, &o, action)
+}
+
+#[cfg(test)]
+mod tests;
