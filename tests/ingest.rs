@@ -911,18 +911,6 @@ fn records_say_at_shutdown_how_they_carry_their_messages() {
 // ---------------------------------------------------------------------------------------------
 // 7. Malformed lines
 
-/// A small deterministic generator for garbage bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn byte(&mut self) -> u8 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 24) as u8
-    }
-}
-
 #[test]
 fn malformed_lines_are_counted_and_skipped() {
     let dir = TempDir::new("malformed");
@@ -991,11 +979,11 @@ fn malformed_lines_are_counted_and_skipped() {
     // Lines without `mtqp:`: binary garbage, invalid UTF-8, empty, foreign log lines, and a
     // line of exactly the 64 KiB limit.
     let mut ignored: Vec<Vec<u8>> = Vec::new();
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
     while ignored.len() < 20 {
-        let len = 1 + usize::from(rng.byte()) * 4;
+        let len = 1 + usize::from(rng.u8(..)) * 4;
         let mut line: Vec<u8> = (0..len)
-            .map(|_| rng.byte())
+            .map(|_| rng.u8(..))
             .filter(|&b| b != b'\n')
             .collect();
         line.extend_from_slice(b"\x00\xff");

@@ -483,24 +483,17 @@ mod tests {
                 v[i] = b'a';
             }
         }
-        // Random values, from mostly printable to mostly not (xorshift: no dependency).
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        // Random values, from mostly printable to mostly not.
+        let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
         for _ in 0..5_000 {
-            let len = (next() % 200) as usize;
-            let odds = next() % 64;
+            let len = rng.usize(..200);
+            let odds = rng.u8(..64);
             let v: Vec<u8> = (0..len)
                 .map(|_| {
-                    let r = next();
-                    if r % 64 < odds {
-                        (r >> 8) as u8
+                    if rng.u8(..64) < odds {
+                        rng.u8(..)
                     } else {
-                        b' ' + (r >> 8) as u8 % 95
+                        rng.u8(b' '..=b'~')
                     }
                 })
                 .collect();

@@ -286,14 +286,11 @@ mod tests {
     fn colliding_tags_insert_find_and_remove_like_a_map() {
         let mut t = Table::default();
         let mut model = std::collections::HashMap::new();
-        let mut seed = 7u64;
+        let mut rng = fastrand::Rng::with_seed(7);
         for step in 0..20_000u32 {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let k = format!("e{}", (seed >> 33) % 300).into_bytes();
-            let secret = ((seed >> 20) % 2) as u8;
-            if (seed >> 40) % 3 == 0 {
+            let k = format!("e{}", rng.u32(..300)).into_bytes();
+            let secret = rng.u8(..2);
+            if rng.u8(..3) == 0 {
                 let removed = t.remove(tag(&k), &k, &[secret; 20], tag);
                 assert_eq!(removed, model.remove(&(k.clone(), secret)).is_some());
             } else {

@@ -544,20 +544,14 @@ mod tests {
                 let _ = parse_prefix(&s[..n], &mut clock);
             }
         }
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15);
         for _ in 0..20_000 {
-            let len = (next() % 80) as usize;
-            let mut line: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let len = rng.usize(..80);
+            let mut line: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
             // Half of them start like a real prefix, to reach the deeper paths.
-            if next() % 2 == 0 {
-                let s = samples[(next() % 3) as usize];
-                let keep = (next() as usize) % s.len();
+            if rng.bool() {
+                let s = samples[rng.usize(..3)];
+                let keep = rng.usize(..s.len());
                 line.splice(0..0, s[..keep].iter().copied());
             }
             let _ = parse_prefix(&line, &mut clock);

@@ -429,13 +429,12 @@ mod tests {
         let at = bad_index.len() - 2 - 12 - ABBREVIATIONS.len() - 2;
         bad_index[at] = 9;
         assert!(Zone::from_tzif(&bad_index, "bad").is_err());
-        let mut state: u32 = 0x1234_5678;
+        let mut rng = fastrand::Rng::with_seed(0x1234_5678);
         for _ in 0..2000 {
             let mut v = good.clone();
             for _ in 0..4 {
-                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                let i = (state >> 8) as usize % v.len();
-                v[i] = (state >> 24) as u8;
+                let i = rng.usize(..v.len());
+                v[i] = rng.u8(..);
             }
             if let Ok(z) = Zone::from_tzif(&v, "fuzz") {
                 let _ = z.offset_for_local(150);

@@ -572,21 +572,15 @@ fn resume_continues_after_the_checkpoint() {
 fn random_writes_and_budgets_round_trip() {
     let s = Scratch::new("random");
     let log = s.path("log");
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move |n: u64| {
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (seed >> 33) % n
-    };
+    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
     let mut f = Follower::new(log.clone(), 200);
     let mut written = Vec::new();
     let mut got = Vec::new();
     let mut pending = Vec::new();
     let mut too_long = 0;
     for step in 0..3000 {
-        if next(3) > 0 {
-            let len = next(260) as usize;
+        if rng.u8(..3) > 0 {
+            let len = rng.usize(..260);
             let line: Vec<u8> = (0..len).map(|i| b"abc\r \t"[(i + step) % 6]).collect();
             if len > 200 {
                 too_long += 1;
@@ -597,10 +591,10 @@ fn random_writes_and_budgets_round_trip() {
             pending.push(b'\n');
         }
         // Write a random prefix of what is pending, so lines arrive torn.
-        let cut = next(pending.len() as u64 + 1) as usize;
+        let cut = rng.usize(..=pending.len());
         append(&log, &pending[..cut]);
         pending.drain(..cut);
-        let budget = 1 + next(500) as usize;
+        let budget = rng.usize(1..=500);
         let st = f
             .poll(budget, &mut |l: &[u8]| got.push(l.to_vec()))
             .expect("poll");
