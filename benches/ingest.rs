@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mtqpd::index::record::Retention;
+use mtqpd::index::message::Retention;
 use mtqpd::index::Index;
 use mtqpd::ingest::timezone::Zone;
 use mtqpd::ingest::{replay, IngestConfig, LogSource};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
-use mtqpd::index::record::Retention;
+use mtqpd::index::message::Retention;
 use mtqpd::index::Index;
 use mtqpd::ingest::event::{Event, LineParser, Outcome};
 use mtqpd::ingest::native;

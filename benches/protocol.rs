@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
 use mtqpd::index::date::Timestamp;
-use mtqpd::index::record::{Action, Message, Recipient, RecipientIndex};
+use mtqpd::index::message::{Action, Message, Recipient, RecipientIndex};
 use mtqpd::index::render::render;
 use mtqpd::index::{Entry, Index};
 use mtqpd::protocol::command::{parse, Command};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use divan::counter::BytesCount;
 use divan::Bencher;
 use mtqpd::index::date::Timestamp;
-use mtqpd::index::record::{Action, Message, Recipient, RecipientIndex};
+use mtqpd::index::message::{Action, Message, Recipient, RecipientIndex};
 use mtqpd::index::render::{render, OpaqueAnswer};
 use mtqpd::protocol::secret::sha1;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::index::record::{Message, Retention};
+use crate::index::message::{Message, Retention};
 use crate::index::Index;
 use crate::ingest::{replay, IngestConfig, LogSource};
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::cli::{DemoArgs, Unknown};
 use crate::clock::unix_now;
 use crate::index::date::Timestamp;
-use crate::index::record::Retention;
+use crate::index::message::Retention;
 use crate::ingest::timezone::Zone;
 use crate::ingest::{LogFormat, LogSource};
 use crate::protocol::secret::{encode, sha1};

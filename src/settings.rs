@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{ServeArgs, Unknown};
-use crate::index::record::Retention;
+use crate::index::message::Retention;
 use crate::ingest::timezone::Zone;
 use crate::ingest::LogSource;
 use crate::server::Limits;

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use mtqpd::index::date::Timestamp;
-use mtqpd::index::record::{Action, Recipient};
+use mtqpd::index::message::{Action, Recipient};
 use mtqpd::ingest::event::{Event, LineParser, MtaEvent, Outcome};
 use mtqpd::ingest::postfix::PostfixParser;
 use mtqpd::ingest::syslog::SyslogClock;

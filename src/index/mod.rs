@@ -4,11 +4,11 @@
 //! Event-loop workers only read it; the ingest thread is its one writer.
 //!
 //! It owns no I/O and no log format; rendering lives in [`render`], the message model in
-//! [`record`].
+//! [`message`].
 
 pub mod date;
 pub mod entry;
-pub mod record;
+pub mod message;
 pub mod render;
 mod table;
 

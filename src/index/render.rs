@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use super::date::Timestamp;
-use super::record::{Message, Recipient};
+use super::message::{Message, Recipient};
 use crate::protocol::dotstuff::TERMINATOR;
 use crate::protocol::xtext;
 
@@ -318,7 +318,7 @@ impl OpaqueAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::record::Action;
+    use crate::index::message::Action;
 
     fn ts(s: &str) -> Timestamp {
         Timestamp::parse_rfc3339(s.as_bytes()).unwrap()

@@ -3,7 +3,7 @@
 
 use super::queue_id::QueueId;
 use crate::index::date::Timestamp;
-use crate::index::record::Recipient;
+use crate::index::message::Recipient;
 use crate::protocol::secret::Hash;
 
 /// How an event names the message it belongs to.

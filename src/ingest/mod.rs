@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::clock::unix_now;
-use crate::index::record::Retention;
+use crate::index::message::Retention;
 use crate::index::Index;
 use event::{Event, LineParser, Outcome};
 use tail::Follower;

@@ -10,7 +10,7 @@
 //! a UTF-8 sequence or an escape) and only for recipients still queued or failed.
 
 use crate::index::date::Timestamp;
-use crate::index::record::{Action, Recipient};
+use crate::index::message::{Action, Recipient};
 
 /// Longest address kept (RFC 5321 allows 256 octets in a path; the native format 512).
 pub const MAX_ADDRESS: usize = 512;

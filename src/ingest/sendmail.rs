@@ -9,7 +9,7 @@ use super::event::{Event, LineParser, MtaEvent, Outcome};
 use super::mta::{status_class, RecipientFields};
 use super::syslog::{parse_prefix, SyslogClock};
 use crate::index::date::Timestamp;
-use crate::index::record::Action;
+use crate::index::message::Action;
 
 /// Programs whose lines are sendmail's: the daemon under its usual names and the MSP queue
 /// runner.
@@ -291,7 +291,7 @@ fn to_line(queue: &[u8], rest: &[u8], time: Timestamp, emit: &mut dyn FnMut(Even
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::record::Recipient;
+    use crate::index::message::Recipient;
     use crate::ingest::timezone::Zone;
 
     /// 2026-11-22T12:00:00Z: July lines are this year's.

@@ -17,7 +17,7 @@ use super::event::{Event, LineParser, MtaEvent, Outcome};
 use super::mta::{status_class, RecipientFields, MAX_ADDRESS, MAX_MESSAGE_ID};
 use super::syslog::{parse_prefix, SyslogClock};
 use crate::index::date::Timestamp;
-use crate::index::record::{Action, Recipient};
+use crate::index::message::{Action, Recipient};
 
 /// Longest queue id accepted. Postfix's own are at most about 20 characters; the bound keeps
 /// the search for the `: ` after the id short on lines that have none.

@@ -3,7 +3,7 @@
 //! [`super::stored`]).
 
 use crate::index::date::Timestamp;
-use crate::index::record::{Action, Message, Recipient, RecipientIndex};
+use crate::index::message::{Action, Message, Recipient, RecipientIndex};
 use crate::ingest::state::{Corrupt, Decoder, Encoder};
 use crate::protocol::secret::Hash;
 

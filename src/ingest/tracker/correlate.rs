@@ -5,7 +5,7 @@
 use super::refs::{EnvidIds, QueueInfo};
 use super::stored::Stored;
 use super::{Id, Tracker, UNCLAIMED_GRACE};
-use crate::index::record::{Action, Message};
+use crate::index::message::{Action, Message};
 use crate::ingest::event::{Accept, MessageRef, MtaEvent, RcptUpdate};
 use crate::ingest::queue_id::QueueId;
 use crate::protocol::secret::Hash;

@@ -45,7 +45,7 @@ use std::collections::{HashMap, HashSet};
 use super::event::{Event, MessageRef, RcptUpdate};
 use super::idset::IdSet;
 use super::queue_id::QueueId;
-use crate::index::record::{Message, Retention};
+use crate::index::message::{Message, Retention};
 use crate::index::render::render_into;
 use crate::index::{Entry, Index};
 use crate::protocol::secret::Hash;

@@ -10,7 +10,7 @@
 //! last event) travels beside it in [`Extras`].
 
 use crate::index::date::{Timestamp, MONTHS};
-use crate::index::record::{Action, Message, Recipient};
+use crate::index::message::{Action, Message, Recipient};
 use crate::index::render::{
     ACTION, ARRIVAL_DATE, DIAGNOSTIC_CODE_HEAD, FINAL_RECIPIENT_HEAD, LAST_ATTEMPT_DATE,
     ORIGINAL_RECIPIENT_HEAD, REMOTE_MTA_HEAD, REPORTING_MTA_HEAD, STATUS, WILL_RETRY_UNTIL,

@@ -8,7 +8,7 @@ use super::codec::{get_message_rest, get_recipient, put_key, put_message, put_re
 use super::refs::{EnvidIds, QueueInfo};
 use super::stored::{pack, unpack, Stored, SIDECAR_WHOLE};
 use super::{Id, Tracker};
-use crate::index::record::Retention;
+use crate::index::message::Retention;
 use crate::index::render::render;
 use crate::index::{Entry, Index};
 use crate::ingest::event::{MessageRef, RcptUpdate};

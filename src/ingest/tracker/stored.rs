@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use super::codec::{get_message_rest, put_message_rest};
 use super::read_back::{self, read_back, Extras};
 use crate::index::entry::framed_part;
-use crate::index::record::{Message, Retention};
+use crate::index::message::{Message, Retention};
 use crate::index::Entry;
 use crate::ingest::state::{Corrupt, Decoder, Encoder};
 use crate::protocol::secret::Hash;
@@ -165,7 +165,7 @@ impl Stored {
 mod tests {
     use super::*;
     use crate::index::date::Timestamp;
-    use crate::index::record::{Action, Recipient};
+    use crate::index::message::{Action, Recipient};
     use crate::index::render::render;
 
     /// Some octets of `alphabet`, as many as `len` says.

@@ -5,7 +5,7 @@ use super::snapshot::put_entry;
 use super::stored::{SIDECAR_EXTRAS, SIDECAR_WHOLE};
 use super::*;
 use crate::index::date::Timestamp;
-use crate::index::record::{Action, Recipient};
+use crate::index::message::{Action, Recipient};
 use crate::ingest::event::{Accept, MtaEvent};
 use crate::ingest::state::{Decoder, Encoder};
 use crate::protocol::secret::sha1;

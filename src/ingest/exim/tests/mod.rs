@@ -2,7 +2,7 @@
 //! docs/mta-logs.md) in [`real_logs`], every line form and damaged input in [`forms`].
 
 use super::*;
-use crate::index::record::Recipient;
+use crate::index::message::Recipient;
 
 /// 1999-03-02 09:44:33 UTC, the time of every line of the Exim test-suite logs.
 const SUITE_TIME: i64 = 920_367_873;
