@@ -52,6 +52,8 @@ A failed or refused STARTTLS is an error, never a fall-back to plaintext.";
 /// `mtqpd track` flags.
 #[derive(Debug, Clone, Args)]
 #[command(after_help = EXIT_STATUS_HELP)]
+// The field docs are clap's help text, written for a terminal, not markdown.
+#[allow(rustdoc::broken_intra_doc_links)]
 pub struct TrackArgs {
     /// The message: mtqp://HOST[:PORT]/track/ENVID/SECRET (RFC 3887 section 9; a '/', '?' or
     /// '%' in ENVID or SECRET is written %2F, %3F, %25).

@@ -20,7 +20,7 @@ pub fn stuff_append(body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(TERMINATOR);
 }
 
-/// Outcome of feeding one received line to [`Unstuffer::line`].
+/// Outcome of feeding one received line to [`unstuff_line`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Unstuffed<'a> {
     /// A data line, with the stuffing dot removed and without its line end.
