@@ -28,10 +28,11 @@
 //!
 //! Files: correlation of lines into messages ([`correlate`]), the waiting updates
 //! ([`orphans`]), what refers to a message ([`refs`]), how a message is held and packed
-//! ([`stored`], [`read_back`], [`codec`]), snapshots ([`snapshot`]).
+//! ([`stored`], [`read_back`], [`codec`]), snapshots ([`snapshot`]), the maps' hasher ([`hasher`]).
 
 mod codec;
 mod correlate;
+mod hasher;
 mod orphans;
 pub mod read_back;
 mod refs;
@@ -49,9 +50,9 @@ use crate::index::message::{Message, Retention};
 use crate::index::render::render_into;
 use crate::index::{Entry, Index};
 use crate::protocol::secret::Hash;
+use hasher::FxBuildHasher;
 use orphans::Orphans;
 use refs::{EnvidIds, QueueInfo};
-use rustc_hash::FxBuildHasher;
 use stored::{pack, unpack, Stored};
 
 /// A message is known by its envid and the hash of its secret, and inside the tracker by a
@@ -63,9 +64,7 @@ type Id = u64;
 /// the tracker after its latest event.
 const UNCLAIMED_GRACE: i64 = 600;
 
-/// The correlation state. Maps keyed by numbers the tracker hands out and by queue ids, which
-/// the MTA generates, hash with FxHash (rustc's, fast on short keys); maps keyed by what senders
-/// choose (envids, Message-IDs) keep std's keyed SipHash against collision flooding.
+/// The correlation state.
 pub struct Tracker {
     reporting_mta: String,
     retention: Retention,

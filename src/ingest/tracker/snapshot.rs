@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::codec::{get_message_rest, get_recipient, put_key, put_message, put_recipient};
+use super::hasher::FxBuildHasher;
 use super::refs::{EnvidIds, QueueInfo};
 use super::stored::{pack, unpack, Stored, SIDECAR_WHOLE};
 use super::{Id, Tracker};
@@ -14,7 +15,6 @@ use crate::index::{Entry, Index};
 use crate::ingest::event::{MessageRef, RcptUpdate};
 use crate::ingest::queue_id::QueueId;
 use crate::ingest::state::{Corrupt, Decoder, Encoder};
-use rustc_hash::FxBuildHasher;
 
 /// A message's encoding from its index record: the key from the header, then the rest as
 /// the sidecar holds it or as the answer gives it back.
@@ -176,7 +176,7 @@ impl Tracker {
         // References are saved as the position of their message in this list: ids are this
         // process's own, and positions cost a restore neither a key nor a lookup.
         let mut position: HashMap<Id, u32, FxBuildHasher> =
-            HashMap::with_capacity_and_hasher(self.messages.len(), FxBuildHasher);
+            HashMap::with_capacity_and_hasher(self.messages.len(), FxBuildHasher::default());
         for (i, (id, stored)) in self.messages.iter().enumerate() {
             position.insert(*id, i as u32);
             match stored {
