@@ -28,7 +28,8 @@
 //!
 //! Files: correlation of lines into messages ([`correlate`]), the waiting updates
 //! ([`orphans`]), what refers to a message ([`refs`]), how a message is held and packed
-//! ([`stored`], [`read_back`], [`codec`]), snapshots ([`snapshot`]), the maps' hasher ([`hasher`]).
+//! ([`stored`], [`read_back`], [`codec`]), snapshots ([`snapshot`]), the maps' hasher
+//! ([`hasher`]).
 
 mod codec;
 mod correlate;
