@@ -7,9 +7,10 @@
 //! `--unknown noinfo` overrides a file's `unknown = "opaque"` although `noinfo` is the default.
 //! A repeatable flag given on the command line replaces the file's whole list.
 //!
-//! Every value goes through the flag's own parser (`cli::parse_duration`, `LogSource`'s and
+//! Every value goes through the flag's own parser (`clock::parse_duration`, `LogSource`'s and
 //! `SocketAddr`'s `FromStr`, `Unknown`'s `ValueEnum`), even one a flag overrides, and the merged
-//! settings through [`Settings::from_args`]. It must not add settings of its own: a key exists because a flag does.
+//! settings through [`Settings::from_args`]. It must not add settings of its own: a key exists
+//! because a flag does.
 //!
 //! Every problem with the file is one [`ConfigError`], printed as one line
 //! `mtqpd: config FILE: …`; the binary then exits with status 1, as for every other bad setting

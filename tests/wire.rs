@@ -13,7 +13,8 @@ use std::sync::mpsc;
 const HOST: &str = "example2.com";
 /// The envid of the RFC 3887 examples.
 const ENVID: &str = "12345-20010101@example.com";
-/// Our own secret A: the RFC's example hash is not SHA-1 of its secret (docs/ARCHITECTURE.md, "The RFC's slips").
+/// Our own secret A: the RFC's example hash is not SHA-1 of its secret (docs/ARCHITECTURE.md,
+/// "The RFC's slips").
 const SECRET: &str = "our own secret for the RFC 3887 examples";
 /// Arrival-Date of the examples, `Mon, 1 Jan 2001 15:15:15 -0500`.
 const ARRIVAL: &str = "2001-01-01T15:15:15-05:00";

@@ -62,7 +62,8 @@ impl Typed {
     }
 }
 
-/// The field names this module writes, as their lines begin (`ingest::tracker::read_back` reads them).
+/// The field names this module writes, as their lines begin (`ingest::tracker::read_back`
+/// reads them).
 pub(crate) const ORIGINAL_RECIPIENT_HEAD: &[u8] = b"Original-Recipient: ";
 pub(crate) const FINAL_RECIPIENT_HEAD: &[u8] = b"Final-Recipient: ";
 pub(crate) const REMOTE_MTA_HEAD: &[u8] = b"Remote-MTA: ";

@@ -1,5 +1,5 @@
-//! The native `mtqp:` line format (docs/ARCHITECTURE.md, "The native log format"): `key=value` pairs with
-//! xtext values, behind any prefix. Lines are parsed into [`Event`]s; nothing is applied here.
+//! The native `mtqp:` line format (docs/ARCHITECTURE.md, "The native log format"): `key=value`
+//! pairs with xtext values, behind any prefix. Lines are parsed into [`Event`]s; nothing is applied here.
 
 use std::sync::LazyLock;
 
