@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use divan::counter::{BytesCount, ItemsCount};
 use divan::Bencher;
-use mtqpd::index::date::Timestamp;
 use mtqpd::index::message::{Action, Message, Recipient, RecipientIndex};
 use mtqpd::index::render::render;
 use mtqpd::index::{Entry, Index};
 use mtqpd::protocol::command::{parse, Command};
+use mtqpd::protocol::date::Timestamp;
 use mtqpd::protocol::secret::{encode, hash_secret, sha1};
 use mtqpd::protocol::{xtext, MAX_ENVID};
 

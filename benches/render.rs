@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use divan::counter::BytesCount;
 use divan::Bencher;
-use mtqpd::index::date::Timestamp;
 use mtqpd::index::message::{Action, Message, Recipient, RecipientIndex};
 use mtqpd::index::render::{render, OpaqueAnswer};
+use mtqpd::protocol::date::Timestamp;
 use mtqpd::protocol::secret::sha1;
 
 fn main() {

@@ -27,7 +27,7 @@ pub enum Command {
     /// Serve a generated demo log on 127.0.0.1 and print TRACK lines to try.
     Demo(DemoArgs),
     /// Query an MTQP server for one message, named by an mtqp:// URI, and print its status.
-    Track(crate::client::TrackArgs),
+    Track(crate::track::TrackArgs),
     /// Read logs once, offline, and print the messages they track and the lines they could not
     /// read, to check a hub's logs before deploying.
     IngestCheck(crate::check::CheckArgs),

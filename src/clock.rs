@@ -12,7 +12,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::index::date::Timestamp;
+use crate::protocol::date::Timestamp;
 
 /// The environment variable of the test seam.
 pub const PIN_VARIABLE: &str = "MTQPD_NOW";

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use crate::cli::{DemoArgs, Unknown};
 use crate::clock::unix_now;
-use crate::index::date::Timestamp;
 use crate::index::message::Retention;
 use crate::ingest::timezone::Zone;
 use crate::ingest::{LogFormat, LogSource};
+use crate::protocol::date::Timestamp;
 use crate::protocol::secret::{encode, sha1};
 use crate::server::Limits;
 use crate::settings::Settings;

@@ -1,11 +1,12 @@
 //! mtqpd: a Message Tracking Query Protocol (RFC 3887) server for mail hubs.
 //!
-//! - [`protocol`]: the wire format, without I/O.
+//! - [`protocol`]: the wire format, without I/O (the `mtqp-protocol` crate, `protocol/`).
 //! - [`index`]: the sharded in-memory records and their RFC 3886 rendering.
 //! - [`ingest`]: the thread that follows MTA logs and feeds the index.
 //! - [`server`]: the thread-per-core event loops that answer clients.
 //! - [`stats`]: latency histograms and counters.
-//! - [`client`]: `mtqpd track`, the MTQP client.
+//! - [`track`]: `mtqpd track`, the command line of the MTQP client (the `mtqp-client` crate,
+//!   `client/`).
 //! - [`cli`]: the command line as clap parses it; [`config`]: `serve --config FILE`, the
 //!   settings as TOML, merged under the flags; [`settings`]: the settings of `serve`, checked
 //!   and typed once.
@@ -17,16 +18,17 @@
 
 #![forbid(unsafe_code)]
 
+pub use mtqp_protocol as protocol;
+
 pub mod check;
 pub mod cli;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod index;
 pub mod ingest;
-pub mod protocol;
 pub mod serve;
 pub mod server;
 pub mod settings;
 pub mod stats;
+pub mod track;

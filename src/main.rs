@@ -66,7 +66,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::IngestCheck(args) => mtqpd::check::run(&args),
         // The client has exit statuses of its own (how the message fares), so it reports
         // its errors itself.
-        Command::Track(args) => return mtqpd::client::run(&args),
+        Command::Track(args) => return mtqpd::track::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,12 +5,12 @@
 
 use std::path::PathBuf;
 
-use mtqpd::index::date::Timestamp;
 use mtqpd::index::message::{Action, Recipient};
 use mtqpd::ingest::event::{Event, LineParser, MtaEvent, Outcome};
 use mtqpd::ingest::postfix::PostfixParser;
 use mtqpd::ingest::syslog::SyslogClock;
 use mtqpd::ingest::timezone::Zone;
+use mtqpd::protocol::date::Timestamp;
 
 /// A fixture file: from `$MTQPD_REAL_LOGS`, else the repository's `tests/data/real-logs/`. A
 /// missing file fails the test: skipping would hide lost coverage.

@@ -20,7 +20,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use mtqpd::index::date::Timestamp;
+use mtqpd::protocol::date::Timestamp;
 
 /// Where the setup script makes Postfix log (`maillog_file`).
 const POSTFIX_LOG: &str = "/var/log/postfix-mtqpd.log";

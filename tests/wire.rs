@@ -23,7 +23,7 @@ const ATTEMPT: &str = "2001-01-01T19:15:03-05:00";
 /// When the servers read the examples' logs: the evening of the examples' day.
 const EXAMPLES_READ_AT: &str = "2001-01-01T23:00:00-05:00";
 
-// The fixed status lines (src/protocol/reply.rs).
+// The fixed status lines (protocol/src/reply.rs).
 const COMMENT_OK: &[u8] = b"+OK\r\n";
 const BYE: &[u8] = b"+OK Bye\r\n";
 const NOINFO: &[u8] = b"-ERR/noinfo No tracking information is available\r\n";

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use mtqpd::clock::unix_now;
-use mtqpd::index::date::Timestamp;
+use mtqpd::protocol::date::Timestamp;
 use mtqpd::protocol::secret::{encode, sha1};
 
 /// The envid and base64 secret of synthetic message `i`.

@@ -1,10 +1,10 @@
 //! Framing and checking of answers, without allocating: the status line is read with mtqpd's
 //! own [`parse_status`], and a `+OK+` body is walked line by line in place, by the same rules
-//! as [`mtqpd::protocol::response::parse_response`] (LF-terminated lines, one CR stripped, a
+//! as [`mtqp_protocol::response::parse_response`] (LF-terminated lines, one CR stripped, a
 //! lone `.` ends the body, a leading `.` is unstuffed), which the tests hold it to.
 
-use mtqpd::protocol::response::{parse_status, Indicator};
-use mtqpd::protocol::MAX_LINE;
+use mtqp_protocol::response::{parse_status, Indicator};
+use mtqp_protocol::MAX_LINE;
 
 /// What a request asks for, and so what its answer must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,7 +258,7 @@ fn judge(kind: Kind, ind: Indicator, noinfo: bool, body: &Body, opaque: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mtqpd::protocol::response::parse_response;
+    use mtqp_protocol::response::parse_response;
 
     const ENVID: &[u8] = b"gen-0000000001@client.example";
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mtqpd::protocol::response::{parse_response, Response};
+use mtqp_protocol::response::{parse_response, Response};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 

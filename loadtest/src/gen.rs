@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
-use mtqpd::index::date::{civil_from_days, Timestamp, MONTHS};
-use mtqpd::protocol::secret::{encode, sha1};
+use mtqp_protocol::date::{civil_from_days, Timestamp, MONTHS};
+use mtqp_protocol::secret::{encode, sha1};
 
 use crate::rng::Rng;
 

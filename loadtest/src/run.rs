@@ -114,13 +114,13 @@ fn tls_settings(args: &RunArgs) -> Result<Option<Tls>, String> {
         return Ok(None);
     };
     let roots = match &args.ca {
-        Some(p) => mtqpd::client::tls::load_ca(p)?,
-        None => mtqpd::client::tls::system_roots()?,
+        Some(p) => mtqp_client::tls::load_ca(p)?,
+        None => mtqp_client::tls::system_roots()?,
     };
     let name = ServerName::try_from(fqdn.clone())
         .map_err(|_| format!("--starttls '{fqdn}' is not a host name"))?;
     Ok(Some(Tls {
-        config: mtqpd::client::tls::client_config(roots)?,
+        config: mtqp_client::tls::client_config(roots)?,
         name,
         fqdn: fqdn.clone(),
     }))

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use mtqpd::protocol::command::is_envid;
-use mtqpd::protocol::secret::{encode, hash_secret};
+use mtqp_protocol::command::is_envid;
+use mtqp_protocol::secret::{encode, hash_secret};
 
 use crate::check::Kind;
 use crate::rng::Rng;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash as _, Hasher};
 
-use super::date::Timestamp;
+use crate::protocol::date::Timestamp;
 use crate::protocol::secret::Hash;
 
 /// RFC 3886 Action values (section 3.3.1).

@@ -6,7 +6,6 @@
 //! It owns no I/O and no log format; rendering lives in [`render`], the message model in
 //! [`message`].
 
-pub mod date;
 pub mod entry;
 pub mod message;
 pub mod render;

@@ -15,8 +15,8 @@
 
 use std::sync::Arc;
 
-use super::date::Timestamp;
 use super::message::{Message, Recipient};
+use crate::protocol::date::Timestamp;
 use crate::protocol::dotstuff::TERMINATOR;
 use crate::protocol::xtext;
 

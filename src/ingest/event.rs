@@ -2,8 +2,8 @@
 //! or one recipient's state changed. Parsers produce them; [`super::tracker`] applies them.
 
 use super::queue_id::QueueId;
-use crate::index::date::Timestamp;
 use crate::index::message::Recipient;
+use crate::protocol::date::Timestamp;
 use crate::protocol::secret::Hash;
 
 /// How an event names the message it belongs to.

@@ -9,8 +9,8 @@
 //! action gives way to `class.0.0`, a diagnostic is the reply's text (bounded, never cut inside
 //! a UTF-8 sequence or an escape) and only for recipients still queued or failed.
 
-use crate::index::date::Timestamp;
 use crate::index::message::{Action, Recipient};
+use crate::protocol::date::Timestamp;
 
 /// Longest address kept (RFC 5321 allows 256 octets in a path; the native format 512).
 pub const MAX_ADDRESS: usize = 512;

@@ -7,8 +7,8 @@ use memchr::memmem;
 
 use super::event::{Accept, Event, LineParser, MessageRef, Outcome, RcptUpdate};
 use super::queue_id::QueueId;
-use crate::index::date::Timestamp;
 use crate::index::message::{Action, Recipient};
+use crate::protocol::date::Timestamp;
 use crate::protocol::secret::{decode_hash, Hash};
 use crate::protocol::{xtext, MAX_ENVID, MAX_LINE};
 

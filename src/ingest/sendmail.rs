@@ -8,8 +8,8 @@
 use super::event::{Event, LineParser, MtaEvent, Outcome};
 use super::mta::{status_class, RecipientFields};
 use super::syslog::{parse_prefix, SyslogClock};
-use crate::index::date::Timestamp;
 use crate::index::message::Action;
+use crate::protocol::date::Timestamp;
 
 /// Programs whose lines are sendmail's: the daemon under its usual names and the MSP queue
 /// runner.

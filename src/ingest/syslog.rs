@@ -8,8 +8,8 @@
 //! allocates: a [`Prefix`] borrows from the line.
 
 use super::timezone::Zone;
-use crate::index::date::civil_from_days;
-use crate::index::date::Timestamp;
+use crate::protocol::date::civil_from_days;
+use crate::protocol::date::Timestamp;
 
 /// Month abbreviations of classic syslog timestamps, as `strftime("%b")` writes them in the C
 /// locale.

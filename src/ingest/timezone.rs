@@ -17,7 +17,7 @@ use jiff::Timestamp;
 const MAX_TZIF: u64 = 256 * 1024;
 /// Where IANA zone names are looked up.
 const ZONEINFO: &str = "/usr/share/zoneinfo";
-/// Largest offset magnitude a [`crate::index::date::Timestamp`] accepts, in seconds.
+/// Largest offset magnitude a [`crate::protocol::date::Timestamp`] accepts, in seconds.
 const MAX_OFFSET: i32 = 24 * 3600 - 60;
 
 /// A time zone: the UTC offsets in force over time.
@@ -226,7 +226,7 @@ fn parse_fixed_offset(s: &[u8]) -> Option<Offset> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::date::days_from_civil;
+    use crate::protocol::date::days_from_civil;
 
     const DAY: i64 = 86_400;
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mtqpd::clock::PIN_VARIABLE;
-use mtqpd::index::date::Timestamp;
+use mtqpd::protocol::date::Timestamp;
 use mtqpd::protocol::response::{parse_response, Response};
 use mtqpd::protocol::secret::{encode, sha1};
 

@@ -16,8 +16,8 @@ use super::event::{Event, LineParser, MtaEvent, Outcome};
 use super::mta::{RecipientFields, MAX_ADDRESS, MAX_HOST, MAX_MESSAGE_ID};
 use super::syslog::{parse_prefix, SyslogClock};
 use super::timezone::Zone;
-use crate::index::date::Timestamp;
 use crate::index::message::Action;
+use crate::protocol::date::Timestamp;
 
 /// Substrings of a transport name that mean the message left Exim for a mailbox or a program
 /// on this host (LMTP included): a delivery through one of them is final, not a relay.

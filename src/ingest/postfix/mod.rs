@@ -16,8 +16,8 @@ use memchr::{memchr, memmem, memrchr};
 use super::event::{Event, LineParser, MtaEvent, Outcome};
 use super::mta::{status_class, RecipientFields, MAX_ADDRESS, MAX_MESSAGE_ID};
 use super::syslog::{parse_prefix, SyslogClock};
-use crate::index::date::Timestamp;
 use crate::index::message::{Action, Recipient};
+use crate::protocol::date::Timestamp;
 
 /// Longest queue id accepted. Postfix's own are at most about 20 characters; the bound keeps
 /// the search for the `: ` after the id short on lines that have none.

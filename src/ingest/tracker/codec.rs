@@ -2,9 +2,9 @@
 //! record carries beside an answer that does not read back into its message (see
 //! [`super::stored`]).
 
-use crate::index::date::Timestamp;
 use crate::index::message::{Action, Message, Recipient, RecipientIndex};
 use crate::ingest::state::{Corrupt, Decoder, Encoder};
+use crate::protocol::date::Timestamp;
 use crate::protocol::secret::Hash;
 
 pub(super) fn put_key(enc: &mut Encoder, envid: &[u8], hash: &Hash) {

@@ -9,12 +9,12 @@
 //! the answer does not show (each recipient's event time, the MTRK timeout, the time of the
 //! last event) travels beside it in [`Extras`].
 
-use crate::index::date::{Timestamp, MONTHS};
 use crate::index::message::{Action, Message, Recipient};
 use crate::index::render::{
     ACTION, ARRIVAL_DATE, DIAGNOSTIC_CODE_HEAD, FINAL_RECIPIENT_HEAD, LAST_ATTEMPT_DATE,
     ORIGINAL_RECIPIENT_HEAD, REMOTE_MTA_HEAD, REPORTING_MTA_HEAD, STATUS, WILL_RETRY_UNTIL,
 };
+use crate::protocol::date::{Timestamp, MONTHS};
 use crate::protocol::secret::Hash;
 
 /// What a message holds that its answer does not show.

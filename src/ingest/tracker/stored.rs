@@ -164,9 +164,9 @@ impl Stored {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::date::Timestamp;
     use crate::index::message::{Action, Recipient};
     use crate::index::render::render;
+    use crate::protocol::date::Timestamp;
 
     /// Some octets of `alphabet`, as many as `len` says.
     fn word(rng: &mut fastrand::Rng, alphabet: &[u8], len: std::ops::Range<usize>) -> String {

@@ -4,10 +4,10 @@ use super::codec::get_message_rest;
 use super::snapshot::put_entry;
 use super::stored::{SIDECAR_EXTRAS, SIDECAR_WHOLE};
 use super::*;
-use crate::index::date::Timestamp;
 use crate::index::message::{Action, Recipient};
 use crate::ingest::event::{Accept, MtaEvent};
 use crate::ingest::state::{Decoder, Encoder};
+use crate::protocol::date::Timestamp;
 use crate::protocol::secret::sha1;
 
 const DAY: i64 = 86_400;

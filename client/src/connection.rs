@@ -1,6 +1,6 @@
 //! The client's transport: one TCP connection, plain or (after STARTTLS) wrapped in TLS, with
 //! the timeouts and a bounded receive buffer. It moves lines and whole responses; what they mean
-//! is [`super::session`]'s business, how they are framed is [`crate::protocol::response`]'s.
+//! is [`super::session`]'s business, how they are framed is [`mtqp_protocol::response`]'s.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -10,7 +10,7 @@ use std::time::Duration;
 use rustls::pki_types::{DnsName, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-use crate::protocol::response::{parse_response, Response, ResponseError};
+use mtqp_protocol::response::{parse_response, Response, ResponseError};
 
 /// The most a response may take in the receive buffer. A tracking answer for a message with
 /// 10,000 recipients is a few megabytes; anything far beyond that is a broken or hostile server,

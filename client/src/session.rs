@@ -13,10 +13,10 @@ use rustls::{ClientConfig, RootCertStore};
 
 use super::connection::{printable, Connection};
 use super::tls;
-use crate::protocol::command::is_fqdn;
-use crate::protocol::response::{parse_status, Indicator, Response};
-use crate::protocol::uri::TrackUri;
-use crate::protocol::MAX_LINE;
+use mtqp_protocol::command::is_fqdn;
+use mtqp_protocol::response::{parse_status, Indicator, Response};
+use mtqp_protocol::uri::TrackUri;
+use mtqp_protocol::MAX_LINE;
 
 /// What TRACK produced, short of an error.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -66,7 +66,7 @@ pub fn greeting(hostname: &str, options: &[&str]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::response::{parse_status, Indicator};
+    use crate::response::{parse_status, Indicator};
 
     #[test]
     fn greeting_without_and_with_options() {
@@ -104,7 +104,7 @@ mod tests {
         ];
         for line in all {
             let text = line.strip_suffix(b"\r\n").expect("CRLF");
-            assert!(text.len() <= crate::protocol::MAX_LINE);
+            assert!(text.len() <= crate::MAX_LINE);
             let status = parse_status(text).expect("parses");
             assert_ne!(status.indicator, Indicator::OkMulti);
         }

@@ -1,18 +1,5 @@
-//! `mtqpd track`: the MTQP client. It owns the client's command line ([`TrackArgs`]), one
-//! session against a server named by an `mtqp://` URI, what it prints, and its exit status.
-//!
-//! - [`session`]: greeting, STARTTLS, TRACK, QUIT — the order of the conversation.
-//! - [`connection`]: the TCP connection, plain or TLS, with timeouts and a bounded buffer.
-//! - [`tls`]: trusted roots and the rustls client configuration.
-//! - [`summary`]: reading the tracking-status body for `--summary` and the exit status.
-//!
-//! The wire format (status lines, dot-stuffing, the URI) is [`crate::protocol`]'s, shared with
-//! the server and the tests; nothing here is used by the server.
-
-pub mod connection;
-pub mod session;
-pub mod summary;
-pub mod tls;
+//! `mtqpd track`: the command line of the MTQP client (the `mtqp-client` crate, `client/`):
+//! its flags ([`TrackArgs`]), what it prints, and its exit status.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,7 +11,8 @@ use clap::Args;
 use crate::clock::parse_duration;
 use crate::protocol::command::is_fqdn;
 use crate::protocol::uri::{self, TrackUri};
-use session::{Answer, Settings};
+use mtqp_client::session::{self, Answer, Settings};
+use mtqp_client::{summary, tls, Exit};
 
 /// The exit statuses of `mtqpd track`, as `--help` lists them.
 const EXIT_STATUS_HELP: &str = "\
@@ -73,40 +61,6 @@ pub struct TrackArgs {
     /// the RFC 3887 section 2.5 minimum for clients).
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_timeout)]
     pub timeout: Duration,
-}
-
-/// The exit statuses (see [`EXIT_STATUS_HELP`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// Every recipient delivered, relayed, transferred or expanded.
-    Done,
-    /// Some recipient still delayed.
-    Delayed,
-    /// Some recipient failed.
-    Failed,
-    /// No information: `-ERR/noinfo`, `opaque`, or no recipient.
-    NoInfo,
-    /// A protocol, network or TLS error.
-    Error,
-}
-
-impl Exit {
-    /// The process exit status.
-    pub fn code(self) -> u8 {
-        match self {
-            Exit::Done => 0,
-            Exit::Delayed => 10,
-            Exit::Failed => 11,
-            Exit::NoInfo => 12,
-            Exit::Error => 13,
-        }
-    }
-}
-
-impl From<Exit> for ExitCode {
-    fn from(exit: Exit) -> ExitCode {
-        ExitCode::from(exit.code())
-    }
 }
 
 fn parse_uri(text: &str) -> Result<TrackUri, String> {

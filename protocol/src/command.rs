@@ -214,7 +214,7 @@ pub fn is_fqdn(name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::secret::sha1;
+    use crate::secret::sha1;
 
     #[test]
     fn track_with_and_without_brackets() {
