@@ -10,7 +10,9 @@
 #   - nosuchuser@localhost is unknown: with smtpd_reject_unlisted_recipient = no, smtpd accepts
 #     it and local(8) bounces it after acceptance (dsn=5.1.1, "unknown user");
 #   - mail to deferred.example goes to smtp:[127.0.0.1]:9, where nothing listens, so it is
-#     deferred (dsn=4.4.1, connection refused) and stays in the queue.
+#     deferred (dsn=4.4.1, connection refused) and stays in the queue;
+#   - RCPT TO:<rejected@localhost> is refused (554 5.7.1), so a session whose first recipient
+#     it is ends in a `NOQUEUE: reject:` line that logs the sender verbatim.
 #
 # With `--faketime OFFSET` (a libfaketime FAKETIME value such as +400d) Postfix is restarted, with
 # a fresh log, so that all its processes see the clock moved by OFFSET (.ci/shifted-clock runs
@@ -20,6 +22,7 @@ set -euo pipefail
 
 LOG=/var/log/postfix-mtqpd.log
 TRANSPORT=/etc/postfix/mtqpd-transport
+REJECTED=/etc/postfix/mtqpd-rejected-recipients
 HOSTNAME_FQDN=mtqpd-ci.example
 TEST_USER=mtqpdtest
 DEFERRED_DOMAIN=deferred.example
@@ -53,6 +56,7 @@ fi
 
 echo "postfix-setup: configuring"
 printf '%s smtp:[127.0.0.1]:9\n' "$DEFERRED_DOMAIN" >"$TRANSPORT"
+printf 'rejected@localhost REJECT no such mailbox here\n' >"$REJECTED"
 postconf -e \
   "maillog_file = $LOG" \
   "inet_interfaces = loopback-only" \
@@ -62,6 +66,7 @@ postconf -e \
   "mynetworks = 127.0.0.0/8" \
   "relayhost =" \
   "transport_maps = texthash:$TRANSPORT" \
+  "smtpd_recipient_restrictions = check_recipient_access texthash:$REJECTED" \
   "smtpd_reject_unlisted_recipient = no" \
   "smtp_connect_timeout = 5s" \
   "alias_maps = hash:/etc/aliases" \

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use mtqpd::index::message::Retention;
 use mtqpd::index::Index;
+use mtqpd::ingest::native::NativeTags;
 use mtqpd::ingest::timezone::Zone;
 use mtqpd::ingest::{replay, IngestConfig, LogSource};
 
@@ -70,6 +71,7 @@ fn main() {
         state_dir: None,
         snapshot_interval: Duration::from_secs(30),
         log_zone: Zone::utc(),
+        native_tags: NativeTags::default(),
     };
     let index = Arc::new(Index::new(32));
     let before = rss_kib();

@@ -14,7 +14,7 @@ use divan::Bencher;
 use mtqpd::index::message::Retention;
 use mtqpd::index::Index;
 use mtqpd::ingest::event::{Event, LineParser, Outcome};
-use mtqpd::ingest::native;
+use mtqpd::ingest::native::{self, NativeTags};
 use mtqpd::ingest::postfix::PostfixParser;
 use mtqpd::ingest::syslog::SyslogClock;
 use mtqpd::ingest::timezone::Zone;
@@ -57,12 +57,12 @@ fn postfix_line(kind: &str) -> &'static str {
 }
 
 fn postfix_parser() -> PostfixParser {
-    PostfixParser::new(SyslogClock::new(Zone::utc(), NOW))
+    PostfixParser::new(SyslogClock::new(Zone::utc(), NOW), NativeTags::default())
 }
 
 /// What the ingest thread does with a line of a Postfix file.
 fn ingest_line(parser: &mut PostfixParser, line: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome {
-    mtqpd::ingest::parse_line(parser, line, emit)
+    parser.parse(line, emit)
 }
 
 fn per_line<'a, 'b>(bencher: Bencher<'a, 'b>, line: &str) -> Bencher<'a, 'b> {
@@ -77,8 +77,13 @@ fn per_line<'a, 'b>(bencher: Bencher<'a, 'b>, line: &str) -> Bencher<'a, 'b> {
 #[divan::bench(args = ["accept", "accept-syslog", "rcpt"])]
 fn native(bencher: Bencher, kind: &str) {
     let line = native_line(kind).as_bytes();
-    assert!(matches!(native::parse_line(line), Some(Ok(_))), "{kind}");
-    per_line(bencher, native_line(kind)).bench(|| native::parse_line(black_box(line)));
+    let mut parser = native::NativeParser::new(SyslogClock::new(Zone::utc(), NOW));
+    assert_eq!(parser.parse(line, &mut |_| {}), Outcome::Parsed, "{kind}");
+    per_line(bencher, native_line(kind)).bench_local(|| {
+        parser.parse(black_box(line), &mut |e| {
+            black_box(e);
+        })
+    });
 }
 
 #[divan::bench(args = [

@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::index::message::{Message, Retention};
 use crate::index::Index;
+use crate::ingest::native::NativeTags;
 use crate::ingest::{replay, IngestConfig, LogSource};
 
 /// `mtqpd ingest-check` flags.
@@ -21,6 +22,10 @@ pub struct CheckArgs {
     /// Time zone of timestamps that carry none (as for `serve`).
     #[arg(long, value_name = "ZONE", default_value = "local")]
     pub log_timezone: String,
+    /// A syslog program tag whose `mtqp:` lines in an MTA's log are native lines (as for
+    /// `serve`; repeatable).
+    #[arg(long = "native-tag", value_name = "TAG", default_values_t = NativeTags::DEFAULT.map(String::from))]
+    pub native_tags: Vec<String>,
     /// Print only the counts, not one block per message.
     #[arg(long)]
     pub counts_only: bool,
@@ -68,6 +73,7 @@ pub fn run(args: &CheckArgs) -> Result<(), String> {
         state_dir: None,
         snapshot_interval: Duration::from_secs(30),
         log_zone,
+        native_tags: NativeTags::new(&args.native_tags),
     };
     let index = Index::new(1);
     let r = replay(&config, &index);

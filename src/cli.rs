@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::clock::parse_duration;
+use crate::ingest::native::NativeTags;
 use crate::ingest::LogSource;
 
 /// mtqpd — a Message Tracking Query Protocol (RFC 3887) server for mail hubs.
@@ -67,14 +68,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// A log to follow, FORMAT:PATH (repeatable; given here, replaces the config file's list).
-    /// FORMAT: native, postfix, exim or sendmail; `mtqp:` native lines are recognised in every
-    /// format.
+    /// FORMAT: native, postfix, exim or sendmail.
     #[arg(long, value_name = "FORMAT:PATH")]
     pub log: Vec<LogSource>,
     /// Time zone of log timestamps that carry none (classic syslog, Exim without +ZZZZ): local,
     /// UTC, an offset like +01:00, or a zone name like Europe/Berlin.
     #[arg(long, value_name = "ZONE", default_value = "local")]
     pub log_timezone: String,
+    /// A syslog program tag whose `mtqp:` lines in an MTA's log are trusted as native lines
+    /// (repeatable; given here, replaces the config file's list). Every line of a native: log
+    /// is trusted; an MTA's own lines never are.
+    #[arg(long = "native-tag", value_name = "TAG", default_values_t = NativeTags::DEFAULT.map(String::from))]
+    pub native_tags: Vec<String>,
     /// Name in the greeting and the Reporting-MTA of answers [default: this host's name].
     #[arg(long)]
     pub hostname: Option<String>,

@@ -73,6 +73,7 @@ struct File {
     threads: Option<usize>,
     log: Option<Vec<Spanned<String>>>,
     log_timezone: Option<String>,
+    native_tags: Option<Vec<String>>,
     hostname: Option<String>,
     unknown: Option<Spanned<String>>,
     retention: Option<Spanned<String>>,
@@ -221,6 +222,11 @@ fn merge_text(text: &str, matches: &ArgMatches, args: &mut ServeArgs) -> Result<
         given("log_timezone"),
     );
     set(
+        &mut args.native_tags,
+        file.native_tags,
+        given("native_tags"),
+    );
+    set(
         &mut args.hostname,
         file.hostname.map(Some),
         given("hostname"),
@@ -325,7 +331,7 @@ mod tests {
                 "tls_cert" => "tls = []".to_string(),
                 "threads" | "max_connections" => format!("{id} = 1"),
                 "tls_required" => format!("{id} = false"),
-                "listen" | "log" => format!("{id} = []"),
+                "listen" | "log" | "native_tags" => format!("{id} = []"),
                 _ => format!("{id} = \"x\""),
             })
             .collect();
@@ -342,6 +348,7 @@ mod tests {
             threads: Some(_),
             log: Some(_),
             log_timezone: Some(_),
+            native_tags: Some(_),
             hostname: Some(_),
             unknown: Some(_),
             retention: Some(_),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cli::{DemoArgs, Unknown};
 use crate::clock::unix_now;
 use crate::index::message::Retention;
+use crate::ingest::native::NativeTags;
 use crate::ingest::timezone::Zone;
 use crate::ingest::{LogFormat, LogSource};
 use crate::protocol::date::Timestamp;
@@ -168,6 +169,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
             path: log,
         }],
         log_zone: Zone::utc(),
+        native_tags: NativeTags::default(),
         hostname: HOST.into(),
         unknown: Unknown::Noinfo,
         retention: Retention {

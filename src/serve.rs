@@ -61,6 +61,7 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
             state_dir: settings.state_dir.clone(),
             snapshot_interval: settings.snapshot_interval,
             log_zone: settings.log_zone.clone(),
+            native_tags: settings.native_tags.clone(),
         },
         Arc::clone(&index),
     )

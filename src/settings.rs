@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::cli::{ServeArgs, Unknown};
 use crate::index::message::Retention;
+use crate::ingest::native::NativeTags;
 use crate::ingest::timezone::Zone;
 use crate::ingest::LogSource;
 use crate::server::Limits;
@@ -22,6 +23,8 @@ pub struct Settings {
     pub logs: Vec<LogSource>,
     /// The zone of log timestamps that carry none.
     pub log_zone: Zone,
+    /// The program tags whose lines in an MTA's log may be native lines.
+    pub native_tags: NativeTags,
     /// The greeting's name and every answer's Reporting-MTA.
     pub hostname: String,
     pub unknown: Unknown,
@@ -68,6 +71,11 @@ impl Settings {
         let (log_zone, zone_warning) =
             Zone::from_setting(&args.log_timezone).map_err(|e| format!("--log-timezone: {e}"))?;
         crate::ingest::check_sources(&args.log)?;
+        if let Some(bad) = args.native_tags.iter().find(|t| !is_program_tag(t)) {
+            return Err(format!(
+                "--native-tag: '{bad}' is not a syslog program tag (printable, no space, ':' or '[')"
+            ));
+        }
         Ok(Settings {
             listen: args.listen.clone(),
             threads: args
@@ -75,6 +83,7 @@ impl Settings {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
             logs: args.log.clone(),
             log_zone,
+            native_tags: NativeTags::new(&args.native_tags),
             hostname: args.hostname.clone().unwrap_or_else(system_hostname),
             unknown: args.unknown,
             retention: Retention {
@@ -98,6 +107,14 @@ impl Settings {
             warnings: zone_warning.into_iter().collect(),
         })
     }
+}
+
+/// A tag as syslog writes it before `[pid]:` or `:`.
+fn is_program_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag
+            .bytes()
+            .all(|c| c.is_ascii_graphic() && c != b':' && c != b'[' && c != b']')
 }
 
 fn system_hostname() -> String {

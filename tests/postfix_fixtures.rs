@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use mtqpd::index::message::{Action, Recipient};
 use mtqpd::ingest::event::{Event, LineParser, MtaEvent, Outcome};
+use mtqpd::ingest::native::NativeTags;
 use mtqpd::ingest::postfix::PostfixParser;
 use mtqpd::ingest::syslog::SyslogClock;
 use mtqpd::ingest::timezone::Zone;
@@ -478,7 +479,10 @@ fn daemon_of(file: &str) -> &str {
 fn every_grok_fixture_shape() {
     let tsv = fixture("postfix-payloads-grok-tests.tsv");
     let time = ts("2014-10-26T18:13:50+01:00");
-    let mut parser = PostfixParser::new(SyslogClock::new(Zone::utc(), time.unix));
+    let mut parser = PostfixParser::new(
+        SyslogClock::new(Zone::utc(), time.unix),
+        NativeTags::default(),
+    );
     let mut seen = Vec::new();
     let mut wrong = Vec::new();
     for row in lines(&tsv).filter(|l| !l.starts_with(b"#")) {
@@ -520,7 +524,10 @@ fn every_grok_fixture_shape() {
 fn grok_fixture_values() {
     // The fields of the rows whose meaning is not obvious from their kind.
     let time = ts("2014-10-26T18:13:50+01:00");
-    let mut parser = PostfixParser::new(SyslogClock::new(Zone::utc(), time.unix));
+    let mut parser = PostfixParser::new(
+        SyslogClock::new(Zone::utc(), time.unix),
+        NativeTags::default(),
+    );
     let mut run = |daemon: &str, text: &str| {
         let mut events = Vec::new();
         assert_eq!(
@@ -562,7 +569,7 @@ fn grok_fixture_values() {
 
 /// Every line of a log through `parse`, with the events of each.
 fn parse_log(bytes: &[u8], now: i64) -> Vec<(String, Outcome, Vec<MtaEvent>)> {
-    let mut parser = PostfixParser::new(SyslogClock::new(Zone::utc(), now));
+    let mut parser = PostfixParser::new(SyslogClock::new(Zone::utc(), now), NativeTags::default());
     lines(bytes)
         .map(|line| {
             let mut events = Vec::new();
@@ -937,10 +944,10 @@ Dec 28 13:39:28 mx postfix/qmgr[22753]: C93CEB08A046: removed
 
 #[test]
 fn damaged_lines_are_rejected_or_ignored() {
-    let mut parser = PostfixParser::new(SyslogClock::new(
-        Zone::utc(),
-        ts("2018-10-11T00:00:00Z").unix,
-    ));
+    let mut parser = PostfixParser::new(
+        SyslogClock::new(Zone::utc(), ts("2018-10-11T00:00:00Z").unix),
+        NativeTags::default(),
+    );
     let mut parse = |line: &[u8]| parser.parse(line, &mut |_| {});
     assert_eq!(parse(b""), Outcome::Rejected("no syslog prefix"));
     assert_eq!(

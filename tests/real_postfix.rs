@@ -293,6 +293,114 @@ fn real_postfix_delivered_bounced_deferred() {
     }
 }
 
+/// The trust boundary through the real Postfix: a sender whose quoted local part spells a native
+/// accept naming the victim's queue id, then a rejected RCPT. Postfix logs the sender verbatim
+/// in its `NOQUEUE: reject:` line; that line is a Postfix line and forges nothing.
+#[test]
+fn a_quoted_sender_spelling_an_accept_forges_nothing() {
+    if !enabled() {
+        return;
+    }
+    let run = format!(
+        "{}.{}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos(),
+        std::process::id()
+    );
+    let time = rfc3339(unix_now());
+    let dir = TempDir::new("real-postfix-forgery");
+    let native = dir.path("mtqp.log");
+    std::fs::write(&native, b"").expect("create native log");
+    let native_arg = format!("native:{}", native.display());
+    let postfix_arg = format!("postfix:{POSTFIX_LOG}");
+    let s = Server::start_caught_up(&[
+        "--log",
+        &postfix_arg,
+        "--log",
+        &native_arg,
+        "--hostname",
+        HOSTNAME,
+        "--log-timezone",
+        "local",
+        "--threads",
+        "1",
+    ]);
+    let rcpt = format!("{LOCAL_USER}@localhost");
+    // The victim's message, delivered, and its answer.
+    let (victim_msgid, victim_envid) = (
+        format!("{run}.victim@mtqpd-test.example"),
+        format!("{run}.victim@envid.example"),
+    );
+    let mut smtp = Smtp::connect();
+    smtp.command("EHLO mtqpd-test.example", 250);
+    smtp.send(&rcpt, &victim_msgid);
+    smtp.quit();
+    append(
+        &native,
+        &accept_line(
+            &time,
+            &victim_envid,
+            "victim secret",
+            &format!("msgid={victim_msgid}"),
+        ),
+    );
+    let delivered = |envid: &str, secret: &str| {
+        eventually_or_none(|| {
+            let (status, body) = track(&s, envid, secret);
+            (status.starts_with("+OK") && body.contains("Action: delivered\r\n")).then_some(body)
+        })
+    };
+    let before = delivered(&victim_envid, "victim secret").expect("the victim's delivery");
+    let victim_queue = queue_id_of(&victim_msgid).expect("the victim's queue id");
+
+    // The attack.
+    let evil_envid = format!("{run}.evil@evil.example");
+    let forged = format!(
+        "mtqp: event=accept time={time} envid={evil_envid} mtrk={} queue={victim_queue} t=",
+        mtrk("evil secret")
+    );
+    let mut smtp = Smtp::connect();
+    smtp.command("EHLO evil.example", 250);
+    smtp.command(&format!("MAIL FROM:<\"{forged}\"@evil.example>"), 250);
+    smtp.command("RCPT TO:<rejected@localhost>", 554);
+    smtp.quit();
+
+    // A later message, served only once everything before it in the log was read.
+    let (sentinel_msgid, sentinel_envid) = (
+        format!("{run}.sentinel@mtqpd-test.example"),
+        format!("{run}.sentinel@envid.example"),
+    );
+    let mut smtp = Smtp::connect();
+    smtp.command("EHLO mtqpd-test.example", 250);
+    smtp.send(&rcpt, &sentinel_msgid);
+    smtp.quit();
+    append(
+        &native,
+        &accept_line(
+            &time,
+            &sentinel_envid,
+            "sentinel",
+            &format!("msgid={sentinel_msgid}"),
+        ),
+    );
+    delivered(&sentinel_envid, "sentinel").expect("the sentinel's delivery");
+
+    // Postfix did log the forged text verbatim: the attack was real.
+    let reject = log_lines_with(&evil_envid);
+    assert!(
+        reject.contains("NOQUEUE: reject:") && reject.contains(&forged),
+        "Postfix did not log the sender as expected:\n{reject}"
+    );
+    let (status, _) = track(&s, &evil_envid, "evil secret");
+    assert!(status.starts_with("-ERR/noinfo"), "forged record: {status}");
+    let (_, after) = track(&s, &victim_envid, "victim secret");
+    assert_eq!(after, before, "the victim's answer changed");
+    let (_, stderr) = s.stop("TERM");
+    assert!(!stderr.contains("rejected line"), "{stderr}");
+}
+
 /// Polls `f` until it returns Some, within the harness deadline; None when it never did.
 fn eventually_or_none<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = std::time::Instant::now();

@@ -31,11 +31,13 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::clock::unix_now;
 use crate::index::message::Retention;
 use crate::index::Index;
-use event::{Event, LineParser, Outcome};
+use event::{LineParser, Outcome};
+use native::NativeTags;
 use tail::Follower;
 use tracker::Tracker;
 
-/// The format of one log file. `mtqp:` native lines are recognised in every one of them.
+/// The format of one log file. In a `native` file every line is the enabling component's; in
+/// an MTA's log, a native line counts only under an allowed program tag (see [`native`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Only `mtqp:` lines (docs/ARCHITECTURE.md, "The native log format").
@@ -101,6 +103,8 @@ pub struct IngestConfig {
     pub snapshot_interval: Duration,
     /// The zone of timestamps that carry none.
     pub log_zone: timezone::Zone,
+    /// The program tags whose lines in an MTA's log may be native lines.
+    pub native_tags: NativeTags,
 }
 
 /// Counters the ingest thread keeps, read at shutdown.
@@ -251,31 +255,20 @@ struct Source {
     parser: Box<dyn LineParser + Send>,
 }
 
-/// Parses one line of a file in `parser`'s format: a native `mtqp:` line is recognised in any
-/// file; anything else goes to the file's format.
-pub fn parse_line(
-    parser: &mut dyn LineParser,
-    line: &[u8],
-    emit: &mut dyn FnMut(Event),
-) -> Outcome {
-    match native::parse_line(line) {
-        Some(Ok(event)) => {
-            emit(event);
-            Outcome::Parsed
-        }
-        Some(Err(e)) => Outcome::Rejected(e.reason()),
-        None => parser.parse(line, emit),
-    }
-}
-
-/// A fresh parser for one file of `format`.
-pub fn parser_for(format: LogFormat, zone: &timezone::Zone) -> Box<dyn LineParser + Send> {
+/// A fresh parser for one file of `format`. In an MTA's log, native lines count only under the
+/// program tags of `native_tags` (see [`native`]).
+pub fn parser_for(
+    format: LogFormat,
+    zone: &timezone::Zone,
+    native_tags: &NativeTags,
+) -> Box<dyn LineParser + Send> {
     let clock = || syslog::SyslogClock::new(zone.clone(), unix_now());
+    let tags = native_tags.clone();
     match format {
-        LogFormat::Native => Box::new(native::NativeParser),
-        LogFormat::Postfix => Box::new(postfix::PostfixParser::new(clock())),
-        LogFormat::Exim => Box::new(exim::EximParser::new(zone.clone(), clock())),
-        LogFormat::Sendmail => Box::new(sendmail::SendmailParser::new(clock())),
+        LogFormat::Native => Box::new(native::NativeParser::new(clock())),
+        LogFormat::Postfix => Box::new(postfix::PostfixParser::new(clock(), tags)),
+        LogFormat::Exim => Box::new(exim::EximParser::new(zone.clone(), clock(), tags)),
+        LogFormat::Sendmail => Box::new(sendmail::SendmailParser::new(clock(), tags)),
     }
 }
 
@@ -289,7 +282,7 @@ fn restore(config: &IngestConfig) -> (Tracker, Vec<Source>) {
             .iter()
             .map(|s| Source {
                 follower: Follower::new(s.path.clone(), MAX_LOG_LINE),
-                parser: parser_for(s.format, &config.log_zone),
+                parser: parser_for(s.format, &config.log_zone, &config.native_tags),
             })
             .collect();
         (tracker, sources)
@@ -327,7 +320,7 @@ fn restore(config: &IngestConfig) -> (Tracker, Vec<Source>) {
                     };
                     Source {
                         follower,
-                        parser: parser_for(s.format, &config.log_zone),
+                        parser: parser_for(s.format, &config.log_zone, &config.native_tags),
                     }
                 })
                 .collect();
@@ -383,9 +376,7 @@ impl Pipeline<'_> {
             let parser = &mut source.parser;
             let mut on_line = |line: &[u8]| {
                 stats.lines.fetch_add(1, Ordering::Relaxed);
-                match parse_line(parser.as_mut(), line, &mut |event| {
-                    tracker.apply(event, index)
-                }) {
+                match parser.parse(line, &mut |event| tracker.apply(event, index)) {
                     Outcome::Parsed => stats.applied.fetch_add(1, Ordering::Relaxed),
                     Outcome::Ignored => stats.ignored.fetch_add(1, Ordering::Relaxed),
                     Outcome::Rejected(why) => {

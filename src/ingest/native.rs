@@ -1,12 +1,17 @@
 //! The native `mtqp:` line format (docs/ARCHITECTURE.md, "The native log format"): `key=value`
-//! pairs with xtext values, behind any prefix. Lines are parsed into [`Event`]s; nothing is applied here.
+//! pairs with xtext values. Lines are parsed into [`Event`]s; nothing is applied here.
+//!
+//! This module also owns where a native line may come from (docs/ARCHITECTURE.md, "Trust
+//! boundary"): a `native:` file, whose every line is the enabling component's; or, in an MTA's
+//! log, a syslog line whose program tag is on the allow-list ([`NativeTags`]) and whose text
+//! begins with `mtqp:`. A native line is never looked for inside another line: an MTA copies
+//! addresses, HELO names and remote replies into its lines, and those may spell anything.
 
-use std::sync::LazyLock;
-
-use memchr::memmem;
+use std::sync::Arc;
 
 use super::event::{Accept, Event, LineParser, MessageRef, Outcome, RcptUpdate};
 use super::queue_id::QueueId;
+use super::syslog::{parse_prefix, Prefix, SyslogClock};
 use crate::index::message::{Action, Recipient};
 use crate::protocol::date::Timestamp;
 use crate::protocol::secret::{decode_hash, Hash};
@@ -274,31 +279,37 @@ fn rcpt(f: Fields<'_>) -> Result<Event, NativeError> {
     }))
 }
 
-/// The parser of a `--log native:PATH` file: native lines only; any other line is noise.
-pub struct NativeParser;
+/// The program tags under which a syslog line of an MTA's log may be a native line
+/// (`--native-tag`): the enabling component's own, which no MTA logs under.
+#[derive(Debug, Clone)]
+pub struct NativeTags(Arc<[Box<[u8]>]>);
 
-impl LineParser for NativeParser {
-    fn parse(&mut self, line: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome {
-        match parse_line(line) {
-            Some(Ok(event)) => {
-                emit(event);
-                Outcome::Parsed
-            }
-            Some(Err(e)) => Outcome::Rejected(e.reason()),
-            None => Outcome::Ignored,
-        }
+impl NativeTags {
+    /// The default allow-list.
+    pub const DEFAULT: [&'static str; 2] = ["mtqp", "mtqp-milter"];
+
+    /// An allow-list of these tags (compared whole, without `[pid]`).
+    pub fn new<S: AsRef<str>>(tags: &[S]) -> NativeTags {
+        NativeTags(tags.iter().map(|t| t.as_ref().as_bytes().into()).collect())
+    }
+
+    /// True when `program` may write native lines.
+    pub fn allows(&self, program: &[u8]) -> bool {
+        self.0.iter().any(|t| **t == *program)
     }
 }
 
-/// Parses a line. None when the line holds no `mtqp:` token (not a native line at all).
-pub fn parse_line(line: &[u8]) -> Option<Result<Event, NativeError>> {
-    // Every line of every file is searched for the marker: the searcher is built once.
-    static FINDER: LazyLock<memmem::Finder<'static>> =
-        LazyLock::new(|| memmem::Finder::new(MARKER));
-    let at = FINDER.find(line)?;
-    let text = &line[at + MARKER.len()..];
-    let text = text.strip_suffix(b"\r").unwrap_or(text);
-    Some(split_fields(text).and_then(|f| match f.event {
+impl Default for NativeTags {
+    fn default() -> NativeTags {
+        NativeTags::new(&NativeTags::DEFAULT)
+    }
+}
+
+/// Parses `text` when it is a native line: when it begins with `mtqp:`. None otherwise.
+pub fn parse_text(text: &[u8]) -> Option<Result<Event, NativeError>> {
+    let fields = text.strip_prefix(MARKER)?;
+    let fields = fields.strip_suffix(b"\r").unwrap_or(fields);
+    Some(split_fields(fields).and_then(|f| match f.event {
         Some(b"accept") => accept(f),
         Some(b"rcpt") => rcpt(f),
         Some(_) => Err(NativeError::UnknownEvent),
@@ -306,13 +317,69 @@ pub fn parse_line(line: &[u8]) -> Option<Result<Event, NativeError>> {
     }))
 }
 
+/// The native line of a syslog line in an MTA's log: only under an allowed tag.
+pub fn from_syslog(prefix: &Prefix<'_>, tags: &NativeTags) -> Option<Result<Event, NativeError>> {
+    if tags.allows(prefix.program) {
+        parse_text(prefix.text)
+    } else {
+        None
+    }
+}
+
+/// Emits a parsed native line and says what it was.
+pub fn outcome(parsed: Result<Event, NativeError>, emit: &mut dyn FnMut(Event)) -> Outcome {
+    match parsed {
+        Ok(event) => {
+            emit(event);
+            Outcome::Parsed
+        }
+        Err(e) => Outcome::Rejected(e.reason()),
+    }
+}
+
+/// The parser of a `--log native:PATH` file, which only the enabling component writes: a
+/// native line, bare or behind a syslog prefix of any tag; any other line is noise.
+pub struct NativeParser {
+    clock: SyslogClock,
+}
+
+impl NativeParser {
+    /// A parser whose syslog prefixes are read with `clock` (their time is not used: a native
+    /// line carries its own).
+    pub fn new(clock: SyslogClock) -> NativeParser {
+        NativeParser { clock }
+    }
+}
+
+impl LineParser for NativeParser {
+    fn parse(&mut self, line: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome {
+        let parsed = match parse_text(line) {
+            Some(parsed) => Some(parsed),
+            None => parse_prefix(line, &mut self.clock).and_then(|p| parse_text(p.text)),
+        };
+        match parsed {
+            Some(parsed) => outcome(parsed, emit),
+            None => Outcome::Ignored,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::timezone::Zone;
     use crate::protocol::secret::{encode, sha1};
 
     fn parse(line: &str) -> Result<Event, NativeError> {
-        parse_line(line.as_bytes()).expect("native line")
+        parse_text(line.as_bytes()).expect("native line")
+    }
+
+    /// What the parser of a `native:` file makes of `line`.
+    fn in_native_file(line: &str) -> (Outcome, Vec<Event>) {
+        let mut parser = NativeParser::new(SyslogClock::new(Zone::utc(), 1_795_348_800));
+        let mut events = Vec::new();
+        let outcome = parser.parse(line.as_bytes(), &mut |e| events.push(e));
+        (outcome, events)
     }
 
     #[test]
@@ -324,7 +391,9 @@ mod tests {
              msgid=m1@example.org from=sender@example.org",
             b.trim_end_matches('=')
         );
-        let Event::Accept(a) = parse(&line).unwrap() else {
+        let (outcome, mut events) = in_native_file(&line);
+        assert_eq!(outcome, Outcome::Parsed);
+        let Some(Event::Accept(a)) = events.pop() else {
             panic!("not accept")
         };
         assert_eq!(&*a.envid, b"12345-20010101@example.com");
@@ -376,10 +445,39 @@ mod tests {
 
     #[test]
     fn not_a_native_line() {
-        assert_eq!(
-            parse_line(b"Nov 22 15:55:35 hub postfix/qmgr[1]: ABC: removed"),
-            None
-        );
+        let line = "Nov 22 15:55:35 hub postfix/qmgr[1]: ABC: removed";
+        assert_eq!(parse_text(line.as_bytes()), None);
+        assert_eq!(in_native_file(line), (Outcome::Ignored, Vec::new()));
+    }
+
+    /// A native line is never looked for inside a line: only at the start of the text.
+    #[test]
+    fn mtqp_inside_a_line_is_not_a_native_line() {
+        let accept = "mtqp: event=accept time=2026-11-22T15:55:35Z envid=e@x mtrk=2jmj7l5rSw0yVb/vlWAYkK/YBwk";
+        for line in [
+            format!("garbage {accept}"),
+            format!("Nov 22 15:55:35 hub app[1]: said {accept}"),
+            format!(" {accept}"),
+        ] {
+            assert_eq!(
+                in_native_file(&line),
+                (Outcome::Ignored, Vec::new()),
+                "{line}"
+            );
+        }
+        let mut clock = SyslogClock::new(Zone::utc(), 1_795_348_800);
+        let tags = NativeTags::default();
+        let allowed = format!("Nov 22 15:55:35 hub mtqp-milter[7]: {accept}");
+        let prefix = parse_prefix(allowed.as_bytes(), &mut clock).unwrap();
+        assert!(matches!(
+            from_syslog(&prefix, &tags),
+            Some(Ok(Event::Accept(_)))
+        ));
+        for tag in ["postfix/smtpd", "cron", "mtqp-milter-x", "MTQP"] {
+            let line = format!("Nov 22 15:55:35 hub {tag}[7]: {accept}");
+            let prefix = parse_prefix(line.as_bytes(), &mut clock).unwrap();
+            assert!(from_syslog(&prefix, &tags).is_none(), "{tag}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use super::event::{Event, LineParser, MtaEvent, Outcome};
 use super::mta::{status_class, RecipientFields};
+use super::native::{self, NativeTags};
 use super::syslog::{parse_prefix, SyslogClock};
 use crate::index::message::Action;
 use crate::protocol::date::Timestamp;
@@ -33,16 +34,18 @@ const NOTIFY_MARKERS: [&[u8]; 4] = [
     b"sender notify:",
 ];
 
-/// Parses sendmail lines from a syslog file.
+/// Parses sendmail lines from a syslog file, and the native lines of allowed program tags.
 #[derive(Debug, Clone)]
 pub struct SendmailParser {
     clock: SyslogClock,
+    native_tags: NativeTags,
 }
 
 impl SendmailParser {
-    /// A parser whose classic timestamps are read with `clock`.
-    pub fn new(clock: SyslogClock) -> SendmailParser {
-        SendmailParser { clock }
+    /// A parser whose classic timestamps are read with `clock`, taking native lines only under
+    /// `native_tags`.
+    pub fn new(clock: SyslogClock, native_tags: NativeTags) -> SendmailParser {
+        SendmailParser { clock, native_tags }
     }
 }
 
@@ -51,6 +54,9 @@ impl LineParser for SendmailParser {
         let Some(prefix) = parse_prefix(line, &mut self.clock) else {
             return Outcome::Rejected("no syslog prefix");
         };
+        if let Some(parsed) = native::from_syslog(&prefix, &self.native_tags) {
+            return native::outcome(parsed, emit);
+        }
         if !PROGRAMS.contains(&prefix.program) {
             return Outcome::Ignored;
         }
@@ -298,7 +304,7 @@ mod tests {
     const NOW: i64 = 1_795_348_800;
 
     fn parse(line: &str) -> (Outcome, Vec<Event>) {
-        let mut p = SendmailParser::new(SyslogClock::new(Zone::utc(), NOW));
+        let mut p = SendmailParser::new(SyslogClock::new(Zone::utc(), NOW), NativeTags::default());
         let mut events = Vec::new();
         let outcome = p.parse(line.as_bytes(), &mut |e| events.push(e));
         (outcome, events)
@@ -623,7 +629,7 @@ mod tests {
             "Apr 15 19:44:31 localmachine sendmail[16698]: m3FMiGem016698: to=enrico.luzi@companydomain, ctladdr=oi (1000/1000), delay=00:00:15, xdelay=00:00:00, mailer=relay, pri=30072, relay=[127.0.0.1] [127.0.0.1], dsn=2.0.0, stat=Sent (m3FMiVh2016699 Message accepted for delivery)",
             "Jun 26 07:24:25 MyVPS1976 sendmail[31762]: q5PNOMeP031760: q5PNOPeP031762: DSN: Service unavailable",
         ];
-        let mut p = SendmailParser::new(SyslogClock::new(Zone::utc(), NOW));
+        let mut p = SendmailParser::new(SyslogClock::new(Zone::utc(), NOW), NativeTags::default());
         let mut sink = |_: Event| {};
         for line in lines {
             for n in 0..=line.len() {

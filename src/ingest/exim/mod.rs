@@ -14,6 +14,7 @@ use memchr::{memchr, memchr2_iter, memchr_iter, memmem};
 
 use super::event::{Event, LineParser, MtaEvent, Outcome};
 use super::mta::{RecipientFields, MAX_ADDRESS, MAX_HOST, MAX_MESSAGE_ID};
+use super::native::{self, NativeTags};
 use super::syslog::{parse_prefix, SyslogClock};
 use super::timezone::Zone;
 use crate::index::message::Action;
@@ -34,19 +35,39 @@ const LOCAL_TRANSPORTS: [&[u8]; 6] = [
 /// reason.
 type Parsed = Result<Option<MtaEvent>, &'static str>;
 
-/// Parser of Exim main log lines, directly from `mainlog` or behind a syslog prefix.
+/// Parser of Exim main log lines, directly from `mainlog` or behind a syslog prefix, and of the
+/// native lines in the same file: an ACL's `logwrite` (the text right after Exim's timestamp,
+/// or after its message id, begins with `mtqp:` — Exim's own lines never do, and only the
+/// operator's configuration writes `logwrite`), or a syslog line of an allowed program tag.
 pub struct EximParser {
     /// The zone of Exim timestamps that carry no `+ZZZZ` (Exim logs local time by default).
     zone: Zone,
     /// Dates the syslog prefix when Exim's own timestamp is off (`syslog_timestamp = false`).
     clock: SyslogClock,
+    native_tags: NativeTags,
 }
 
 impl EximParser {
     /// A parser whose offset-less timestamps are local time in `zone`; `clock` dates lines
-    /// that only carry a syslog timestamp.
-    pub fn new(zone: Zone, clock: SyslogClock) -> EximParser {
-        EximParser { zone, clock }
+    /// that only carry a syslog timestamp; native lines count only as said above.
+    pub fn new(zone: Zone, clock: SyslogClock, native_tags: NativeTags) -> EximParser {
+        EximParser {
+            zone,
+            clock,
+            native_tags,
+        }
+    }
+
+    /// The native line `line` is, if it is one (see [`EximParser`]).
+    fn native(&mut self, line: &[u8]) -> Option<Result<Event, native::NativeError>> {
+        if let Ok(Some((_, rest))) = exim_header(line, &self.zone) {
+            let after_id = next_token(rest)
+                .filter(|(id, _)| is_message_id(id))
+                .and_then(|(_, after)| after.strip_prefix(b" "));
+            return native::parse_text(rest).or_else(|| after_id.and_then(native::parse_text));
+        }
+        let prefix = parse_prefix(line, &mut self.clock)?;
+        native::from_syslog(&prefix, &self.native_tags)
     }
 
     fn line(&mut self, line: &[u8]) -> Parsed {
@@ -94,6 +115,9 @@ impl EximParser {
 
 impl LineParser for EximParser {
     fn parse(&mut self, line: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome {
+        if let Some(parsed) = self.native(line) {
+            return native::outcome(parsed, emit);
+        }
         match self.line(line) {
             Ok(Some(event)) => {
                 emit(Event::Mta(event));

@@ -15,6 +15,7 @@ use memchr::{memchr, memmem, memrchr};
 
 use super::event::{Event, LineParser, MtaEvent, Outcome};
 use super::mta::{status_class, RecipientFields, MAX_ADDRESS, MAX_MESSAGE_ID};
+use super::native::{self, NativeTags};
 use super::syslog::{parse_prefix, SyslogClock};
 use crate::index::message::{Action, Recipient};
 use crate::protocol::date::Timestamp;
@@ -23,16 +24,18 @@ use crate::protocol::date::Timestamp;
 /// the search for the `: ` after the id short on lines that have none.
 const MAX_QUEUE_ID: usize = 64;
 
-/// Parses Postfix log lines with a syslog prefix. Lines of other programs of the same file
-/// (amavis, dovecot, opendkim…) are ignored.
+/// Parses Postfix log lines with a syslog prefix, and the native lines of allowed program tags
+/// in the same file. Lines of other programs (amavis, dovecot, opendkim…) are ignored.
 pub struct PostfixParser {
     clock: SyslogClock,
+    native_tags: NativeTags,
 }
 
 impl PostfixParser {
-    /// A parser whose prefix timestamps are read with `clock` (its zone and year guess).
-    pub fn new(clock: SyslogClock) -> PostfixParser {
-        PostfixParser { clock }
+    /// A parser whose prefix timestamps are read with `clock` (its zone and year guess), taking
+    /// native lines only under `native_tags`.
+    pub fn new(clock: SyslogClock, native_tags: NativeTags) -> PostfixParser {
+        PostfixParser { clock, native_tags }
     }
 
     /// Parses the message text of one Postfix line, without its syslog prefix. `time` is the
@@ -54,6 +57,9 @@ impl LineParser for PostfixParser {
         let Some(prefix) = parse_prefix(line, &mut self.clock) else {
             return Outcome::Rejected("no syslog prefix");
         };
+        if let Some(parsed) = native::from_syslog(&prefix, &self.native_tags) {
+            return native::outcome(parsed, emit);
+        }
         // `postfix`, `postfix-incoming`, `postfix-smo/submission`… are all `syslog_name`s of
         // Postfix instances; anything else shares the file but is not ours.
         if !prefix.program.starts_with(b"postfix") {

@@ -11,7 +11,7 @@ const NOW: i64 = 1_700_000_000;
 
 fn parser_in(zone: &str) -> EximParser {
     let clock = SyslogClock::new(Zone::parse(zone).unwrap(), NOW);
-    EximParser::new(Zone::parse(zone).unwrap(), clock)
+    EximParser::new(Zone::parse(zone).unwrap(), clock, NativeTags::default())
 }
 
 fn parse_with(p: &mut EximParser, line: &[u8]) -> (Outcome, Vec<MtaEvent>) {
