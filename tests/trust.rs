@@ -225,3 +225,83 @@ fn native_lines_spelled_in_sendmail_fields_forge_nothing() {
         "{answer}"
     );
 }
+
+/// Finding: one line dated far ahead moved the correlation clock for ever: the next sweep took
+/// every queue id still in flight for abandoned (their later deliveries were lost). A line
+/// more than a few minutes ahead of the clock is refused, and counted with its reason.
+#[test]
+fn a_line_from_the_future_does_not_age_the_queue() {
+    let dir = TempDir::new("trust-future");
+    let log = dir.path("mail.log");
+    let native_log = dir.path("mtqp.log");
+    // The victim's message is queued: its recipient deferred.
+    let t = syslog_time(0);
+    let mut text = format!(
+        "{t} hub postfix/smtpd[100]: VQ1: client=client.example[192.0.2.10]\n\
+         {t} hub postfix/cleanup[101]: VQ1: message-id=<victim@example.org>\n\
+         {t} hub mtqp-milter[9]: {}\
+         {t} hub postfix/smtp[103]: VQ1: to=<friend@dest.example>, relay=none, delay=30, delays=0/0/30/0, dsn=4.4.1, status=deferred (connect to mx.dest.example[198.51.100.1]:25: Connection timed out)\n",
+        accept_line(&native_time(0), "victim@example.org", "victim secret", "msgid=victim@example.org")
+    );
+    append(&log, &text);
+    std::fs::write(&native_log, b"").unwrap();
+    let postfix_arg = format!("postfix:{}", log.display());
+    let native_arg = format!("native:{}", native_log.display());
+    let s = Server::start_caught_up(&[
+        "--log-timezone",
+        "UTC",
+        "--log",
+        &postfix_arg,
+        "--log",
+        &native_arg,
+    ]);
+    // A native line dated in the year 9999 (a writer's bug, or a forged line in a writable
+    // file), then enough other mail that the tracker sweeps its queue ids.
+    append(
+        &native_log,
+        &accept_line(
+            "9999-12-31T23:59:59Z",
+            "future@example.org",
+            "f",
+            "queue=FQ1",
+        ),
+    );
+    text.clear();
+    let t2 = syslog_time(10);
+    for i in 0..12_000 {
+        text.push_str(&format!(
+            "{t2} hub postfix/smtpd[{p}]: X{i:06X}: client=other.example[192.0.2.20]\n",
+            p = 1000 + i % 1000
+        ));
+    }
+    // A tracked message after them: once it is served, the sweep their number calls for has
+    // run.
+    text.push_str(&format!(
+        "{t2} hub postfix/cleanup[101]: SQ1: message-id=<sentinel@example.org>\n\
+         {t2} hub mtqp-milter[9]: {}\
+         {t2} hub postfix/local[104]: SQ1: to=<s@hub.example>, relay=local, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (delivered to mailbox)\n",
+        accept_line(&native_time(10), "sentinel@example.org", "sentinel", "msgid=sentinel@example.org")
+    ));
+    append(&log, &text);
+    eventually("the sentinel", || {
+        track(&s, "sentinel@example.org", "sentinel")
+            .contains("Action: delivered\r\n")
+            .then_some(())
+    });
+    // The victim's recipient is delivered at last.
+    append(
+        &log,
+        &format!(
+            "{} hub postfix/smtp[103]: VQ1: to=<friend@dest.example>, relay=mx.dest.example[198.51.100.1]:25, delay=600, delays=0/0/1/599, dsn=2.0.0, status=sent (250 2.0.0 Ok)\n",
+            syslog_time(20)
+        ),
+    );
+    let answer = eventually("the delivery", || {
+        let a = track(&s, "victim@example.org", "victim secret");
+        a.contains("Action: relayed\r\n").then_some(a)
+    });
+    assert!(!answer.contains("Action: delayed"), "{answer}");
+    let (_, stderr) = s.stop("TERM");
+    assert!(stderr.contains(" rejected 1 "), "{stderr}");
+    assert!(stderr.contains("time ahead of the clock"), "{stderr}");
+}

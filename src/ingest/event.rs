@@ -82,6 +82,25 @@ pub enum Event {
     Mta(MtaEvent),
 }
 
+impl Event {
+    /// When it happened (unix seconds), for the events that say.
+    pub fn time(&self) -> Option<i64> {
+        match self {
+            Event::Accept(a) => Some(a.time.unix),
+            Event::Rcpt(r) => Some(r.recipient.at),
+            Event::Mta(MtaEvent::Arrival { time, .. })
+            | Event::Mta(MtaEvent::Expired { time, .. })
+            | Event::Mta(MtaEvent::Done { time, .. }) => Some(time.unix),
+            Event::Mta(MtaEvent::Recipient { recipient, .. }) => Some(recipient.at),
+            Event::Mta(
+                MtaEvent::MessageId { .. }
+                | MtaEvent::Handoff { .. }
+                | MtaEvent::Notification { .. },
+            ) => None,
+        }
+    }
+}
+
 /// How a parser judged one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -183,6 +183,11 @@ const MAX_LOG_LINE: usize = 64 * 1024;
 const READ_BUDGET: usize = 4 * 1024 * 1024;
 /// How often files are checked for new lines when all were at their end.
 const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How far ahead of the wall clock a line's time may be (clocks of hosts and zones drift).
+pub const MAX_AHEAD: i64 = 300;
+/// The reason a line dated further ahead is refused.
+const AHEAD: &str = "event time ahead of the clock";
+
 /// How often expired records are swept.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(60);
 /// Shortest gap between two log lines about the same kind of rejected input.
@@ -297,7 +302,12 @@ fn restore(config: &IngestConfig) -> (Tracker, Vec<Source>) {
         };
         let mut dec = state::Decoder::new(&payload);
         let positions = state::decode_positions(&mut dec)?;
-        let tracker = Tracker::decode(&mut dec, config.reporting_mta.clone(), config.retention)?;
+        let tracker = Tracker::decode(
+            &mut dec,
+            config.reporting_mta.clone(),
+            config.retention,
+            unix_now().saturating_add(MAX_AHEAD),
+        )?;
         if !dec.is_done() {
             return Err(state::Corrupt("trailing bytes in the payload".into()));
         }
@@ -371,12 +381,27 @@ impl Pipeline<'_> {
         let mut more = false;
         let (tracker, rejects, stats) = (&mut self.tracker, &mut self.rejects, self.stats);
         let index = self.index;
+        // A line dated further ahead than this is refused: one such line would move the
+        // correlation clock, which ages every queue id, for ever.
+        let latest = unix_now().saturating_add(MAX_AHEAD);
         for source in &mut self.sources {
             let path = source.follower.path().to_path_buf();
             let parser = &mut source.parser;
             let mut on_line = |line: &[u8]| {
                 stats.lines.fetch_add(1, Ordering::Relaxed);
-                match parser.parse(line, &mut |event| tracker.apply(event, index)) {
+                let mut ahead = false;
+                let outcome = parser.parse(line, &mut |event| {
+                    if event.time().is_some_and(|t| t > latest) {
+                        ahead = true;
+                    } else {
+                        tracker.apply(event, index);
+                    }
+                });
+                let outcome = match outcome {
+                    Outcome::Parsed if ahead => Outcome::Rejected(AHEAD),
+                    outcome => outcome,
+                };
+                match outcome {
                     Outcome::Parsed => stats.applied.fetch_add(1, Ordering::Relaxed),
                     Outcome::Ignored => stats.ignored.fetch_add(1, Ordering::Relaxed),
                     Outcome::Rejected(why) => {

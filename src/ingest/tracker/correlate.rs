@@ -19,10 +19,10 @@ impl Tracker {
         self.log_clock = self.log_clock.max(unix);
     }
 
-    /// Notes a line about `queue`, remembering it if new. Looks up before inserting: the
-    /// common case is a known queue id, and `entry` would allocate its key on every line.
-    fn touch_queue(&mut self, queue: &[u8]) {
-        let seen = self.log_clock;
+    /// Notes a line about `queue` logged at `seen` (the line's own time; the log clock for lines
+    /// that carry none), remembering the queue id if new. Looks up before inserting: the common
+    /// case is a known queue id, and `entry` would allocate its key on every line.
+    fn touch_queue(&mut self, queue: &[u8], seen: i64) {
         match self.queues.get_mut(queue) {
             Some(info) => info.seen = info.seen.max(seen),
             None => {
@@ -37,9 +37,9 @@ impl Tracker {
         }
     }
 
-    /// Notes a line about `queue` and changes its state.
-    fn with_queue(&mut self, queue: &[u8], change: impl FnOnce(&mut QueueInfo)) {
-        self.touch_queue(queue);
+    /// Notes a line about `queue` logged at `seen` and changes its state.
+    fn with_queue(&mut self, queue: &[u8], seen: i64, change: impl FnOnce(&mut QueueInfo)) {
+        self.touch_queue(queue, seen);
         if let Some(info) = self.queues.get_mut(queue) {
             change(info);
         }
@@ -57,7 +57,7 @@ impl Tracker {
                     // Postfix reuses short queue ids: this is a new message.
                     self.forget_queue(&queue);
                 }
-                self.touch_queue(&queue);
+                self.touch_queue(&queue, time.unix);
                 if let Some(m) = message_id {
                     self.note_message_id(queue, m);
                 }
@@ -67,7 +67,7 @@ impl Tracker {
             }
             MtaEvent::Recipient { queue, recipient } => {
                 self.advance_log_clock(recipient.at);
-                self.touch_queue(&queue);
+                self.touch_queue(&queue, recipient.at);
                 if self.queues.get(&queue).is_some_and(|q| q.notification) {
                     return;
                 }
@@ -78,15 +78,16 @@ impl Tracker {
                 });
             }
             MtaEvent::Handoff { queue, new_queue } => {
-                self.touch_queue(&new_queue);
+                let now = self.log_clock;
+                self.touch_queue(&new_queue, now);
                 match self.by_queue.get(&queue).copied() {
                     Some(id) => self.link_queue(new_queue, id, 0),
-                    None => self.with_queue(&queue, |q| q.handoffs.push(new_queue)),
+                    None => self.with_queue(&queue, now, |q| q.handoffs.push(new_queue)),
                 }
             }
             MtaEvent::Expired { queue, time } => {
                 self.advance_log_clock(time.unix);
-                self.touch_queue(&queue);
+                self.touch_queue(&queue, time.unix);
                 let Some(id) = self.by_queue.get(&queue).copied() else {
                     return;
                 };
@@ -115,17 +116,19 @@ impl Tracker {
             }
             MtaEvent::Done { queue, time } => {
                 self.advance_log_clock(time.unix);
-                self.with_queue(&queue, |q| q.done = true);
+                self.with_queue(&queue, time.unix, |q| q.done = true);
             }
             MtaEvent::Notification { queue } => {
-                self.with_queue(&queue, |q| q.notification = true);
+                self.with_queue(&queue, self.log_clock, |q| q.notification = true);
                 self.orphans.discard(&MessageRef::Queue(queue));
             }
         }
     }
 
     fn note_message_id(&mut self, queue: QueueId, message_id: Box<[u8]>) {
-        self.with_queue(&queue, |q| q.message_id = Some(message_id.clone()));
+        self.with_queue(&queue, self.log_clock, |q| {
+            q.message_id = Some(message_id.clone())
+        });
         match self.by_message_id.get(&message_id).copied() {
             Some(id) => self.link_queue(queue, id, 0),
             None => {

@@ -232,14 +232,22 @@ impl Tracker {
     }
 
     /// Reads what [`Tracker::encode`] wrote. Every message is marked changed, so the next
-    /// [`Tracker::publish`] puts them all in the index.
+    /// [`Tracker::publish`] puts them all in the index. A state whose correlation clock is past
+    /// `latest` is refused: kept, it would age every queue id as if that time had come.
     pub fn decode(
         dec: &mut Decoder<'_>,
         reporting_mta: String,
         retention: Retention,
+        latest: i64,
     ) -> Result<Tracker, Corrupt> {
         let mut t = Tracker::new(reporting_mta, retention);
         t.log_clock = dec.i64()?;
+        if t.log_clock > latest {
+            return Err(Corrupt(format!(
+                "its correlation clock ({}) is ahead of now",
+                t.log_clock
+            )));
+        }
         t.orphans.set_dropped(dec.u64()?);
         t.dropped_queues = dec.u64()?;
         let n = dec.count()?;

@@ -320,6 +320,27 @@ fn untracked_queue_ids_are_forgotten_and_never_finished_ones_counted() {
     assert_eq!(tr.orphans().0, 0, "with the updates that waited for them");
 }
 
+/// A state saved with a clock ahead of now would age every queue id as if that time had come:
+/// it is refused (and the logs are read again).
+#[test]
+fn a_state_whose_clock_is_ahead_of_now_is_refused() {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), None, 5_000));
+    let mut enc = Encoder::default();
+    tr.encode(&mut enc, &tr.ix);
+    let decode = |latest| {
+        Tracker::decode(
+            &mut Decoder::new(&enc.buf),
+            "h".into(),
+            tr.retention,
+            latest,
+        )
+        .is_ok()
+    };
+    assert!(decode(5_000));
+    assert!(!decode(4_999));
+}
+
 #[test]
 fn state_round_trips_through_encode_and_decode() {
     let mut tr = tracker();
@@ -339,7 +360,7 @@ fn state_round_trips_through_encode_and_decode() {
     tr.encode(&mut enc, &tr.ix);
     let mut dec = Decoder::new(&enc.buf);
     let mut back = Fixture {
-        tr: Tracker::decode(&mut dec, "hub.example".into(), tr.retention).unwrap(),
+        tr: Tracker::decode(&mut dec, "hub.example".into(), tr.retention, i64::MAX).unwrap(),
         ix: Index::new(1),
     };
     assert!(dec.is_done());
@@ -355,7 +376,8 @@ fn state_round_trips_through_encode_and_decode() {
     for cut in 0..enc.buf.len() {
         let mut dec = Decoder::new(&enc.buf[..cut]);
         assert!(
-            Tracker::decode(&mut dec, "h".into(), tr.retention).map(|_| dec.is_done()) != Ok(true)
+            Tracker::decode(&mut dec, "h".into(), tr.retention, i64::MAX).map(|_| dec.is_done())
+                != Ok(true)
         );
     }
 }
@@ -475,7 +497,7 @@ fn forgotten_messages_are_saved_in_the_state_and_listed() {
     let mut enc = Encoder::default();
     tr.encode(&mut enc, &tr.ix);
     let mut dec = Decoder::new(&enc.buf);
-    let mut back = Tracker::decode(&mut dec, "hub.example".into(), tr.retention).unwrap();
+    let mut back = Tracker::decode(&mut dec, "hub.example".into(), tr.retention, i64::MAX).unwrap();
     assert!(dec.is_done());
     assert_eq!(back.restored_records(), 2);
     assert!(state(&back, "e1@x").is_empty(), "forgotten again at once");
