@@ -237,7 +237,9 @@ fn postfix_log_apply(bencher: Bencher) {
     {
         let mut tracker = Tracker::new("hub.example".into(), retention());
         for line in &log {
-            ingest_line(&mut parser, line, &mut |e| tracker.apply(e, &index));
+            ingest_line(&mut parser, line, &mut |e| {
+                tracker.apply(e, &index).expect("applied")
+            });
         }
         assert_eq!(tracker.messages(), MESSAGES);
     }
@@ -246,7 +248,7 @@ fn postfix_log_apply(bencher: Bencher) {
         .bench_local_values(|mut tracker| {
             for line in &log {
                 ingest_line(&mut parser, black_box(line), &mut |e| {
-                    tracker.apply(e, &index)
+                    let _ = tracker.apply(e, &index);
                 });
             }
             tracker
@@ -269,7 +271,7 @@ fn postfix_log_apply_publish(bencher: Bencher) {
         .bench_local_values(|(mut tracker, index)| {
             for line in &log {
                 ingest_line(&mut parser, black_box(line), &mut |e| {
-                    tracker.apply(e, &index)
+                    let _ = tracker.apply(e, &index);
                 });
             }
             assert_eq!(tracker.publish(&index, NOW), MESSAGES);

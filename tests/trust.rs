@@ -305,3 +305,92 @@ fn a_line_from_the_future_does_not_age_the_queue() {
     assert!(stderr.contains(" rejected 1 "), "{stderr}");
     assert!(stderr.contains("time ahead of the clock"), "{stderr}");
 }
+
+/// Finding: an accept naming both `queue=` and `msgid=` registered the Message-ID for ever; a
+/// later, untracked message with the same `Message-ID:` header (any recipient of the first has
+/// it) was correlated into the victim's record, its bounce and diagnostic shown to the victim.
+#[test]
+fn a_reused_message_id_does_not_join_the_victims_record() {
+    let dir = TempDir::new("trust-msgid");
+    let log = dir.path("mail.log");
+    let t = syslog_time(0);
+    let t9 = syslog_time(9);
+    let text = format!(
+        "{t} hub postfix/smtpd[100]: VQ1: client=client.example[192.0.2.10]\n\
+         {t} hub postfix/cleanup[101]: VQ1: message-id=<victim@example.org>\n\
+         {t} hub mtqp-milter[9]: {}\
+         {t} hub postfix/smtp[103]: VQ1: to=<friend@dest.example>, relay=mx.dest.example[198.51.100.1]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 2.0.0 Ok)\n\
+         {t} hub postfix/qmgr[102]: VQ1: removed\n\
+         {t9} hub postfix/smtpd[200]: AQ1: client=evil.example[203.0.113.66]\n\
+         {t9} hub postfix/cleanup[201]: AQ1: message-id=<victim@example.org>\n\
+         {t9} hub postfix/smtp[203]: AQ1: to=<planted@evil.example>, relay=mx.evil.example[203.0.113.67]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, status=bounced (host mx.evil.example[203.0.113.67] said: 550 leaked (in reply to RCPT TO command))\n",
+        accept_line(&native_time(0), "victim@example.org", "victim secret", "queue=VQ1 msgid=victim@example.org"),
+    );
+    append(&log, &text);
+    let s = start(&log);
+    let answer = track(&s, "victim@example.org", "victim secret");
+    assert!(answer.contains("friend@dest.example"), "{answer}");
+    assert!(!answer.contains("planted"), "{answer}");
+}
+
+/// The same by an accept naming only `msgid=`: it claims one queue id, the first that logs the
+/// Message-ID; a later message with the same header is not the victim's.
+#[test]
+fn a_message_id_claims_one_queue_id_only() {
+    let dir = TempDir::new("trust-msgid-one");
+    let log = dir.path("mail.log");
+    let mut text = victim_arrival();
+    text.push_str(&victim_deliveries());
+    let t9 = syslog_time(9);
+    text.push_str(&format!(
+        "{t9} hub postfix/smtpd[200]: AQ1: client=evil.example[203.0.113.66]\n\
+         {t9} hub postfix/cleanup[201]: AQ1: message-id=<victim@example.org>\n\
+         {t9} hub postfix/smtp[203]: AQ1: to=<planted@evil.example>, relay=mx.evil.example[203.0.113.67]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 2.0.0 Ok)\n"
+    ));
+    append(&log, &text);
+    let s = start(&log);
+    assert_victims_answer(&s);
+}
+
+/// Finding: with two messages under one envid (any sender may reuse an ENVID with another
+/// MTRK), an `event=rcpt` naming only the envid went to the newest, so one sender received the
+/// other's updates. Such a line is now refused, and counted.
+#[test]
+fn an_envid_only_update_is_refused_when_two_messages_share_the_envid() {
+    let dir = TempDir::new("trust-envid-only");
+    let log = dir.path("mtqp.log");
+    let text = format!(
+        "{}{}mtqp: event=rcpt time={} envid=shared@example.org rcpt=r@dest.example action=delivered status=2.0.0\n",
+        accept_line(&native_time(0), "shared@example.org", "first secret", ""),
+        accept_line(&native_time(1), "shared@example.org", "second secret", ""),
+        native_time(2)
+    );
+    append(&log, &text);
+    let arg = format!("native:{}", log.display());
+    let s = Server::start_caught_up(&["--log", &arg]);
+    for secret in ["first secret", "second secret"] {
+        let answer = track(&s, "shared@example.org", secret);
+        assert!(!answer.contains("r@dest.example"), "{secret}: {answer}");
+    }
+    let (_, stderr) = s.stop("TERM");
+    assert!(stderr.contains(" rejected 1 "), "{stderr}");
+}
+
+/// Finding: Postfix's pickup `orig_id=` (a requeued message's old id) was found anywhere in the
+/// line, so a local sender address spelling ` orig_id=VQ1` tied its own message to the
+/// victim's queue. It is read only as the field after `from=<…>`.
+#[test]
+fn orig_id_inside_a_sender_address_links_nothing() {
+    let dir = TempDir::new("trust-orig-id");
+    let log = dir.path("mail.log");
+    let mut text = victim_arrival();
+    let t = syslog_time(3);
+    text.push_str(&format!(
+        "{t} hub postfix/pickup[300]: AQ2: uid=1000 from=<\"x orig_id=VQ1\"@evil.example>\n\
+         {t} hub postfix/smtp[301]: AQ2: to=<planted@evil.example>, relay=mx.evil.example[203.0.113.67]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 2.0.0 Ok)\n"
+    ));
+    text.push_str(&victim_deliveries());
+    append(&log, &text);
+    let s = start(&log);
+    assert_victims_answer(&s);
+}

@@ -389,17 +389,17 @@ impl Pipeline<'_> {
             let parser = &mut source.parser;
             let mut on_line = |line: &[u8]| {
                 stats.lines.fetch_add(1, Ordering::Relaxed);
-                let mut ahead = false;
+                let mut refused = None;
                 let outcome = parser.parse(line, &mut |event| {
                     if event.time().is_some_and(|t| t > latest) {
-                        ahead = true;
-                    } else {
-                        tracker.apply(event, index);
+                        refused = Some(AHEAD);
+                    } else if let Err(why) = tracker.apply(event, index) {
+                        refused = Some(why);
                     }
                 });
-                let outcome = match outcome {
-                    Outcome::Parsed if ahead => Outcome::Rejected(AHEAD),
-                    outcome => outcome,
+                let outcome = match (outcome, refused) {
+                    (Outcome::Parsed, Some(why)) => Outcome::Rejected(why),
+                    (outcome, _) => outcome,
                 };
                 match outcome {
                     Outcome::Parsed => stats.applied.fetch_add(1, Ordering::Relaxed),

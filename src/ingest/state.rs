@@ -16,7 +16,8 @@ use super::tail::Position;
 
 const MAGIC: &[u8; 8] = b"MTQPDST\x01";
 /// 2: each message record is preceded by its length, so a restore can split the work.
-const VERSION: u32 = 2;
+/// 3: a Message-ID of an accept line keeps its time and whether it tied a queue id.
+const VERSION: u32 = 3;
 const FILE: &str = "state.bin";
 const TMP: &str = "state.tmp";
 

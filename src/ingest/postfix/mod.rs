@@ -150,11 +150,18 @@ fn leading_queue_id(s: &[u8]) -> Option<&[u8]> {
 }
 
 /// pickup: `uid=N from=<sender>`, with ` orig_id=OLDQID` when `postsuper -r` requeued the
-/// message: then the old id goes on under the new one.
+/// message: then the old id goes on under the new one. Each field is read where pickup writes
+/// it: the sender is the local user's choice and may spell ` orig_id=` itself.
 fn pickup(time: Timestamp, queue: &[u8], rest: &[u8], emit: &mut dyn FnMut(MtaEvent)) -> Outcome {
-    if memmem::find(rest, b" from=").is_none() {
+    let uid = &rest[b"uid=".len()..];
+    let digits = uid.iter().take_while(|c| c.is_ascii_digit()).count();
+    let Some(from) = uid[digits..].strip_prefix(b" from=") else {
         return Outcome::Ignored;
-    }
+    };
+    let after = match take_address(from, SPACE) {
+        Ok((_, after)) => after,
+        Err(reason) => return Outcome::Rejected(reason),
+    };
     emit(MtaEvent::Arrival {
         queue: queue.into(),
         time,
@@ -162,14 +169,12 @@ fn pickup(time: Timestamp, queue: &[u8], rest: &[u8], emit: &mut dyn FnMut(MtaEv
     });
     // Unlike smtpd's XFORWARD `orig_queue_id=`, which another host may have sent, `orig_id=`
     // always names a queue file of this Postfix.
-    if let Some(i) = memmem::find(rest, b" orig_id=") {
-        if let Some(old) = leading_queue_id(&rest[i + b" orig_id=".len()..]) {
-            if old != queue {
-                emit(MtaEvent::Handoff {
-                    queue: old.into(),
-                    new_queue: queue.into(),
-                });
-            }
+    if let Some(old) = after.strip_prefix(b" orig_id=").and_then(leading_queue_id) {
+        if old != queue {
+            emit(MtaEvent::Handoff {
+                queue: old.into(),
+                new_queue: queue.into(),
+            });
         }
     }
     Outcome::Parsed
@@ -204,7 +209,7 @@ fn qmgr_from(
     rest: &[u8],
     emit: &mut dyn FnMut(MtaEvent),
 ) -> Outcome {
-    let (sender, after) = match take_address(&rest[b"from=".len()..]) {
+    let (sender, after) = match take_address(&rest[b"from=".len()..], COMMA) {
         Ok(v) => v,
         Err(reason) => return Outcome::Rejected(reason),
     };
@@ -238,13 +243,21 @@ fn qmgr_from(
     Outcome::Ignored
 }
 
+/// The notifications the bounce daemon announces, as its lines begin.
+const NOTIFICATIONS: [&[u8]; 5] = [
+    b"sender non-delivery notification: ",
+    b"postmaster non-delivery notification: ",
+    b"sender delay notification: ",
+    b"postmaster delay notification: ",
+    b"sender delivery status notification: ",
+];
+
 /// bounce: `sender non-delivery notification: NEWQID` and its siblings (`postmaster
 /// non-delivery`, `sender delay`, `sender delivery status`): NEWQID is Postfix's own message.
 fn notification(rest: &[u8], emit: &mut dyn FnMut(MtaEvent)) -> Outcome {
-    let Some(i) = memmem::find(rest, b" notification: ") else {
+    let Some(new) = NOTIFICATIONS.iter().find_map(|n| rest.strip_prefix(*n)) else {
         return Outcome::Ignored;
     };
-    let new = &rest[i + b" notification: ".len()..];
     if !is_queue_id(new) {
         return Outcome::Rejected("notification without a queue id");
     }
@@ -283,7 +296,7 @@ fn split_delivery(rest: &[u8]) -> Result<Delivery<'_>, &'static str> {
         }
         let after = match key {
             b"to" | b"orig_to" => {
-                let (addr, after) = take_address(value)?;
+                let (addr, after) = take_address(value, COMMA)?;
                 if key == b"to" {
                     d.to = addr;
                 } else {
@@ -301,7 +314,7 @@ fn split_delivery(rest: &[u8]) -> Result<Delivery<'_>, &'static str> {
                 return Ok(d);
             }
             _ => {
-                let end = find_comma_space(value).unwrap_or(value.len());
+                let end = find_separator(value, COMMA).unwrap_or(value.len());
                 match key {
                     b"relay" => d.relay = &value[..end],
                     b"dsn" => d.dsn = Some(&value[..end]),
@@ -318,21 +331,28 @@ fn split_delivery(rest: &[u8]) -> Result<Delivery<'_>, &'static str> {
     }
 }
 
-/// The first `, ` in `s`.
-fn find_comma_space(s: &[u8]) -> Option<usize> {
-    memchr::memchr_iter(b',', s).find(|&i| s.get(i + 1) == Some(&b' '))
+/// What separates the fields of a delivery line and of qmgr's `from=` line.
+const COMMA: &[u8] = b", ";
+/// What separates the fields of pickup's line.
+const SPACE: &[u8] = b" ";
+
+/// The first `separator` in `s`.
+fn find_separator(s: &[u8], separator: &[u8]) -> Option<usize> {
+    let first = *separator.first()?;
+    memchr::memchr_iter(first, s).find(|&i| s[i..].starts_with(separator))
 }
 
-/// An address value: `<addr>` (local parts quoted since Postfix 3.5 may hold `>` or `, `) or,
-/// tolerated, a bare address up to the next `, `. Returns the address and what follows it.
-fn take_address(v: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
+/// An address value: `<addr>` (local parts quoted since Postfix 3.5 may hold `>` or the
+/// separator) or, tolerated, a bare address up to the next `separator` (`, ` in delivery and
+/// qmgr lines, ` ` in pickup's). Returns the address and what follows it.
+fn take_address<'a>(v: &'a [u8], separator: &[u8]) -> Result<(&'a [u8], &'a [u8]), &'static str> {
     let (addr, after) = match v.strip_prefix(b"<") {
-        Some(inner) => match closing_bracket(inner) {
+        Some(inner) => match closing_bracket(inner, separator) {
             Some(i) => (&inner[..i], &inner[i + 1..]),
             None => return Err("address without closing >"),
         },
         None => {
-            let end = bare_address_end(v);
+            let end = bare_address_end(v, separator);
             (&v[..end], &v[end..])
         }
     };
@@ -343,10 +363,13 @@ fn take_address(v: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
 }
 
 /// Where the `>` closing an address is: the first one outside a quoted string that ends the
-/// field. An unbalanced quote (Postfix's `internal` address format does not quote) falls back
-/// to the first `>` that ends the field.
-fn closing_bracket(s: &[u8]) -> Option<usize> {
-    let ends_field = |i: usize| matches!(s.get(i + 1..), Some([] | [b',', b' ', ..]));
+/// field (the end of the line, or `separator`, follows it). An unbalanced quote (Postfix's
+/// `internal` address format does not quote) falls back to the first `>` that ends the field.
+fn closing_bracket(s: &[u8], separator: &[u8]) -> Option<usize> {
+    let ends_field = |i: usize| {
+        let after = &s[i + 1..];
+        after.is_empty() || after.starts_with(separator)
+    };
     let mut quoted = false;
     let mut i = 0;
     while let Some(off) = memchr::memchr3(b'"', b'\\', b'>', &s[i..]) {
@@ -367,21 +390,21 @@ fn closing_bracket(s: &[u8]) -> Option<usize> {
     memchr::memchr_iter(b'>', s).find(|&j| ends_field(j))
 }
 
-/// The end of an address written without angle brackets: the first `, ` outside quotes.
-fn bare_address_end(s: &[u8]) -> usize {
+/// The end of an address written without angle brackets: the first `separator` outside quotes.
+fn bare_address_end(s: &[u8], separator: &[u8]) -> usize {
     let mut quoted = false;
     let mut i = 0;
     while i < s.len() {
         match s[i] {
             b'\\' if quoted => i += 1,
             b'"' => quoted = !quoted,
-            b',' if !quoted && s.get(i + 1) == Some(&b' ') => return i,
+            _ if !quoted && s[i..].starts_with(separator) => return i,
             _ => {}
         }
         i += 1;
     }
-    // An unbalanced quote: the field ends at the first `, ` after all.
-    find_comma_space(s).unwrap_or(s.len())
+    // An unbalanced quote: the field ends at the first separator after all.
+    find_separator(s, separator).unwrap_or(s.len())
 }
 
 /// `relay=HOST[ADDR]:PORT` (or `HOST[ADDR]`) as (HOST, ADDR); `none`, `local`, `virtual` and

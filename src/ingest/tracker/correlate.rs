@@ -2,7 +2,7 @@
 //! between them (content filters and forwarding hand a message on to a new queue id; an accept
 //! line claims a queue id or a Message-ID, before or after the MTA's own lines).
 
-use super::refs::{EnvidIds, QueueInfo};
+use super::refs::{EnvidIds, MessageIdClaim, QueueInfo};
 use super::stored::Stored;
 use super::{Id, Tracker, UNCLAIMED_GRACE};
 use crate::index::message::{Action, Message};
@@ -129,8 +129,15 @@ impl Tracker {
         self.with_queue(&queue, self.log_clock, |q| {
             q.message_id = Some(message_id.clone())
         });
-        match self.by_message_id.get(&message_id).copied() {
-            Some(id) => self.link_queue(queue, id, 0),
+        let now = self.log_clock;
+        match self.by_message_id.get_mut(&message_id) {
+            Some(claim) if !claim.settled && now.abs_diff(claim.at) <= UNCLAIMED_GRACE as u64 => {
+                claim.settled = true;
+                let id = claim.id;
+                self.link_queue(queue, id, 0);
+            }
+            // Another message with the same header: not the one the accept line named.
+            Some(_) => {}
             None => {
                 self.queue_of_message_id.insert(message_id, queue);
             }
@@ -247,12 +254,26 @@ impl Tracker {
         }
         self.advance_log_clock(a.time.unix);
         self.dirty.insert(id);
+        let mut claim = MessageIdClaim {
+            id,
+            at: a.time.unix,
+            settled: a.queue.is_some(),
+        };
         if let Some(q) = a.queue {
             self.link_queue(q, id, 0);
         }
         if let Some(m) = a.message_id {
-            let waiting = self.queue_of_message_id.remove(&m);
-            self.by_message_id.insert(m, id);
+            // A queue id that logged the Message-ID shortly before the accept line.
+            let waiting = match self.queue_of_message_id.remove(&m) {
+                Some(q) if !claim.settled => self
+                    .queues
+                    .get(&q)
+                    .is_some_and(|info| info.seen.abs_diff(a.time.unix) <= UNCLAIMED_GRACE as u64)
+                    .then_some(q),
+                _ => None,
+            };
+            claim.settled |= waiting.is_some();
+            self.by_message_id.insert(m, claim);
             if let Some(q) = waiting {
                 self.link_queue(q, id, 0);
             }
@@ -276,7 +297,7 @@ impl Tracker {
     fn resolve(&self, message: &MessageRef, hash: Option<Hash>) -> Option<Id> {
         match message {
             MessageRef::Queue(q) => self.by_queue.get(q).copied(),
-            MessageRef::MessageId(m) => self.by_message_id.get(m).copied(),
+            MessageRef::MessageId(m) => self.by_message_id.get(m).map(|c| c.id),
             MessageRef::Envid(e) => match hash {
                 Some(h) => self.id_of(e, &h),
                 None => self.by_envid.get(e).and_then(EnvidIds::latest),

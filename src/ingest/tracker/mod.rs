@@ -53,8 +53,11 @@ use crate::index::{Entry, Index};
 use crate::protocol::secret::Hash;
 use hasher::FxBuildHasher;
 use orphans::Orphans;
-use refs::{EnvidIds, QueueInfo};
+use refs::{EnvidIds, MessageIdClaim, QueueInfo};
 use stored::{pack, unpack, Stored};
+
+/// Why an update naming only an envid is refused.
+const SHARED_ENVID: &str = "rcpt line names only an envid that more than one message shares";
 
 /// A message is known by its envid and the hash of its secret, and inside the tracker by a
 /// number, cheap to copy into every map that refers to it.
@@ -75,7 +78,7 @@ pub struct Tracker {
     /// updates that name only the envid, and with the hash for those that name both.
     by_envid: HashMap<Box<[u8]>, EnvidIds>,
     by_queue: HashMap<QueueId, Id, FxBuildHasher>,
-    by_message_id: HashMap<Box<[u8]>, Id>,
+    by_message_id: HashMap<Box<[u8]>, MessageIdClaim>,
     /// Updates whose message is not known yet.
     orphans: Orphans,
     /// Messages changed since the last [`Tracker::publish`].
@@ -132,15 +135,22 @@ impl Tracker {
     }
 
     /// Applies one event. Changes reach the index at the next [`Tracker::publish`]. A message
-    /// the event names by envid that the tracker forgot is taken back from `index` first.
-    pub fn apply(&mut self, event: Event, index: &Index) {
+    /// the event names by envid that the tracker forgot is taken back from `index` first. An
+    /// update naming only an envid that more than one message shares (senders may reuse an
+    /// ENVID, each with its own secret) is refused, with the reason: it could be either's.
+    pub fn apply(&mut self, event: Event, index: &Index) -> Result<(), &'static str> {
         match &event {
             Event::Accept(a) => self.take_back(index, &a.envid, Some(&a.hash)),
             Event::Rcpt(RcptUpdate {
                 message: MessageRef::Envid(envid),
                 hash,
                 ..
-            }) => self.take_back(index, envid, hash.as_ref()),
+            }) => {
+                if hash.is_none() && self.envid_is_shared(index, envid) {
+                    return Err(SHARED_ENVID);
+                }
+                self.take_back(index, envid, hash.as_ref());
+            }
             _ => {}
         }
         match event {
@@ -148,6 +158,28 @@ impl Tracker {
             Event::Rcpt(r) => self.rcpt(r),
             Event::Mta(m) => self.mta(m),
         }
+        Ok(())
+    }
+
+    /// True when more than one message, held here or only in `index`, has `envid`.
+    fn envid_is_shared(&self, index: &Index, envid: &[u8]) -> bool {
+        let held = self.by_envid.get(envid).map_or(&[][..], EnvidIds::all);
+        let mut hashes: Vec<Hash> = held
+            .iter()
+            .filter_map(|id| Some(*self.messages.get(id)?.hash()))
+            .collect();
+        if hashes.len() > 1 {
+            return true;
+        }
+        for e in index.records_of(envid) {
+            if !hashes.contains(e.hash()) {
+                hashes.push(*e.hash());
+            }
+            if hashes.len() > 1 {
+                return true;
+            }
+        }
+        false
     }
 
     /// Takes back from `index` the message of (`envid`, `hash`), or the latest of `envid` when
@@ -220,7 +252,7 @@ impl Tracker {
             return;
         }
         self.by_queue.retain(|_, id| !gone.contains(*id));
-        self.by_message_id.retain(|_, id| !gone.contains(*id));
+        self.by_message_id.retain(|_, c| !gone.contains(c.id));
         self.by_envid
             .retain(|_, ids| ids.retain(|id| !gone.contains(id)));
         // After a restart or a burst the maps were sized for far more than they now hold.
@@ -293,7 +325,8 @@ impl Tracker {
         self.messages.retain(|_, m| m.expires_at(retention) > now);
         let messages = &self.messages;
         self.by_queue.retain(|_, id| messages.contains_key(id));
-        self.by_message_id.retain(|_, id| messages.contains_key(id));
+        self.by_message_id
+            .retain(|_, c| messages.contains_key(&c.id));
         self.by_envid
             .retain(|_, ids| ids.retain(|id| messages.contains_key(&id)));
         index.sweep(now);

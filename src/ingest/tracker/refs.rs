@@ -1,5 +1,6 @@
 //! What refers to a tracked message besides its envid and hash: the MTA's queue ids, with what
-//! the MTA said about each, and the list of messages one envid names.
+//! the MTA said about each, the Message-IDs accept lines gave, and the list of messages one
+//! envid names.
 
 use super::Id;
 use crate::ingest::queue_id::QueueId;
@@ -16,6 +17,19 @@ pub(super) struct QueueInfo {
     pub(super) done: bool,
     /// Log time of the latest line about it.
     pub(super) seen: i64,
+}
+
+/// The message a Message-ID of an accept line names, and whether an MTA queue id may still be
+/// tied to it by that Message-ID. Any recipient of a message has its `Message-ID:` header and may
+/// send another message with it: so at most one queue id is tied, the first to log it within
+/// the grace period after the accept line, and none when the accept line named its queue id.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct MessageIdClaim {
+    pub(super) id: Id,
+    /// Log time of the accept line.
+    pub(super) at: i64,
+    /// A queue id was tied by the Message-ID, or the accept named its queue: no other will be.
+    pub(super) settled: bool,
 }
 
 /// The ids of the messages of one envid, the latest last. Nearly always one, held inline.

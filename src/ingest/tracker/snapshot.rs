@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::codec::{get_message_rest, get_recipient, put_key, put_message, put_recipient};
 use super::hasher::FxBuildHasher;
-use super::refs::{EnvidIds, QueueInfo};
+use super::refs::{EnvidIds, MessageIdClaim, QueueInfo};
 use super::stored::{pack, unpack, Stored, SIDECAR_WHOLE};
 use super::{Id, Tracker};
 use crate::index::message::Retention;
@@ -193,11 +193,18 @@ impl Tracker {
             .iter()
             .filter_map(|(envid, ids)| Some((&**envid, ids.latest()?)));
         put_refs(enc, latest, &position);
-        put_refs(
-            enc,
-            self.by_message_id.iter().map(|(m, id)| (&**m, *id)),
-            &position,
-        );
+        let claims: Vec<_> = self
+            .by_message_id
+            .iter()
+            .filter_map(|(m, c)| Some((m, c, *position.get(&c.id)?)))
+            .collect();
+        enc.count(claims.len());
+        for (m, c, at) in claims {
+            enc.bytes(m);
+            enc.u32(at);
+            enc.i64(c.at);
+            enc.u8(u8::from(c.settled));
+        }
         put_refs(
             enc,
             self.by_queue.iter().map(|(q, id)| (&**q, *id)),
@@ -276,9 +283,19 @@ impl Tracker {
                 t.by_envid.insert(k, EnvidIds::One(id));
             }
         })?;
-        get_refs(dec, n, |k, id| {
-            t.by_message_id.insert(k, id);
-        })?;
+        for _ in 0..dec.count()? {
+            let m = dec.bytes()?;
+            let id = u64::from(dec.u32()?);
+            if id >= n {
+                return Err(Corrupt(format!("reference to message {id} of {n}")));
+            }
+            let claim = MessageIdClaim {
+                id,
+                at: dec.i64()?,
+                settled: dec.u8()? != 0,
+            };
+            t.by_message_id.insert(m, claim);
+        }
         get_refs(dec, n, |k, id| {
             t.by_queue.insert(k.into(), id);
         })?;

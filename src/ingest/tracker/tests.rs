@@ -27,7 +27,7 @@ struct Fixture {
 
 impl Fixture {
     fn apply(&mut self, e: Event) {
-        self.tr.apply(e, &self.ix);
+        self.tr.apply(e, &self.ix).expect("applied");
     }
 }
 
