@@ -394,3 +394,46 @@ fn orig_id_inside_a_sender_address_links_nothing() {
     let s = start(&log);
     assert_victims_answer(&s);
 }
+
+/// Finding: the state file was 0644 (it holds recipients, diagnostics and every hash B) and its
+/// fixed temporary name followed symlinks: a planted `state.tmp` link had its target truncated
+/// at start-up and overwritten at the first snapshot. Now the file is 0600, the temporary name
+/// is fresh and never followed, and a directory others may write to is refused.
+#[test]
+fn the_state_directory_is_private_and_follows_no_planted_link() {
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    let dir = TempDir::new("trust-state");
+    let state = dir.path("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let victim = dir.path("precious");
+    std::fs::write(&victim, b"do not touch").unwrap();
+    symlink(&victim, state.join("state.tmp")).unwrap();
+    let log = dir.path("mtqp.log");
+    append(
+        &log,
+        &accept_line(&native_time(0), "victim@example.org", "victim secret", ""),
+    );
+    let log_arg = format!("native:{}", log.display());
+    let state_arg = state.display().to_string();
+    let s = Server::start_caught_up(&["--log", &log_arg, "--state-dir", &state_arg]);
+    let (status, stderr) = s.stop("TERM");
+    assert!(status.success(), "{stderr}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"do not touch");
+    let saved = std::fs::metadata(state.join("state.bin")).expect("a snapshot");
+    assert_eq!(saved.mode() & 0o777, 0o600);
+
+    // A state directory others may write to is refused, with one line.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (status, stderr) = run_to_exit(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--log",
+        &log_arg,
+        "--state-dir",
+        &state_arg,
+    ]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("writable by others"), "{stderr}");
+}

@@ -3,13 +3,20 @@
 //! reads every later line exactly once and finds every record.
 //!
 //! The file is `state.bin`: a magic, a version, the payload's length, the payload and its
-//! FNV-1a 64 checksum. It is written to `state.tmp`, synced and renamed over the old one, so a
-//! crash leaves the old snapshot or the new one, never half of one. Anything that does not
-//! check out (truncation, a flipped bit, another version) is reported and the caller rebuilds
-//! from the logs; decoding never trusts a length it has not bounded.
+//! FNV-1a 64 checksum. It is written to a fresh temporary file (`state.<random>.tmp`, created
+//! exclusively, never through a symlink), synced and renamed over the old one, and the directory
+//! is synced, so a crash leaves the old snapshot or the new one, never half of one. Anything
+//! that does not check out (truncation, a flipped bit, another version) is reported and the
+//! caller rebuilds from the logs; decoding never trusts a length it has not bounded.
+//!
+//! The state holds every tracked message's recipients, diagnostics and hash B: the files are
+//! 0600, and a state directory that another user owns or that group or others may write to is
+//! refused (they could plant links, or read and replace the state).
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::tail::Position;
@@ -19,7 +26,6 @@ const MAGIC: &[u8; 8] = b"MTQPDST\x01";
 /// 3: a Message-ID of an accept line keeps its time and whether it tied a queue id.
 const VERSION: u32 = 3;
 const FILE: &str = "state.bin";
-const TMP: &str = "state.tmp";
 
 /// Appends primitive values to a payload.
 #[derive(Default)]
@@ -222,26 +228,55 @@ pub fn decode_positions(dec: &mut Decoder<'_>) -> Result<Positions, Corrupt> {
     Ok(out)
 }
 
+/// Creates a new file in the state directory: 0600, exclusively (an existing file or a
+/// planted symlink of that name is an error, never opened).
+fn create_private(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// A temporary name no other file of the directory has, so that none can be planted for it.
+fn temporary_name(dir: &Path) -> PathBuf {
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    dir.join(format!("state.{:016x}.tmp", h.finish()))
+}
+
 /// Writes `payload` as the new snapshot, atomically.
 pub fn save(dir: &Path, payload: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(TMP);
-    let mut f = File::create(&tmp)?;
-    f.write_all(MAGIC)?;
-    f.write_all(&VERSION.to_le_bytes())?;
-    f.write_all(&(payload.len() as u64).to_le_bytes())?;
-    f.write_all(payload)?;
-    f.write_all(&checksum(payload).to_le_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, dir.join(FILE))?;
+    let tmp = temporary_name(dir);
+    let written = (|| {
+        let mut f = create_private(&tmp)?;
+        f.write_all(MAGIC)?;
+        f.write_all(&VERSION.to_le_bytes())?;
+        f.write_all(&(payload.len() as u64).to_le_bytes())?;
+        f.write_all(payload)?;
+        f.write_all(&checksum(payload).to_le_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, dir.join(FILE))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
     // The rename itself must reach the disk before the snapshot counts as written.
     File::open(dir)?.sync_all()
 }
 
 /// Reads the snapshot's payload. Ok(None) when there is none yet.
 pub fn load(dir: &Path) -> Result<Option<Vec<u8>>, Corrupt> {
-    let raw = match fs::read(dir.join(FILE)) {
-        Ok(raw) => raw,
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join(FILE));
+    let mut raw = Vec::new();
+    match opened.and_then(|mut f| f.read_to_end(&mut raw)) {
+        Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Corrupt(format!("cannot read: {e}"))),
     };
@@ -268,21 +303,49 @@ pub fn load(dir: &Path) -> Result<Option<Vec<u8>>, Corrupt> {
     // Hand back the payload in the buffer it was read into: a copy of a state of hundreds of
     // megabytes would cost time and double the memory at start-up.
     let start = MAGIC.len() + 4 + 8;
-    let mut raw = raw;
     raw.truncate(start + len);
     raw.drain(..start);
     Ok(Some(raw))
 }
 
-/// Checks that the state directory exists and is writable, for a clear error at start-up.
+/// Checks, for a clear error at start-up, that the state directory exists, is ours (its owner
+/// is the owner of a file we create in it) and that group and others cannot write to it; and
+/// removes the temporary files a crash may have left.
 pub fn check_dir(dir: &Path) -> Result<(), String> {
-    if !dir.is_dir() {
-        return Err(format!("state directory {} does not exist", dir.display()));
+    let show = dir.display();
+    let meta = fs::symlink_metadata(dir)
+        .map_err(|e| format!("state directory {show} cannot be used: {e}"))?;
+    if !meta.is_dir() {
+        return Err(format!("state directory {show} is not a directory"));
     }
-    let probe = dir.join(TMP);
-    File::create(&probe)
-        .and_then(|_| fs::remove_file(&probe))
-        .map_err(|e| format!("state directory {} is not writable: {e}", dir.display()))
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "state directory {show} is writable by others (mode {:o}): make it 0700",
+            meta.mode() & 0o777
+        ));
+    }
+    let probe = temporary_name(dir);
+    let ours = create_private(&probe)
+        .and_then(|f| f.metadata())
+        .map(|m| m.uid());
+    let _ = fs::remove_file(&probe);
+    let ours = ours.map_err(|e| format!("state directory {show} is not writable: {e}"))?;
+    if meta.uid() != ours {
+        return Err(format!(
+            "state directory {show} belongs to another user (uid {}, we are {ours})",
+            meta.uid()
+        ));
+    }
+    for entry in fs::read_dir(dir).map_err(|e| format!("state directory {show}: {e}"))? {
+        let name = entry
+            .map_err(|e| format!("state directory {show}: {e}"))?
+            .file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("state.") && name.ends_with(".tmp") {
+            let _ = fs::remove_file(dir.join(&*name));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
