@@ -20,6 +20,7 @@ use mtqpd::ingest::syslog::SyslogClock;
 use mtqpd::ingest::timezone::Zone;
 use mtqpd::ingest::tracker::Tracker;
 use mtqpd::protocol::secret::{encode, sha1};
+use mtqpd::protocol::xtext;
 
 fn main() {
     divan::Divan::default()
@@ -35,8 +36,8 @@ const NOW: i64 = DAY_START + 86_400;
 
 fn native_line(kind: &str) -> &'static str {
     match kind {
-        "accept" => "mtqp: event=accept time=2026-11-24T10:00:00Z envid=gen-0000054321@client.example mtrk=qZk+NkcGgWq6PiVxeFDCbJzQ2J0 queue=000D4321A7",
-        "accept-syslog" => "Nov 24 10:00:00 hub mtqp-milter[77]: mtqp: event=accept time=2026-11-24T10:00:00Z envid=gen-0000054321@client.example mtrk=qZk+NkcGgWq6PiVxeFDCbJzQ2J0 msgid=m54321@client.example",
+        "accept" => "mtqp: event=accept time=2026-11-24T10:00:00Z envid=gen-0000054321@client.example mtrk=qZk+2BNkcGgWq6PiVxeFDCbJzQ2J0 queue=000D4321A7",
+        "accept-syslog" => "Nov 24 10:00:00 hub mtqp-milter[77]: mtqp: event=accept time=2026-11-24T10:00:00Z envid=gen-0000054321@client.example mtrk=qZk+2BNkcGgWq6PiVxeFDCbJzQ2J0 msgid=m54321@client.example",
         "rcpt" => "mtqp: event=rcpt time=2026-11-24T10:00:02Z queue=000D4321A7 orcpt=rfc822;user0.54321@dest81.example rcpt=user0.54321@dest81.example action=relayed status=2.0.0 remote-mta=dns;mx.dest.example",
         _ => unreachable!("{kind}"),
     }
@@ -158,7 +159,7 @@ fn postfix_log() -> Vec<Vec<u8>> {
             "{t} hub postfix/cleanup[{}]: {q}: message-id=<m{i}@client.example>",
             1001 + i
         ));
-        lines.push(format!("{t} hub mtqp-milter[77]: mtqp: event=accept time={stamp} envid=gen-{i:010}@client.example mtrk={} msgid=m{i}@client.example", hash.trim_end_matches('=')));
+        lines.push(format!("{t} hub mtqp-milter[77]: mtqp: event=accept time={stamp} envid=gen-{i:010}@client.example mtrk={} msgid=m{i}@client.example", xtext::encode(hash.trim_end_matches('=').as_bytes())));
         lines.push(format!("{t} hub postfix/qmgr[500]: {q}: from=<sender{i}@client.example>, size={}, nrcpt=2 (queue active)", 2000 + i));
         lines.push(format!("{t} hub postfix/smtpd[{}]: disconnect from client{}.example[192.0.2.{}] ehlo=1 mail=1 rcpt=2 data=1 quit=1 commands=6", 1000 + i, i % 997, i % 250 + 1));
     };

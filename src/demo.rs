@@ -15,6 +15,7 @@ use crate::ingest::timezone::Zone;
 use crate::ingest::{LogFormat, LogSource};
 use crate::protocol::date::Timestamp;
 use crate::protocol::secret::{encode, sha1};
+use crate::protocol::xtext;
 use crate::server::Limits;
 use crate::settings::Settings;
 
@@ -95,7 +96,7 @@ fn demo_log(start: i64) -> String {
             100 + i,
             rfc3339(t),
             m.envid,
-            hash.trim_end_matches('=')
+            xtext::encode(hash.trim_end_matches('=').as_bytes())
         );
         for (rcpt, action, status, remote) in m.rcpts {
             let remote = if remote.is_empty() {
@@ -115,14 +116,28 @@ fn demo_log(start: i64) -> String {
     log
 }
 
+/// A fresh directory for the demo's log: a name nobody could have guessed and planted (a
+/// symlink, a directory of theirs), created exclusively, 0700.
+fn private_dir() -> Result<PathBuf, String> {
+    use std::hash::{BuildHasher, Hasher};
+    use std::os::unix::fs::DirBuilderExt;
+    let mut h = std::hash::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let dir = std::env::temp_dir().join(format!("mtqpd-demo-{:016x}", h.finish()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
 fn write_file(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write demo log {}: {e}", path.display()))
 }
 
 /// Writes the demo log and serves it until SIGINT or SIGTERM.
 pub fn run(args: &DemoArgs) -> Result<(), String> {
-    let dir: PathBuf = std::env::temp_dir().join(format!("mtqpd-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dir = private_dir()?;
     let log = dir.join("mail.log");
     let start = unix_now() - 3600;
     write_file(&log, &demo_log(start))?;

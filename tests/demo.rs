@@ -19,10 +19,27 @@ fn actions(answer: &[u8]) -> Vec<String> {
 #[test]
 fn the_printed_track_lines_show_every_outcome() {
     let (s, stdout) = Server::start_demo();
-    let tracks: Vec<(String, String)> = BufReader::new(stdout)
+    let printed: Vec<String> = BufReader::new(stdout)
         .lines()
         .map(|l| l.expect("demo stdout"))
         .take_while(|l| l.trim() != "QUIT")
+        .collect();
+    // Its log lives in a fresh private directory, not at a name others could plant first.
+    let log = printed[0]
+        .strip_prefix("mtqpd demo: serving ")
+        .and_then(|rest| rest.split(" on ").next())
+        .expect("the log's path");
+    let dir = std::path::Path::new(log).parent().expect("its directory");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+    assert_ne!(
+        dir.file_name().unwrap().to_string_lossy(),
+        format!("mtqpd-demo-{}", s.pid()),
+        "a predictable name"
+    );
+    let tracks: Vec<(String, String)> = printed
+        .iter()
         .filter_map(|l| {
             let (command, what) = l.trim().split_once("    # ")?;
             command

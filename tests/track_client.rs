@@ -181,7 +181,7 @@ fn delayed_log() -> Vec<String> {
             ARRIVAL,
             ENVID,
             SECRET,
-            "header=.Dot-Stuffed-Header:+20as+20an+20example",
+            "header=X-Extra-Header:+20as+20an+20example",
         ),
         rcpt_line(
             ENVID,
@@ -233,13 +233,12 @@ fn delivered_prints_the_body_and_exits_0() {
 }
 
 #[test]
-fn delayed_exits_10_and_the_body_is_unstuffed() {
+fn delayed_exits_10_with_the_body() {
     let dir = TempDir::new("track-delayed");
     let s = serve_log(&dir, &delayed_log(), &[]);
     track(&[&example_uri(&s)]).expect(10).stdout_is(&body(&[
         CONTENT_TYPE,
-        // `..Dot-Stuffed-Header` on the wire (RFC 3887 example #8): one dot here.
-        ".Dot-Stuffed-Header: as an example",
+        "X-Extra-Header: as an example",
         "",
         "--%%%%",
         "Content-Type: message/tracking-status",
@@ -405,7 +404,7 @@ fn envid_and_secret_with_slash_question_mark_percent_and_plus() {
     let log = vec![
         format!(
             "mtqp: event=accept time={ARRIVAL} envid={envid} mtrk={}\n",
-            mtrk.trim_end_matches('=')
+            mtqpd::protocol::xtext::encode(mtrk.trim_end_matches('=').as_bytes())
         ),
         rcpt_line(envid, "user1@example1.com", "delivered", "2.5.0", ""),
     ];
@@ -545,6 +544,33 @@ fn unavailable_greetings_exit_13() {
         run.one_error_line(&first[..first.len().min(20)]);
         assert_eq!(server.join().expect("server"), Vec::<String>::new());
     }
+}
+
+/// A body line that begins with `.` comes dot-stuffed (RFC 3887 example #8's header): the client
+/// prints it with one dot.
+#[test]
+fn a_dot_stuffed_body_is_printed_unstuffed() {
+    let (port, server) = scripted(b"+OK/MTQP fake MTQP server ready\r\n", |line, s| {
+        if line.starts_with("TRACK ") {
+            reply(
+                s,
+                b"+OK+ Tracking information follows\r\n\
+                  ..Dot-Stuffed-Header: as an example\r\n\r\n\
+                  --%%%%\r\nContent-Type: message/tracking-status\r\n\r\n\
+                  Original-Envelope-Id: 12345-20010101@example.com\r\n\r\n\
+                  Final-Recipient: rfc822; a@example1.com\r\nAction: delivered\r\n\
+                  Status: 2.0.0\r\n\r\n--%%%%--\r\n.\r\n",
+            );
+        }
+        true
+    });
+    let run = track(&[&uri(port, ENVID, "YWJj")]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.starts_with(".Dot-Stuffed-Header: as an example\n"),
+        "{stdout}"
+    );
+    server.join().expect("server");
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use mtqpd::clock::unix_now;
 use mtqpd::protocol::date::Timestamp;
 use mtqpd::protocol::secret::{encode, sha1};
+use mtqpd::protocol::xtext;
 
 /// The envid and base64 secret of synthetic message `i`.
 pub fn message(i: usize) -> (String, String) {
@@ -42,7 +43,7 @@ pub fn write_log(path: &Path, n: usize) {
         writeln!(
             f,
             "mtqp: event=accept time={accepted} envid={envid} mtrk={} queue=Q{i:08}",
-            hash.trim_end_matches('=')
+            xtext::encode(hash.trim_end_matches('=').as_bytes())
         )
         .unwrap();
         writeln!(f, "mtqp: event=rcpt time={relayed} queue=Q{i:08} orcpt=rfc822;user{i}@example.net rcpt=user{i}@example.net action=relayed status=2.0.0 remote-mta=dns;mx1.example.net").unwrap();

@@ -22,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Args, ValueEnum};
 use mtqp_protocol::date::{civil_from_days, Timestamp, MONTHS};
 use mtqp_protocol::secret::{encode, sha1};
+use mtqp_protocol::xtext;
 
 use crate::rng::Rng;
 
@@ -283,7 +284,8 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
             queue: format!("{:010X}", (i << 8) | (rng.below(256))),
             outcomes: (0..args.recipients).map(|_| outcome(&mut rng)).collect(),
         };
-        w.arrival(&m, hash.trim_end_matches('=')).map_err(io)?;
+        w.arrival(&m, &xtext::encode(hash.trim_end_matches('=').as_bytes()))
+            .map_err(io)?;
         waiting.push_back(m);
         if waiting.len() > LAG {
             if let Some(old) = waiting.pop_front() {

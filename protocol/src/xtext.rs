@@ -81,6 +81,13 @@ pub fn decode_append(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<()
     }
 }
 
+/// The xtext encoding of `raw`, as a string (xtext is ASCII).
+pub fn encode(raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len());
+    encode_append(raw, &mut out);
+    out.into_iter().map(char::from).collect()
+}
+
 /// Appends the xtext encoding of `raw` to `out`. Octets that stand for themselves go in as
 /// runs, one copy each rather than a push each: an envid is nearly always one run
 /// (`index::render` writes one per answer it renders).

@@ -179,15 +179,16 @@ fn is_status(s: &[u8]) -> bool {
     class_ok && rest_ok && parts.next().is_none()
 }
 
-/// A header line for the outer MIME header: `Name: value`, field-name of RFC 5322 `ftext`, no
-/// line breaks, not one of the Content- fields mtqpd writes itself.
+/// A header line for the outer MIME header: `Name: value`, the name a letter then letters,
+/// digits and `-` (a name beginning with `-` or `.` could pass for a MIME delimiter or a
+/// dot-stuffed line), no line breaks, not one of the Content- fields mtqpd writes itself.
 fn is_header_line(h: &[u8]) -> bool {
     let Some(colon) = memchr::memchr(b':', h) else {
         return false;
     };
     let (name, value) = (&h[..colon], &h[colon + 1..]);
-    !name.is_empty()
-        && name.iter().all(|&c| (b'!'..=b'~').contains(&c))
+    name.first().is_some_and(u8::is_ascii_alphabetic)
+        && name.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
         && !name.to_ascii_lowercase().starts_with(b"content-")
         && !name.eq_ignore_ascii_case(b"mime-version")
         && value
@@ -200,8 +201,10 @@ fn time(v: Option<&[u8]>) -> Result<Timestamp, NativeError> {
     Timestamp::parse_rfc3339(v.ok_or(NativeError::MissingTime)?).ok_or(NativeError::BadTime)
 }
 
+/// The hash B, base64 in xtext like every other value (a writer may encode `+` as `+2B`).
 fn mtrk(v: &[u8]) -> Result<Hash, NativeError> {
-    decode_hash(v).ok_or(NativeError::BadMtrk)
+    let raw = decode(v).map_err(|_| NativeError::BadMtrk)?;
+    decode_hash(&raw).ok_or(NativeError::BadMtrk)
 }
 
 fn accept(f: Fields<'_>) -> Result<Event, NativeError> {
@@ -431,6 +434,24 @@ mod tests {
         assert!(r.recipient.last_attempt.is_some());
     }
 
+    /// `mtrk=` is xtext like every value: base64's `+` written `+2B` (and `=` written `+3D`)
+    /// decode to the same hash as the bare form.
+    #[test]
+    fn mtrk_is_xtext_decoded() {
+        let secret = b"a secret whose hash has a plus";
+        let bare = (0u8..=255)
+            .map(|n| [secret.as_slice(), &[n]].concat())
+            .map(|s| (encode(&sha1(&s)), sha1(&s)))
+            .find(|(b64, _)| b64.contains('+'))
+            .expect("a hash with '+' in base64");
+        let xtext = bare.0.replace('+', "+2B").replace('=', "+3D");
+        let line = format!("mtqp: event=accept time=2026-11-22T15:55:35Z envid=e@x mtrk={xtext}");
+        let Event::Accept(a) = parse(&line).unwrap() else {
+            panic!("not accept")
+        };
+        assert_eq!(a.hash, bare.1);
+    }
+
     #[test]
     fn xtext_values_are_decoded() {
         let line = "mtqp: event=rcpt time=2026-11-22T15:55:36Z queue=Q1 rcpt=a@b action=delayed \
@@ -525,7 +546,17 @@ mod tests {
             with("header=X:+0D+0AEvil:+201"),
             Err(NativeError::BadHeader)
         );
-        assert!(with("header=.Dot-Stuffed-Header:+20as+20an+20example").is_ok());
+        // A name must begin with a letter: `.` or `-` could pass for a dot-stuffed line or a
+        // MIME delimiter in the outer header.
+        assert_eq!(
+            with("header=.Dot-Stuffed-Header:+20as+20an+20example"),
+            Err(NativeError::BadHeader)
+        );
+        assert_eq!(
+            with("header=--%%%%:+20boundary"),
+            Err(NativeError::BadHeader)
+        );
+        assert!(with("header=X-Tracking-Note:+20as+20an+20example").is_ok());
         let nine = "header=X:+201 ".repeat(9);
         assert_eq!(with(&nine), Err(NativeError::TooManyHeaders));
         assert!(with("future-key=whatever").is_ok());

@@ -19,6 +19,7 @@ use mtqpd::clock::PIN_VARIABLE;
 use mtqpd::protocol::date::Timestamp;
 use mtqpd::protocol::response::{parse_response, Response};
 use mtqpd::protocol::secret::{encode, sha1};
+use mtqpd::protocol::xtext;
 
 /// How long any wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -87,11 +88,11 @@ pub fn secret_b64(secret: &str) -> String {
     encode(secret.as_bytes())
 }
 
-/// The base64 hash B, unpadded as RFC 3885 carries it, for a native accept line.
+/// The base64 hash B, unpadded as RFC 3885 carries it, as xtext: the value of a native accept
+/// line's `mtrk=`.
 pub fn mtrk(secret: &str) -> String {
-    encode(&sha1(secret.as_bytes()))
-        .trim_end_matches('=')
-        .to_string()
+    let b64 = encode(&sha1(secret.as_bytes()));
+    xtext::encode(b64.trim_end_matches('=').as_bytes())
 }
 
 /// A native accept line.
