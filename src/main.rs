@@ -11,6 +11,7 @@ use mtqpd::config::Error;
 use mtqpd::settings::Settings;
 
 fn main() -> ExitCode {
+    die_with_any_thread();
     let parsed = Cli::command()
         .try_get_matches()
         .map_err(Error::Usage)
@@ -41,6 +42,17 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A panic in any thread ends the whole process, with the panic's message and SIGABRT: a server
+/// whose ingest thread or one of whose workers died would otherwise go on half-alive and exit
+/// 0 at the next SIGTERM, and its supervisor would never restart it.
+fn die_with_any_thread() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
 }
 
 /// Runs a parsed command line.
