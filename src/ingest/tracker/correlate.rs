@@ -188,7 +188,8 @@ impl Tracker {
     }
 
     /// Forgets queue ids the MTA finished long enough ago, and those that never finished within
-    /// the correlation timeout (counted), with every update that waited for them.
+    /// the correlation timeout (counted), with every update that waited for them; and the
+    /// updates of queue ids no accept line named within the grace period.
     pub(super) fn sweep_queues(&mut self) {
         let now = self.log_clock;
         let timeout = self.correlation_timeout;
@@ -206,6 +207,8 @@ impl Tracker {
             false
         });
         self.queues = queues;
+        self.orphans
+            .expire_queues(now.saturating_sub(UNCLAIMED_GRACE));
         self.queues_after_sweep = self.queues.len();
         self.evict_finished();
         self.messages_after_sweep = self.messages.len();
