@@ -22,7 +22,7 @@ const NOINFO: &[u8] = b"-ERR/noinfo No tracking information is available\r\n";
 const TOO_MANY_CONNECTIONS: &[u8] =
     b"-TEMP/MTQP/unavailable Too many connections, try again later\r\n";
 const CONTENT_TYPE: &str =
-    "Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"";
+    "Content-Type: multipart/related; boundary=mtqp-boundary; type=\"message/tracking-status\"";
 
 /// Lines as they go on the wire: each followed by CRLF.
 fn wire(lines: &[&str]) -> Vec<u8> {
@@ -60,7 +60,7 @@ fn delivered_answer(host: &str, envid: &str, rcpt: &str) -> Vec<u8> {
         "+OK+ Tracking information follows",
         CONTENT_TYPE,
         "",
-        "--%%%%",
+        "--mtqp-boundary",
         "Content-Type: message/tracking-status",
         "",
         &format!("Original-Envelope-Id: {envid}"),
@@ -72,7 +72,7 @@ fn delivered_answer(host: &str, envid: &str, rcpt: &str) -> Vec<u8> {
         "Action: delivered",
         "Status: 2.5.0",
         "",
-        "--%%%%--",
+        "--mtqp-boundary--",
         ".",
     ])
 }
@@ -83,7 +83,7 @@ fn opaque_answer(host: &str, envid: &str) -> Vec<u8> {
         "+OK+ Tracking information follows",
         CONTENT_TYPE,
         "",
-        "--%%%%",
+        "--mtqp-boundary",
         "Content-Type: message/tracking-status",
         "",
         &format!("Original-Envelope-Id: {envid}"),
@@ -93,7 +93,7 @@ fn opaque_answer(host: &str, envid: &str) -> Vec<u8> {
         "Action: opaque",
         "Status: 5.0.0",
         "",
-        "--%%%%--",
+        "--mtqp-boundary--",
         ".",
     ])
 }

@@ -339,11 +339,11 @@ fn a_postfix_log_across_new_year_is_served_whole() {
 fn hit_body(envid: &str) -> String {
     format!(
         "+OK+ Tracking information follows\r\n\
-         Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"\r\n\
-         \r\n--%%%%\r\nContent-Type: message/tracking-status\r\n\r\n\
+         Content-Type: multipart/related; boundary=mtqp-boundary; type=\"message/tracking-status\"\r\n\
+         \r\n--mtqp-boundary\r\nContent-Type: message/tracking-status\r\n\r\n\
          Original-Envelope-Id: {envid}\r\nReporting-MTA: dns; fake.example\r\n\r\n\
          Final-Recipient: rfc822; a@b.example\r\nAction: relayed\r\nStatus: 2.0.0\r\n\
-         \r\n--%%%%--\r\n.\r\n"
+         \r\n--mtqp-boundary--\r\n.\r\n"
     )
 }
 
@@ -406,7 +406,7 @@ fn serve_fake(conn: TcpStream, mode: Fake) {
                     Fake::Hangup => hit_body(envid),
                     Fake::Wrong => match n % 4 {
                         1 => hit_body(envid),
-                        2 => hit_body(envid).replace("\r\n--%%%%--", ""),
+                        2 => hit_body(envid).replace("\r\n--mtqp-boundary--", ""),
                         3 => "-ERR/noinfo No tracking information is available\r\n".into(),
                         _ => hit_body(&format!("x{envid}")),
                     },

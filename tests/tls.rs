@@ -273,7 +273,7 @@ fn tls_required_refuses_track_in_plaintext_and_serves_it_under_tls_in_order() {
         "{}",
         String::from_utf8_lossy(&hit)
     );
-    assert!(hit.ends_with(b"Action: delivered\r\nStatus: 2.0.0\r\n\r\n--%%%%--\r\n.\r\n"));
+    assert!(hit.ends_with(b"Action: delivered\r\nStatus: 2.0.0\r\n\r\n--mtqp-boundary--\r\n.\r\n"));
     // 300 commands in one write under TLS: answered in order.
     let wrong = format!("TRACK <tls-1@example.org> {}", secret_b64("wrong"));
     let mut batch = String::new();

@@ -31,7 +31,7 @@ const TLS_NAME: &str = "mtqp.example.com";
 
 /// The outer header of every tracking answer (RFC 3886 type, quoted; see tests/wire.rs).
 const CONTENT_TYPE: &str =
-    "Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"";
+    "Content-Type: multipart/related; boundary=mtqp-boundary; type=\"message/tracking-status\"";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -158,7 +158,7 @@ fn delivered_body() -> String {
     body(&[
         CONTENT_TYPE,
         "",
-        "--%%%%",
+        "--mtqp-boundary",
         "Content-Type: message/tracking-status",
         "",
         "Original-Envelope-Id: 12345-20010101@example.com",
@@ -170,7 +170,7 @@ fn delivered_body() -> String {
         "Action: delivered",
         "Status: 2.5.0",
         "",
-        "--%%%%--",
+        "--mtqp-boundary--",
     ])
 }
 
@@ -240,7 +240,7 @@ fn delayed_exits_10_with_the_body() {
         CONTENT_TYPE,
         "X-Extra-Header: as an example",
         "",
-        "--%%%%",
+        "--mtqp-boundary",
         "Content-Type: message/tracking-status",
         "",
         "Original-Envelope-Id: 12345-20010101@example.com",
@@ -255,7 +255,7 @@ fn delayed_exits_10_with_the_body() {
         "Last-Attempt-Date: Mon, 1 Jan 2001 19:15:03 -0500",
         "Will-Retry-Until: Thu, 4 Jan 2001 15:15:15 -0500",
         "",
-        "--%%%%--",
+        "--mtqp-boundary--",
     ]));
 }
 
@@ -266,7 +266,7 @@ fn a_failed_recipient_exits_11() {
     track(&[&example_uri(&s)]).expect(11).stdout_is(&body(&[
         CONTENT_TYPE,
         "",
-        "--%%%%",
+        "--mtqp-boundary",
         "Content-Type: message/tracking-status",
         "",
         "Original-Envelope-Id: 12345-20010101@example.com",
@@ -287,7 +287,7 @@ fn a_failed_recipient_exits_11() {
         "Remote-MTA: dns; example3.com",
         "Last-Attempt-Date: Mon, 1 Jan 2001 19:15:03 -0500",
         "",
-        "--%%%%--",
+        "--mtqp-boundary--",
     ]));
 }
 
@@ -319,7 +319,7 @@ fn an_opaque_answer_is_printed_and_exits_12() {
     run.expect(12).stdout_is(&body(&[
         CONTENT_TYPE,
         "",
-        "--%%%%",
+        "--mtqp-boundary",
         "Content-Type: message/tracking-status",
         "",
         "Original-Envelope-Id: 12345-20010101@example.com",
@@ -329,7 +329,7 @@ fn an_opaque_answer_is_printed_and_exits_12() {
         "Action: opaque",
         "Status: 5.0.0",
         "",
-        "--%%%%--",
+        "--mtqp-boundary--",
     ]));
     assert_eq!(run.stderr, "");
 }
@@ -556,10 +556,10 @@ fn a_dot_stuffed_body_is_printed_unstuffed() {
                 s,
                 b"+OK+ Tracking information follows\r\n\
                   ..Dot-Stuffed-Header: as an example\r\n\r\n\
-                  --%%%%\r\nContent-Type: message/tracking-status\r\n\r\n\
+                  --mtqp-boundary\r\nContent-Type: message/tracking-status\r\n\r\n\
                   Original-Envelope-Id: 12345-20010101@example.com\r\n\r\n\
                   Final-Recipient: rfc822; a@example1.com\r\nAction: delivered\r\n\
-                  Status: 2.0.0\r\n\r\n--%%%%--\r\n.\r\n",
+                  Status: 2.0.0\r\n\r\n--mtqp-boundary--\r\n.\r\n",
             );
         }
         true

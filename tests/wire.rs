@@ -43,7 +43,7 @@ const BAD_FQDN: &[u8] = b"-BAD/syntax Parameter is not a fully qualified domain 
 /// `type=tracking-status`; RFC 3886 names the type `message/tracking-status`, which needs quotes
 /// in a MIME parameter (docs/ARCHITECTURE.md).
 const CONTENT_TYPE: &str =
-    "Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"";
+    "Content-Type: multipart/related; boundary=mtqp-boundary; type=\"message/tracking-status\"";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -94,7 +94,7 @@ fn delivered_answer(envid: &str, rcpt: &str) -> Vec<u8> {
         "+OK+ Tracking information follows",
         CONTENT_TYPE,
         "",
-        "--%%%%",
+        "--mtqp-boundary",
         "Content-Type: message/tracking-status",
         "",
         &format!("Original-Envelope-Id: {envid}"),
@@ -106,7 +106,7 @@ fn delivered_answer(envid: &str, rcpt: &str) -> Vec<u8> {
         "Action: delivered",
         "Status: 2.5.0",
         "",
-        "--%%%%--",
+        "--mtqp-boundary--",
         ".",
     ])
 }
@@ -117,7 +117,7 @@ fn opaque_answer(envid: &str) -> Vec<u8> {
         "+OK+ Tracking information follows",
         CONTENT_TYPE,
         "",
-        "--%%%%",
+        "--mtqp-boundary",
         "Content-Type: message/tracking-status",
         "",
         &format!("Original-Envelope-Id: {envid}"),
@@ -127,7 +127,7 @@ fn opaque_answer(envid: &str) -> Vec<u8> {
         "Action: opaque",
         "Status: 5.0.0",
         "",
-        "--%%%%--",
+        "--mtqp-boundary--",
         ".",
     ])
 }
@@ -186,7 +186,7 @@ fn rfc3887_example_6_delivered() {
         "+OK+ Tracking information follows",
         CONTENT_TYPE, // RFC: type=tracking-status
         "",
-        "--%%%%",
+        "--mtqp-boundary",
         "Content-Type: message/tracking-status",
         "",
         "Original-Envelope-Id: 12345-20010101@example.com",
@@ -198,8 +198,8 @@ fn rfc3887_example_6_delivered() {
         "Action: delivered",
         "Status: 2.5.0",
         "",
-        // The RFC (as extracted) prints `--%%%%-`; the MIME close delimiter is `--%%%%--`.
-        "--%%%%--",
+        // The RFC (as extracted) prints `--mtqp-boundary-`; the MIME close delimiter is `--mtqp-boundary--`.
+        "--mtqp-boundary--",
         ".",
     ]);
     check_example("wire-ex6", &log, &want);
@@ -221,7 +221,7 @@ fn rfc3887_example_7_transferred() {
         "+OK+ Tracking information follows",
         CONTENT_TYPE, // RFC: type=tracking-status
         "",
-        "--%%%%",
+        "--mtqp-boundary",
         "Content-Type: message/tracking-status",
         "",
         "Original-Envelope-Id: 12345-20010101@example.com",
@@ -237,7 +237,7 @@ fn rfc3887_example_7_transferred() {
         "Remote-MTA: dns; example3.com",
         "Last-Attempt-Date: Mon, 1 Jan 2001 19:15:03 -0500",
         "",
-        "--%%%%--", // RFC (as extracted): `--%%%%-`
+        "--mtqp-boundary--", // RFC (as extracted): `--mtqp-boundary-`
         ".",
     ]);
     check_example("wire-ex7", &log, &want);
@@ -268,7 +268,7 @@ fn rfc3887_example_8_delayed_with_an_extra_header() {
         CONTENT_TYPE, // RFC: type=tracking-status
         "X-Extra-Header: as an example",
         "",
-        "--%%%%",
+        "--mtqp-boundary",
         "Content-Type: message/tracking-status",
         "",
         "Original-Envelope-Id: 12345-20010101@example.com",
@@ -283,7 +283,7 @@ fn rfc3887_example_8_delayed_with_an_extra_header() {
         "Last-Attempt-Date: Mon, 1 Jan 2001 19:15:03 -0500",
         "Will-Retry-Until: Thu, 4 Jan 2001 15:15:15 -0500",
         "",
-        "--%%%%--", // RFC (as extracted): `--%%%%-`
+        "--mtqp-boundary--", // RFC (as extracted): `--mtqp-boundary-`
         ".",
     ]);
     check_example("wire-ex8", &log, &want);
@@ -312,7 +312,7 @@ fn rfc3887_example_9_relayed_and_failed() {
         "+OK+ Tracking information follows",
         CONTENT_TYPE, // RFC: type=tracking-status
         "",
-        "--%%%%",
+        "--mtqp-boundary",
         "Content-Type: message/tracking-status",
         "",
         "Original-Envelope-Id: 12345-20010101@example.com",
@@ -333,7 +333,7 @@ fn rfc3887_example_9_relayed_and_failed() {
         "Remote-MTA: dns; example3.com",
         "Last-Attempt-Date: Mon, 1 Jan 2001 19:15:03 -0500",
         "",
-        "--%%%%--", // RFC (as extracted): `--%%%%-`
+        "--mtqp-boundary--", // RFC (as extracted): `--mtqp-boundary-`
         ".",
     ]);
     check_example("wire-ex9", &log, &want);

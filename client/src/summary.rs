@@ -228,8 +228,8 @@ fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'f str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// `multipart/related; boundary=%%%%; type="message/tracking-status"` → the lower-cased media
-/// type and the parameters (names lower-cased, quotes removed).
+/// `multipart/related; boundary=mtqp-boundary; type="message/tracking-status"` → the
+/// lower-cased media type and the parameters (names lower-cased, quotes removed).
 fn media_type(value: &str) -> (String, Vec<(String, String)>) {
     let mut parts = split_params(value).into_iter();
     let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
@@ -310,12 +310,12 @@ mod tests {
             .collect()
     }
 
-    /// RFC 3887 example #9 as mtqpd sends it (colon restored, close delimiter `--%%%%--`).
+    /// RFC 3887 example #9 as mtqpd sends it (colon restored, close delimiter `--mtqp-boundary--`).
     fn example_9() -> Vec<u8> {
         body(&[
-            "Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"",
+            "Content-Type: multipart/related; boundary=mtqp-boundary; type=\"message/tracking-status\"",
             "",
-            "--%%%%",
+            "--mtqp-boundary",
             "Content-Type: message/tracking-status",
             "",
             "Original-Envelope-Id: 12345-20010101@example.com",
@@ -336,7 +336,7 @@ mod tests {
             "Remote-MTA: dns; example3.com",
             "Last-Attempt-Date: Mon, 1 Jan 2001 19:15:03 -0500",
             "",
-            "--%%%%--",
+            "--mtqp-boundary--",
         ])
     }
 
@@ -403,9 +403,9 @@ mod tests {
     fn firewall_answer_with_two_parts() {
         // RFC 3887 example #10: one part per hop; every recipient block counts.
         let b = body(&[
-            "Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"",
+            "Content-Type: multipart/related; boundary=mtqp-boundary; type=\"message/tracking-status\"",
             "",
-            "--%%%%",
+            "--mtqp-boundary",
             "Content-Type: message/tracking-status",
             "",
             "Reporting-MTA: dns; example2.com",
@@ -414,7 +414,7 @@ mod tests {
             "Action: relayed",
             "Status: 2.1.9",
             "",
-            "--%%%%",
+            "--mtqp-boundary",
             "Content-Type: message/tracking-status",
             "",
             "Reporting-MTA: dns; smtp.example3.com",
@@ -423,7 +423,7 @@ mod tests {
             "Action: delivered",
             "Status: 2.5.0",
             "",
-            "--%%%%--",
+            "--mtqp-boundary--",
         ]);
         let r = parse(&b).unwrap();
         assert_eq!(r.len(), 2);
@@ -468,7 +468,7 @@ mod tests {
             Err(SummaryError::NoBoundary)
         );
         let mut unterminated = example_9();
-        unterminated.truncate(unterminated.len() - b"--%%%%--\r\n".len());
+        unterminated.truncate(unterminated.len() - b"--mtqp-boundary--\r\n".len());
         assert_eq!(parse(&unterminated), Err(SummaryError::Unterminated));
         assert_eq!(
             parse(&body(&[

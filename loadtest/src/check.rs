@@ -51,7 +51,7 @@ pub enum Wrong {
     Temp,
     /// Another status than the one expected.
     UnexpectedStatus,
-    /// A hit's body does not end with the closing boundary `--%%%%--`.
+    /// A hit's body does not end with the closing boundary `--mtqp-boundary--`.
     Truncated,
     /// A body without `Original-Envelope-Id: <the envid asked for>`.
     OtherEnvid,
@@ -117,8 +117,8 @@ pub enum Scan {
     },
 }
 
-/// The closing boundary every tracking body ends with (mtqpd's `BOUNDARY` is `%%%%`).
-const CLOSING: &[u8] = b"--%%%%--";
+/// The closing boundary every tracking body ends with (mtqpd's `BOUNDARY` is `mtqp-boundary`).
+const CLOSING: &[u8] = b"--mtqp-boundary--";
 const ENVID_FIELD: &[u8] = b"Original-Envelope-Id: ";
 const OPAQUE: &[u8] = b"Action: opaque";
 
@@ -264,12 +264,12 @@ mod tests {
 
     fn hit() -> Vec<u8> {
         b"+OK+ Tracking information follows\r\n\
-          Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"\r\n\
-          \r\n--%%%%\r\nContent-Type: message/tracking-status\r\n\r\n\
+          Content-Type: multipart/related; boundary=mtqp-boundary; type=\"message/tracking-status\"\r\n\
+          \r\n--mtqp-boundary\r\nContent-Type: message/tracking-status\r\n\r\n\
           Original-Envelope-Id: gen-0000000001@client.example\r\n\
           Reporting-MTA: dns; hub.example\r\n\r\n\
           Final-Recipient: rfc822; a@b.example\r\nAction: relayed\r\nStatus: 2.0.0\r\n\
-          ..dot-stuffed line\r\n\r\n--%%%%--\r\n.\r\n"
+          ..dot-stuffed line\r\n\r\n--mtqp-boundary--\r\n.\r\n"
             .to_vec()
     }
 
@@ -359,7 +359,7 @@ mod tests {
     fn wrong_answers() {
         let truncated = String::from_utf8(hit())
             .unwrap()
-            .replace("\r\n--%%%%--", "")
+            .replace("\r\n--mtqp-boundary--", "")
             .into_bytes();
         assert_eq!(verdict(&truncated, Kind::Hit, false), Err(Wrong::Truncated));
         let other = String::from_utf8(hit())

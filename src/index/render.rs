@@ -3,8 +3,8 @@
 //! `.` terminated — so that answering a query is a lookup and a write.
 //!
 //! Every line of a body part starts with a field name this module writes, or is empty, so no
-//! line can start with the boundary delimiter `--%%%%` (RFC 2046 section 5.1.1); values are
-//! sanitised so that no octet outside printable ASCII (and so no line break) reaches the wire.
+//! line can start with the boundary delimiter `--mtqp-boundary` (RFC 2046 section 5.1.1);
+//! values are sanitised so that no octet outside printable ASCII (and so no line break) reaches the wire.
 //! For the same reason the only line that can begin with `.` is an operator's extra header
 //! line: it is dot-stuffed as it is written, and everything else goes out as written, CRLF and
 //! all, with no second pass over the bytes.
@@ -21,7 +21,7 @@ use crate::protocol::dotstuff::TERMINATOR;
 use crate::protocol::xtext;
 
 /// The multipart boundary. Safe for every body this module writes (see the module doc).
-pub const BOUNDARY: &str = "%%%%";
+pub const BOUNDARY: &str = "mtqp-boundary";
 
 const STATUS_LINE: &[u8] = b"+OK+ Tracking information follows\r\n";
 
@@ -29,11 +29,11 @@ const STATUS_LINE: &[u8] = b"+OK+ Tracking information follows\r\n";
 /// (the envid): the index keeps it once rather than in every record (see
 /// [`crate::index::entry`]).
 pub const FRAME_PREFIX: &[u8] = b"+OK+ Tracking information follows\r\n\
-Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"\r\n\
-\r\n--%%%%\r\nContent-Type: message/tracking-status\r\n\r\nOriginal-Envelope-Id: ";
+Content-Type: multipart/related; boundary=mtqp-boundary; type=\"message/tracking-status\"\r\n\
+\r\n--mtqp-boundary\r\nContent-Type: message/tracking-status\r\n\r\nOriginal-Envelope-Id: ";
 
 /// How every answer ends.
-pub const FRAME_SUFFIX: &[u8] = b"\r\n--%%%%--\r\n.\r\n";
+pub const FRAME_SUFFIX: &[u8] = b"\r\n--mtqp-boundary--\r\n.\r\n";
 
 const CRLF: &[u8] = b"\r\n";
 
@@ -352,6 +352,26 @@ mod tests {
         }
     }
 
+    /// RFC 2046 section 5.1.1: 1 to 70 of `bcharsnospace`; and a parameter token (RFC 2045
+    /// section 5.1), so that `boundary=` needs no quotes. The RFC 3887 examples' `%%%%` fails.
+    #[test]
+    fn the_boundary_is_a_valid_mime_boundary_and_token() {
+        let bchars = |c: u8| c.is_ascii_alphanumeric() || b"'()+_,-./:=?".contains(&c);
+        let tspecial = |c: u8| b"()<>@,;:\\\"/[]?=".contains(&c);
+        assert!((1..=70).contains(&BOUNDARY.len()));
+        for c in BOUNDARY.bytes() {
+            assert!(
+                bchars(c) && !tspecial(c),
+                "{:?} in the boundary",
+                char::from(c)
+            );
+        }
+        let head = format!("boundary={BOUNDARY}; type=");
+        assert!(FRAME_PREFIX
+            .windows(head.len())
+            .any(|w| w == head.as_bytes()));
+    }
+
     #[test]
     fn rfc3887_example_6_delivered() {
         let m = msg(vec![rcpt("user1@example1.com", Action::Delivered, "2.5.0")]);
@@ -359,9 +379,9 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&wire).unwrap(),
             "+OK+ Tracking information follows\r\n\
-             Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"\r\n\
+             Content-Type: multipart/related; boundary=mtqp-boundary; type=\"message/tracking-status\"\r\n\
              \r\n\
-             --%%%%\r\n\
+             --mtqp-boundary\r\n\
              Content-Type: message/tracking-status\r\n\
              \r\n\
              Original-Envelope-Id: 12345-20010101@example.com\r\n\
@@ -373,7 +393,7 @@ mod tests {
              Action: delivered\r\n\
              Status: 2.5.0\r\n\
              \r\n\
-             --%%%%--\r\n\
+             --mtqp-boundary--\r\n\
              .\r\n"
         );
     }
@@ -381,14 +401,16 @@ mod tests {
     #[test]
     fn hostile_values_cannot_break_lines_or_fake_the_boundary() {
         let mut r = rcpt("a@b", Action::Failed, "5.1.1");
-        r.final_rcpt = b"x@y\r\n--%%%%--\r\n.\r\nEvil: 1"[..].into();
+        r.final_rcpt = b"x@y\r\n--mtqp-boundary--\r\n.\r\nEvil: 1"[..].into();
         r.diagnostic = Some(b"smtp;550 \x00\xff"[..].into());
         let wire = render(&msg(vec![r]), "example2.com");
         let text = std::str::from_utf8(&wire).unwrap();
-        assert!(text.contains("Final-Recipient: rfc822; x@y+0D+0A--%%%%--+0D+0A.+0D+0AEvil: 1\r\n"));
+        assert!(text.contains(
+            "Final-Recipient: rfc822; x@y+0D+0A--mtqp-boundary--+0D+0A.+0D+0AEvil: 1\r\n"
+        ));
         assert!(text.contains("Diagnostic-Code: smtp; 550 +00+FF\r\n"));
-        assert_eq!(text.matches("\r\n--%%%%").count(), 2);
-        assert!(text.ends_with("\r\n--%%%%--\r\n.\r\n"));
+        assert_eq!(text.matches("\r\n--mtqp-boundary").count(), 2);
+        assert!(text.ends_with("\r\n--mtqp-boundary--\r\n.\r\n"));
     }
 
     #[test]
@@ -409,7 +431,7 @@ mod tests {
         let wire = render(&m, "example2.com");
         assert!(std::str::from_utf8(&wire)
             .unwrap()
-            .contains("type=\"message/tracking-status\"\r\n..Dot-Stuffed-Header: as an example\r\n\r\n--%%%%\r\n"));
+            .contains("type=\"message/tracking-status\"\r\n..Dot-Stuffed-Header: as an example\r\n\r\n--mtqp-boundary\r\n"));
     }
 
     #[test]
@@ -421,9 +443,9 @@ mod tests {
         assert_eq!(
             std::str::from_utf8(&wire).unwrap(),
             "+OK+ Tracking information follows\r\n\
-             Content-Type: multipart/related; boundary=%%%%; type=\"message/tracking-status\"\r\n\
+             Content-Type: multipart/related; boundary=mtqp-boundary; type=\"message/tracking-status\"\r\n\
              \r\n\
-             --%%%%\r\n\
+             --mtqp-boundary\r\n\
              Content-Type: message/tracking-status\r\n\
              \r\n\
              Original-Envelope-Id: x+2By@example.com\r\n\
@@ -433,7 +455,7 @@ mod tests {
              Action: opaque\r\n\
              Status: 5.0.0\r\n\
              \r\n\
-             --%%%%--\r\n\
+             --mtqp-boundary--\r\n\
              .\r\n"
         );
     }

@@ -553,7 +553,7 @@ mod tests {
             Err(NativeError::BadHeader)
         );
         assert_eq!(
-            with("header=--%%%%:+20boundary"),
+            with("header=--mtqp-boundary:+20boundary"),
             Err(NativeError::BadHeader)
         );
         assert!(with("header=X-Tracking-Note:+20as+20an+20example").is_ok());
