@@ -7,6 +7,7 @@
 mod common;
 use common::*;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -76,18 +77,28 @@ impl Run {
     }
 }
 
-/// Runs `mtqpd track ARGS…` to its exit, with `env` added to its environment.
-fn track_with_env(args: &[&str], env: &[(&str, &Path)]) -> Run {
+/// Runs `mtqpd track ARGS…` to its exit, with `env` added to its environment (and no
+/// `MTQP_SECRET` but one given there) and `stdin` as its standard input.
+fn run_track(args: &[&str], env: &[(&str, &OsStr)], stdin: Option<&[u8]>) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtqpd"));
     cmd.arg("track")
         .args(args)
-        .stdin(Stdio::null())
+        .env_remove("MTQP_SECRET")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().expect("spawn mtqpd track");
+    let mut child = cmd.spawn().expect("spawn mtqpd track");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin");
+        pipe.write_all(input).expect("write stdin");
+    }
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -105,8 +116,13 @@ fn track_with_env(args: &[&str], env: &[(&str, &Path)]) -> Run {
     }
 }
 
+fn track_with_env(args: &[&str], env: &[(&str, &Path)]) -> Run {
+    let env: Vec<(&str, &OsStr)> = env.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+    run_track(args, &env, None)
+}
+
 fn track(args: &[&str]) -> Run {
-    track_with_env(args, &[])
+    run_track(args, &[], None)
 }
 
 /// `mtqp://127.0.0.1:PORT/track/ENVID/SECRET`, ENVID and SECRET given already encoded.
@@ -844,4 +860,139 @@ fn an_offered_starttls_is_used_and_needs_a_name_for_an_address() {
     track(&[&example_uri(&s), "--ca", &ca])
         .expect(13)
         .one_error_line("--starttls");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. The secret: never in clear to a named host, never in the arguments, and what a server
+// sends never reaches the terminal as control sequences
+
+/// A scripted server that answers TRACK with an expanded recipient.
+fn answering_server(greeting: &'static [u8]) -> (u16, JoinHandle<Vec<String>>) {
+    scripted(greeting, |line, s| {
+        if line.starts_with("TRACK ") {
+            reply(s, &canned_answer("expanded"));
+        }
+        true
+    })
+}
+
+/// An on-path attacker removes STARTTLS from the greeting: a server named by its host name is
+/// then not sent the secret, unless the user says --plaintext.
+#[test]
+fn a_host_name_without_starttls_is_never_sent_the_secret() {
+    let (port, server) = answering_server(b"+OK/MTQP fake MTQP server ready\r\n");
+    let named = format!("mtqp://localhost:{port}/track/x@example.com/YWJj");
+    track(&[&named])
+        .expect(13)
+        .stdout_is("")
+        .one_error_line("--plaintext");
+    assert_eq!(server.join().expect("server"), Vec::<String>::new());
+
+    let (port, server) = answering_server(b"+OK/MTQP fake MTQP server ready\r\n");
+    let named = format!("mtqp://localhost:{port}/track/x@example.com/YWJj");
+    track(&[&named, "--plaintext", "--summary"])
+        .expect(0)
+        .stdout_is("u@example.com\texpanded\t2.0.0\t-\t-\n");
+    assert_eq!(
+        server.join().expect("server"),
+        ["TRACK x@example.com YWJj", "QUIT"]
+    );
+}
+
+/// The secret can stay out of the process's arguments: a file, standard input, or the
+/// environment, with a URI that ends at the envid.
+#[test]
+fn the_secret_comes_from_a_file_stdin_or_the_environment() {
+    let dir = TempDir::new("track-secret-sources");
+    let file = dir.path("secret");
+    std::fs::write(&file, "c2VjcmV0\n").expect("write");
+    let file = file.display().to_string();
+    let env_secret = [("MTQP_SECRET", OsStr::new("ZW52"))];
+    let cases: [(&[&str], &[(&str, &OsStr)], Option<&[u8]>, &str); 3] = [
+        (&["--secret-file", &file], &[], None, "c2VjcmV0"),
+        (
+            &["--secret-file", "-"],
+            &[],
+            Some(b"c3RkaW4=\r\n"),
+            "c3RkaW4=",
+        ),
+        (&[], &env_secret, None, "ZW52"),
+    ];
+    for (flags, env, stdin, sent) in cases {
+        let (port, server) = answering_server(b"+OK/MTQP fake MTQP server ready\r\n");
+        let uri = format!("mtqp://127.0.0.1:{port}/track/x@example.com");
+        let mut args = vec![uri.as_str(), "--summary"];
+        args.extend_from_slice(flags);
+        run_track(&args, env, stdin).expect(0);
+        let seen = server.join().expect("server");
+        assert_eq!(seen, [format!("TRACK x@example.com {sent}"), "QUIT".into()]);
+    }
+}
+
+#[test]
+fn no_secret_two_secrets_or_a_bad_one_are_usage_errors() {
+    let dir = TempDir::new("track-secret-errors");
+    let bad = dir.path("bad");
+    std::fs::write(&bad, "not*base64\n").expect("write");
+    let bad = bad.display().to_string();
+    let port = closed_port();
+    let bare = format!("mtqp://127.0.0.1:{port}/track/x@example.com");
+    let full = format!("{bare}/YWJj");
+    let missing = dir.path("missing").display().to_string();
+    for (args, needle) in [
+        (vec![bare.as_str()], "no secret"),
+        (vec![&full, "--secret-file", &bad], "give one"),
+        (vec![&bare, "--secret-file", &bad], "not base64"),
+        (
+            vec![&bare, "--secret-file", &missing],
+            "cannot read the secret",
+        ),
+    ] {
+        track(&args).expect(2).stdout_is("").one_error_line(needle);
+    }
+    run_track(&[&bare], &[("MTQP_SECRET", OsStr::new("a b"))], None)
+        .expect(2)
+        .one_error_line("MTQP_SECRET is not base64");
+}
+
+/// A hostile server's body carries terminal escapes (a title change, a bell, a bare CR that
+/// would overwrite the line): printed as \xHH, unless --raw asks for the octets.
+#[test]
+fn control_characters_in_a_body_are_escaped_unless_raw() {
+    const BODY: &[u8] = b"+OK+ Tracking information follows\r\n\
+        Content-Type: multipart/related; boundary=b; type=\"message/tracking-status\"\r\n\
+        \r\n--b\r\nContent-Type: message/tracking-status\r\n\r\nReporting-MTA: dns; fake\r\n\
+        \r\nFinal-Recipient: rfc822; u@example.com\x1b]0;owned\x07\rAction: delivered\r\n\
+        Action: delivered\r\nStatus: 2.0.0\r\n\r\n--b--\r\n.\r\n";
+    let mut printed = Vec::new();
+    for raw in [false, true] {
+        let (port, server) = scripted(b"+OK/MTQP fake MTQP server ready\r\n", |line, s| {
+            if line.starts_with("TRACK ") {
+                reply(s, BODY);
+            }
+            true
+        });
+        let mut args = vec![uri(port, ENVID, "YWJj")];
+        if raw {
+            args.push("--raw".into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = track(&args);
+        run.expect(0);
+        server.join().expect("server");
+        printed.push(run.stdout.clone());
+    }
+    let escaped = String::from_utf8(printed[0].clone()).expect("ASCII");
+    assert!(
+        escaped.contains("Final-Recipient: rfc822; u@example.com\\x1b]0;owned\\x07\\x0dAction"),
+        "{escaped}"
+    );
+    assert!(!printed[0]
+        .iter()
+        .any(|&c| c < 0x20 && c != b'\n' && c != b'\t'));
+    let raw = &printed[1];
+    assert!(
+        raw.windows(9).any(|w| w == b"\x1b]0;owned"),
+        "--raw keeps the octets"
+    );
 }

@@ -78,19 +78,33 @@ pub fn tls_offer(options: &[u8]) -> TlsOffer {
 /// plaintext. `--starttls` wins; otherwise an offer is taken up with the URI's host, which then
 /// has to be a fully qualified name (RFC 3887 section 6 sends one, and certificates name hosts,
 /// not addresses).
+///
+/// A server named by a host name that offers no STARTTLS is refused unless `plaintext` allows
+/// it: anyone on the path can remove the offer from the greeting, and the secret would then
+/// cross the network in clear. A URI with an address names no certificate, so it is plaintext
+/// unless the server offers STARTTLS (and then `--starttls` must name the host).
 pub fn tls_name(
     uri_host: &str,
     forced: Option<&str>,
     offer: TlsOffer,
+    plaintext: bool,
 ) -> Result<Option<String>, String> {
     if let Some(name) = forced {
         return Ok(Some(name.to_string()));
     }
+    let is_address = uri_host.parse::<IpAddr>().is_ok();
     if offer == TlsOffer::No {
-        return Ok(None);
+        if is_address || plaintext {
+            return Ok(None);
+        }
+        return Err(format!(
+            "{uri_host} does not offer STARTTLS: the secret would cross the network in clear, \
+             where anyone on the path can read it (or remove the offer); give --plaintext to \
+             send it anyway"
+        ));
     }
     let name = uri_host.strip_suffix('.').unwrap_or(uri_host);
-    if uri_host.parse::<IpAddr>().is_ok() || !is_fqdn(name.as_bytes()) {
+    if is_address || !is_fqdn(name.as_bytes()) {
         let what = if offer == TlsOffer::Required {
             "requires"
         } else {
@@ -108,6 +122,10 @@ pub fn tls_name(
 pub struct Settings<'a> {
     /// Where to connect and what to track.
     pub uri: &'a TrackUri,
+    /// The base64 secret A (from the URI, a file, stdin or the environment).
+    pub secret: &'a str,
+    /// `--plaintext`: a server named by a host name may be asked without TLS.
+    pub plaintext: bool,
     /// `--starttls`: use STARTTLS regardless of the greeting, with this name.
     pub starttls: Option<&'a str>,
     /// `--ca`, already loaded; None for the system's roots.
@@ -119,7 +137,7 @@ pub struct Settings<'a> {
 /// Runs the session: connect, greeting, STARTTLS if offered or forced, TRACK, QUIT.
 pub fn track(settings: &Settings<'_>) -> Result<Answer, String> {
     let uri = settings.uri;
-    let track_line = format!("TRACK {} {}", uri.envid, uri.secret);
+    let track_line = format!("TRACK {} {}", uri.envid, settings.secret);
     if track_line.len() > MAX_LINE {
         return Err(format!(
             "the secret is too long: a TRACK line is at most {MAX_LINE} octets"
@@ -129,7 +147,7 @@ pub fn track(settings: &Settings<'_>) -> Result<Answer, String> {
     let greeting = read_greeting(&mut conn)?;
     let offer = tls_offer(&greeting.body);
 
-    if let Some(name) = tls_name(&uri.host, settings.starttls, offer)? {
+    if let Some(name) = tls_name(&uri.host, settings.starttls, offer, settings.plaintext)? {
         conn.send_line(&format!("STARTTLS {name}"))?;
         let reply = conn.read_response()?;
         expect_starttls_ok(&conn, &reply, &name, offer)?;
@@ -274,8 +292,17 @@ mod tests {
 
     #[test]
     fn tls_name_choice() {
-        let name = |host, forced, offer| tls_name(host, forced, offer);
-        assert_eq!(name("mx.example.com", None, TlsOffer::No), Ok(None));
+        let name = |host, forced, offer| tls_name(host, forced, offer, false);
+        let e = name("mx.example.com", None, TlsOffer::No).unwrap_err();
+        assert!(e.contains("--plaintext"), "{e}");
+        assert_eq!(
+            tls_name("mx.example.com", None, TlsOffer::No, true),
+            Ok(None)
+        );
+        assert_eq!(
+            tls_name("mx.example.com", None, TlsOffer::Offered, true),
+            Ok(Some("mx.example.com".into()))
+        );
         assert_eq!(
             name("mx.example.com", None, TlsOffer::Offered),
             Ok(Some("mx.example.com".into()))

@@ -1,5 +1,7 @@
 //! The `mtqp` URI scheme (RFC 3887 section 9): `mtqp://<mserver>[:<port>]/track/<envid>/<secret>`
-//! parsed into what a client needs to connect and send TRACK.
+//! parsed into what a client needs to connect and send TRACK. The secret may be left out
+//! (`.../track/<envid>`): a URI is often a command-line argument, which other users of the host
+//! can read, so a client takes the secret from elsewhere then.
 //!
 //! Parsing is strict: anything this module accepts is a TRACK the server can parse (the envid is
 //! xtext of 1 to 100 octets, the secret is base64), so a typo is reported against the URI, not
@@ -26,8 +28,8 @@ pub struct TrackUri {
     pub port: u16,
     /// The unique-envid in its xtext form, percent-decoded, without surrounding `<>`.
     pub envid: String,
-    /// The base64 secret A, percent-decoded.
-    pub secret: String,
+    /// The base64 secret A, percent-decoded; None when the URI leaves it out.
+    pub secret: Option<String>,
 }
 
 impl fmt::Debug for TrackUri {
@@ -58,7 +60,7 @@ pub enum UriError {
     BadPort,
     /// The path does not start with `/track/`.
     BadPath,
-    /// Not exactly two non-empty segments, `<envid>/<secret>`, after `/track/`.
+    /// Not `<envid>` or `<envid>/<secret>` (non-empty segments) after `/track/`.
     Segments,
     /// A raw `?`: RFC 3887 section 9.4 has it written `%3F` inside the envid or the secret.
     Query,
@@ -86,7 +88,7 @@ impl fmt::Display for UriError {
             UriError::UserInfo => "user information (user@) is not part of an mtqp URI",
             UriError::BadPort => "the port must be a number from 1 to 65535",
             UriError::BadPath => "the path must start with /track/",
-            UriError::Segments => "the path must be /track/<envid>/<secret>",
+            UriError::Segments => "the path must be /track/<envid>[/<secret>]",
             UriError::Query => "a '?' in the envid or the secret must be written %3F",
             UriError::Fragment => "a '#' in the envid or the secret must be written %23",
             UriError::BadEscape => "'%' must be followed by two hexadecimal digits",
@@ -127,11 +129,10 @@ pub fn parse(uri: &str) -> Result<TrackUri, UriError> {
         return Err(UriError::BadPath);
     }
     let mut segments = path[TRACK.len()..].split('/');
-    let (Some(envid), Some(secret), None) = (segments.next(), segments.next(), segments.next())
-    else {
+    let (Some(envid), secret, None) = (segments.next(), segments.next(), segments.next()) else {
         return Err(UriError::Segments);
     };
-    if envid.is_empty() || secret.is_empty() {
+    if envid.is_empty() || secret.is_some_and(str::is_empty) {
         return Err(UriError::Segments);
     }
 
@@ -140,8 +141,8 @@ pub fn parse(uri: &str) -> Result<TrackUri, UriError> {
     if !is_envid(envid) {
         return Err(UriError::BadEnvid);
     }
-    let secret = percent_decode(secret)?;
-    if hash_secret(&secret).is_none() {
+    let secret = secret.map(percent_decode).transpose()?;
+    if secret.as_ref().is_some_and(|s| hash_secret(s).is_none()) {
         return Err(UriError::BadSecret);
     }
     Ok(TrackUri {
@@ -149,7 +150,10 @@ pub fn parse(uri: &str) -> Result<TrackUri, UriError> {
         port,
         // Both checks above admit printable ASCII only, so these conversions cannot fail.
         envid: String::from_utf8(envid.to_vec()).map_err(|_| UriError::BadEnvid)?,
-        secret: String::from_utf8(secret).map_err(|_| UriError::BadSecret)?,
+        secret: secret
+            .map(String::from_utf8)
+            .transpose()
+            .map_err(|_| UriError::BadSecret)?,
     })
 }
 
@@ -257,7 +261,7 @@ mod tests {
             host: host.into(),
             port,
             envid: envid.into(),
-            secret: secret.into(),
+            secret: Some(secret.into()),
         }
     }
 
@@ -362,6 +366,12 @@ mod tests {
     }
 
     #[test]
+    fn the_secret_may_be_left_out() {
+        let u = parse("mtqp://h.example/track/x@y").unwrap();
+        assert_eq!((u.envid.as_str(), u.secret), ("x@y", None));
+    }
+
+    #[test]
     fn secret_is_never_printed_by_debug() {
         let u = uri("h.example", 1038, "x@y", "c2VjcmV0");
         assert!(!format!("{u:?}").contains("c2VjcmV0"));
@@ -410,7 +420,6 @@ mod tests {
             ("mtqp://h.example/query/x@y/YWJj", UriError::BadPath),
             ("mtqp://h.example/track", UriError::BadPath),
             ("mtqp://h.example/track/", UriError::Segments),
-            ("mtqp://h.example/track/x@y", UriError::Segments),
             ("mtqp://h.example/track/x@y/", UriError::Segments),
             ("mtqp://h.example/track//YWJj", UriError::Segments),
             ("mtqp://h.example/track/x@y/YWJj/", UriError::Segments),
