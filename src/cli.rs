@@ -92,12 +92,23 @@ pub struct ServeArgs {
     /// How long the MTA retries a deferred message (Will-Retry-Until when the log lacks it).
     #[arg(long, value_name = "DURATION", default_value = "5d", value_parser = parse_duration)]
     pub queue_lifetime: Duration,
-    /// Close a connection silent this long (at least 10m, the RFC 3887 minimum).
+    /// Close a connection that sends no complete command for this long (at least 10m, the RFC
+    /// 3887 minimum; octets that complete no command do not count).
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub idle_timeout: Duration,
-    /// Most open connections; more are told -TEMP and closed.
+    /// Close a new connection whose first command is not complete within this long.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub first_command_timeout: Duration,
+    /// Close a connection whose TLS handshake is not done this long after STARTTLS.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
+    /// Most open connections; more are told -TEMP and closed. The open-files limit is raised
+    /// to its hard limit at start-up; a warning says when that allows fewer.
     #[arg(long, value_name = "N", default_value_t = 50_000)]
     pub max_connections: usize,
+    /// Most open connections from one client address (IPv6: one /64); more are told -TEMP.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
     /// A PEM certificate chain for STARTTLS (repeatable, each with a --tls-key; given here, the
     /// pairs replace the config file's `tls` list); the names it serves are its subjectAltName
     /// dNSNames.

@@ -79,7 +79,10 @@ struct File {
     retention: Option<Spanned<String>>,
     queue_lifetime: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
+    first_command_timeout: Option<Spanned<String>>,
+    tls_handshake_timeout: Option<Spanned<String>>,
     max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
     tls: Option<Vec<TlsPair>>,
     tls_required: Option<bool>,
     state_dir: Option<PathBuf>,
@@ -209,6 +212,8 @@ fn merge_text(text: &str, matches: &ArgMatches, args: &mut ServeArgs) -> Result<
     let retention = duration("retention", file.retention)?;
     let queue_lifetime = duration("queue_lifetime", file.queue_lifetime)?;
     let idle_timeout = duration("idle_timeout", file.idle_timeout)?;
+    let first_command_timeout = duration("first_command_timeout", file.first_command_timeout)?;
+    let tls_handshake_timeout = duration("tls_handshake_timeout", file.tls_handshake_timeout)?;
     let snapshot_interval = duration("snapshot_interval", file.snapshot_interval)?;
 
     // Only a flag typed on the command line beats the file; a default does not.
@@ -240,9 +245,24 @@ fn merge_text(text: &str, matches: &ArgMatches, args: &mut ServeArgs) -> Result<
     );
     set(&mut args.idle_timeout, idle_timeout, given("idle_timeout"));
     set(
+        &mut args.first_command_timeout,
+        first_command_timeout,
+        given("first_command_timeout"),
+    );
+    set(
+        &mut args.tls_handshake_timeout,
+        tls_handshake_timeout,
+        given("tls_handshake_timeout"),
+    );
+    set(
         &mut args.max_connections,
         file.max_connections,
         given("max_connections"),
+    );
+    set(
+        &mut args.max_connections_per_ip,
+        file.max_connections_per_ip,
+        given("max_connections_per_ip"),
     );
     // The pairs are one setting: either flag on the command line replaces all of the file's.
     if let Some(pairs) = file.tls.filter(|_| !given("tls_cert") && !given("tls_key")) {
@@ -329,7 +349,7 @@ mod tests {
             .filter(|id| !matches!(*id, "config" | "help" | "tls_key"))
             .map(|id| match id {
                 "tls_cert" => "tls = []".to_string(),
-                "threads" | "max_connections" => format!("{id} = 1"),
+                "threads" | "max_connections" | "max_connections_per_ip" => format!("{id} = 1"),
                 "tls_required" => format!("{id} = false"),
                 "listen" | "log" | "native_tags" => format!("{id} = []"),
                 _ => format!("{id} = \"x\""),
@@ -354,7 +374,10 @@ mod tests {
             retention: Some(_),
             queue_lifetime: Some(_),
             idle_timeout: Some(_),
+            first_command_timeout: Some(_),
+            tls_handshake_timeout: Some(_),
             max_connections: Some(_),
+            max_connections_per_ip: Some(_),
             tls: Some(_),
             tls_required: Some(_),
             state_dir: Some(_),

@@ -53,6 +53,9 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
         },
         Arc::clone(&index),
     )?;
+    // After everything that can stop start-up (a bad setting, a port in use), so that such an
+    // error stays one line; the workers have only just begun to accept.
+    raise_open_files(settings);
     let ingest = ingest::spawn(
         IngestConfig {
             sources: settings.logs.clone(),
@@ -89,4 +92,29 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
         index.len()
     );
     Ok(())
+}
+
+/// Raises the soft open-files limit to the hard one, so that `--max-connections`, not the
+/// descriptor limit, is what caps the connections; warns when even the hard limit allows fewer
+/// (each connection takes a descriptor, and the server needs some of its own).
+fn raise_open_files(settings: &Settings) {
+    // stdio, each worker's poll and waker and listeners, the logs, the state directory, and
+    // the reserve descriptor each worker keeps for refusing clients when out of them.
+    let own = 16 + settings.threads * (3 + settings.listen.len()) + 2 * settings.logs.len() + 4;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => {
+            let room = usize::try_from(soft)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(own);
+            if room < settings.limits.max_connections {
+                eprintln!(
+                    "mtqpd: warning: the open-files limit ({soft}, raised to the hard limit) \
+                     leaves room for about {room} connections, fewer than --max-connections \
+                     {}; raise the hard limit (LimitNOFILE= in a systemd unit, ulimit -Hn)",
+                    settings.limits.max_connections
+                );
+            }
+        }
+        Err(e) => eprintln!("mtqpd: warning: cannot raise the open-files limit: {e}"),
+    }
 }

@@ -54,6 +54,16 @@ impl Settings {
         if args.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());
         }
+        if args.max_connections_per_ip == 0 {
+            return Err("--max-connections-per-ip must be at least 1".into());
+        }
+        if args.first_command_timeout < Duration::from_secs(1)
+            || args.tls_handshake_timeout < Duration::from_secs(1)
+        {
+            return Err(
+                "--first-command-timeout and --tls-handshake-timeout must be at least 1s".into(),
+            );
+        }
         if args.tls_cert.len() != args.tls_key.len() {
             return Err("--tls-cert and --tls-key must come in pairs".into());
         }
@@ -92,7 +102,10 @@ impl Settings {
             },
             limits: Limits {
                 max_connections: args.max_connections,
+                max_connections_per_ip: args.max_connections_per_ip,
                 idle_timeout: args.idle_timeout,
+                first_command_timeout: args.first_command_timeout,
+                tls_handshake_timeout: args.tls_handshake_timeout,
                 ..Limits::default()
             },
             tls: args

@@ -15,8 +15,12 @@ const MAX_LATENCY_NS: u64 = 60_000_000_000;
 pub struct Counters {
     pub accepted: u64,
     pub refused_over_limit: u64,
+    /// Refused because their address had `--max-connections-per-ip` open already.
+    pub refused_per_address: u64,
     pub accept_errors: u64,
     pub closed_idle: u64,
+    /// Closed because their TLS handshake was not done in time.
+    pub closed_handshake_timeout: u64,
     pub closed_too_many_errors: u64,
     pub track_hits: u64,
     pub track_misses: u64,
@@ -32,8 +36,10 @@ impl Counters {
     fn add(&mut self, o: &Counters) {
         self.accepted += o.accepted;
         self.refused_over_limit += o.refused_over_limit;
+        self.refused_per_address += o.refused_per_address;
         self.accept_errors += o.accept_errors;
         self.closed_idle += o.closed_idle;
+        self.closed_handshake_timeout += o.closed_handshake_timeout;
         self.closed_too_many_errors += o.closed_too_many_errors;
         self.track_hits += o.track_hits;
         self.track_misses += o.track_misses;
@@ -130,13 +136,15 @@ impl WorkerStats {
         let c = &self.counters;
         let _ = writeln!(
             out,
-            "mtqpd: connections accepted {} refused-over-limit {} accept-errors {} closed-idle {} \
-             closed-too-many-errors {}; track hits {} misses {}; lines too long {}; bytes out {}; \
-             tls handshakes {} failed {}",
+            "mtqpd: connections accepted {} refused-over-limit {} refused-per-address {} \
+             accept-errors {} closed-idle {} closed-handshake-timeout {} closed-too-many-errors {}; \
+             track hits {} misses {}; lines too long {}; bytes out {}; tls handshakes {} failed {}",
             c.accepted,
             c.refused_over_limit,
+            c.refused_per_address,
             c.accept_errors,
             c.closed_idle,
+            c.closed_handshake_timeout,
             c.closed_too_many_errors,
             c.track_hits,
             c.track_misses,

@@ -47,3 +47,46 @@ fn silent_connection_is_told_and_closed_active_one_is_not() {
     let stats = running.shutdown();
     assert_eq!(stats.counters.closed_idle, 1);
 }
+
+/// Octets that complete no command are not activity: a client that trickles a byte now and
+/// then after its last command is closed at the idle timeout all the same.
+#[test]
+fn bytes_that_complete_no_command_do_not_keep_a_connection_alive() {
+    let running = server::start(
+        ServerConfig {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            threads: 1,
+            hostname: "hub.example".into(),
+            unknown: UnknownAnswer::Noinfo,
+            limits: Limits {
+                idle_timeout: Duration::from_secs(2),
+                ..Limits::default()
+            },
+            tls: None,
+            tls_required: false,
+        },
+        Arc::new(Index::new(1)),
+    )
+    .expect("start");
+    let mut c = common::Client::connect(running.local_addrs[0]);
+    c.response();
+    assert_eq!(c.roundtrip("COMMENT one whole command"), b"+OK\r\n");
+    let started = std::time::Instant::now();
+    let mut trickle = c.stream.try_clone().expect("clone");
+    let writer = std::thread::spawn(move || {
+        for b in b"COMMENT but never its end" {
+            if std::io::Write::write_all(&mut trickle, &[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    assert_eq!(
+        c.read_to_close(),
+        b"-TEMP/unavailable Idle for too long, closing\r\n"
+    );
+    // 25 octets at 300 ms take 7.5 s: the trickle did not hold the connection open.
+    assert!(started.elapsed() < Duration::from_secs(6));
+    let _ = writer.join();
+    assert_eq!(running.shutdown().counters.closed_idle, 1);
+}

@@ -399,3 +399,22 @@ fn bad_certificate_settings_stop_startup_with_one_line() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+/// A client that asks for STARTTLS and then never completes the handshake is closed at the
+/// handshake deadline, not after the 10-minute idle timeout.
+#[test]
+fn a_stalled_tls_handshake_is_closed_at_its_deadline() {
+    let (pki, ca, ca_key) = Pki::new("tls-deadline");
+    let leaf = pki.leaf(&ca, &ca_key, "a", &["mtqp.example.com"]);
+    let s = Server::start(&serve_args(&[&leaf], &["--tls-handshake-timeout", "1s"]));
+    let mut c = s.client();
+    assert_eq!(
+        c.roundtrip("STARTTLS mtqp.example.com"),
+        b"+OK Begin TLS negotiation\r\n"
+    );
+    // The first octets of a ClientHello, then silence.
+    c.send(&[0x16, 0x03, 0x01, 0x02]);
+    assert_eq!(c.read_to_close(), b"");
+    let (_, stderr) = s.stop("TERM");
+    assert!(stderr.contains("closed-handshake-timeout 1 "), "{stderr}");
+}

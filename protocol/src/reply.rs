@@ -25,6 +25,9 @@ pub const TOO_MANY_ERRORS: &[u8] = b"-ERR/too-many-errors Too many bad commands,
 /// The greeting to a connection over the connection limit, before it is closed.
 pub const TOO_MANY_CONNECTIONS: &[u8] =
     b"-TEMP/MTQP/unavailable Too many connections, try again later\r\n";
+/// The greeting to a connection whose address has too many open, before it is closed.
+pub const TOO_MANY_FROM_ADDRESS: &[u8] =
+    b"-TEMP/MTQP/unavailable Too many connections from your address, try again later\r\n";
 /// Sent to idle connections that the server closes.
 pub const IDLE_TIMEOUT: &[u8] = b"-TEMP/unavailable Idle for too long, closing\r\n";
 
@@ -93,6 +96,7 @@ mod tests {
             TLS_REQUIRED,
             TOO_MANY_ERRORS,
             TOO_MANY_CONNECTIONS,
+            TOO_MANY_FROM_ADDRESS,
             IDLE_TIMEOUT,
             bad(BadCommand::LineTooLong),
             bad(BadCommand::InvalidOctet),

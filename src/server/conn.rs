@@ -14,6 +14,7 @@ use mio::net::TcpStream;
 use rustls::ServerConnection;
 
 use super::output::Bytes;
+use super::per_address::AddressKey;
 use super::session::{Session, Turn};
 use super::tls::TLS_BUFFER_LIMIT;
 use super::Shared;
@@ -75,8 +76,16 @@ pub struct Conn {
     session: Session,
     /// Input read (and, under TLS, decrypted) but not yet answered.
     inbuf: Vec<u8>,
-    /// When the last input arrived (for the idle timeout).
+    /// What the client's address counts as, for the per-address limit.
+    pub client: AddressKey,
+    /// When the last complete command arrived, or the connection was accepted (for the idle
+    /// and first-command timeouts). Octets that complete no command do not move it: a client
+    /// cannot hold its slot by sending a byte now and then.
     pub last_activity: Instant,
+    /// Whether a complete command has arrived yet.
+    pub commands_seen: bool,
+    /// When the TLS handshake began, while it is not done (for its deadline).
+    pub handshake_started: Option<Instant>,
     /// When the input being answered was read (for latency).
     read_at: Instant,
     /// The socket may have unread input (events are edge-triggered).
@@ -91,7 +100,7 @@ pub struct Conn {
 
 impl Conn {
     /// A new connection, greeted.
-    pub fn new(stream: TcpStream, shared: &Shared, now: Instant) -> Conn {
+    pub fn new(stream: TcpStream, client: AddressKey, shared: &Shared, now: Instant) -> Conn {
         let mut session = Session::default();
         session
             .out
@@ -101,7 +110,10 @@ impl Conn {
             transport: Transport::Plain,
             session,
             inbuf: Vec::new(),
+            client,
             last_activity: now,
+            commands_seen: false,
+            handshake_started: None,
             read_at: now,
             readable: true,
             read_closed: false,
@@ -153,6 +165,7 @@ impl Conn {
         loop {
             if !self.inbuf.is_empty() {
                 let used = self.session.answer_lines(&self.inbuf, &mut turn);
+                self.answered(used);
                 self.inbuf.drain(..used);
                 if self.inbuf.is_empty() && self.inbuf.capacity() > KEEP_INBUF {
                     self.inbuf = Vec::new();
@@ -233,14 +246,22 @@ impl Conn {
     /// what is.
     fn take_input(&mut self, data: &[u8], turn: &mut Turn<'_>) {
         let now = Instant::now();
-        self.last_activity = now;
         self.read_at = now;
         turn.read_at = now;
         if self.inbuf.is_empty() {
             let used = self.session.answer_lines(data, turn);
+            self.answered(used);
             self.inbuf.extend_from_slice(&data[used..]);
         } else {
             self.inbuf.extend_from_slice(data);
+        }
+    }
+
+    /// Notes that `used` octets of input were complete lines, answered: activity.
+    fn answered(&mut self, used: usize) {
+        if used > 0 {
+            self.last_activity = Instant::now();
+            self.commands_seen = true;
         }
     }
 
@@ -258,6 +279,7 @@ impl Conn {
             Ok(mut tls) => {
                 tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
                 self.transport = Transport::Tls(Box::new(tls));
+                self.handshake_started = Some(Instant::now());
                 // The ClientHello may already wait in the socket.
                 self.readable = true;
             }
@@ -290,6 +312,7 @@ impl Conn {
         }
         if was_handshaking && !tls.is_handshaking() {
             turn.stats.counters.tls_handshakes += 1;
+            self.handshake_started = None;
             self.session.start_over_under_tls(&turn.shared.greeting_tls);
         }
         // Drain every decrypted octet now: rustls refuses to read more ciphertext while

@@ -14,6 +14,7 @@
 mod conn;
 mod listen;
 mod output;
+mod per_address;
 mod session;
 pub mod tls;
 mod worker;
@@ -35,8 +36,15 @@ use crate::stats::WorkerStats;
 pub struct Limits {
     /// Open connections across all workers; more are told `-TEMP` and closed.
     pub max_connections: usize,
-    /// A connection silent this long is closed (RFC 3887: at least 10 minutes).
+    /// Open connections from one client address (an IPv6 /64); more are told `-TEMP`.
+    pub max_connections_per_ip: usize,
+    /// A connection that has sent no complete command for this long is closed (RFC 3887: at
+    /// least 10 minutes). Octets that do not complete a command do not count as activity.
     pub idle_timeout: Duration,
+    /// A new connection must complete its first command within this long.
+    pub first_command_timeout: Duration,
+    /// A TLS handshake must complete within this long of the STARTTLS go-ahead.
+    pub tls_handshake_timeout: Duration,
     /// Bad commands in a row before the connection is closed.
     pub max_bad_commands: u32,
     /// Commands one connection may have answered before the others get a turn.
@@ -51,7 +59,10 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 50_000,
+            max_connections_per_ip: 256,
             idle_timeout: Duration::from_secs(600),
+            first_command_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
             max_bad_commands: 10,
             commands_per_turn: 256,
             output_high_water: 256 * 1024,
@@ -87,6 +98,8 @@ pub struct Shared {
     pub unknown: UnknownAnswer,
     pub limits: Limits,
     pub open_connections: AtomicUsize,
+    /// Open connections per client address.
+    pub per_address: per_address::AddressCounts,
     pub shutdown: AtomicBool,
 }
 
@@ -125,6 +138,7 @@ pub fn start(config: ServerConfig, index: Arc<Index>) -> Result<Running, String>
         tls: config.tls,
         tls_required: config.tls_required,
         unknown: config.unknown,
+        per_address: per_address::AddressCounts::new(config.limits.max_connections_per_ip),
         limits: config.limits,
         open_connections: AtomicUsize::new(0),
         shutdown: AtomicBool::new(false),

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -199,9 +200,9 @@ impl Worker {
                 return;
             };
             match l.accept() {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     self.stats.counters.accepted += 1;
-                    if let Some(id) = self.admit(stream) {
+                    if let Some(id) = self.admit(stream, peer.ip()) {
                         touched.push(id);
                     }
                 }
@@ -234,7 +235,7 @@ impl Worker {
         self.reserve_fd = File::open("/dev/null").ok();
     }
 
-    fn admit(&mut self, mut stream: mio::net::TcpStream) -> Option<usize> {
+    fn admit(&mut self, mut stream: mio::net::TcpStream, peer: IpAddr) -> Option<usize> {
         let open = &self.shared.open_connections;
         if open.fetch_add(1, Ordering::AcqRel) >= self.shared.limits.max_connections {
             open.fetch_sub(1, Ordering::AcqRel);
@@ -242,6 +243,12 @@ impl Worker {
             self.stats.counters.refused_over_limit += 1;
             return None;
         }
+        let Some(client) = self.shared.per_address.admit(peer) else {
+            open.fetch_sub(1, Ordering::AcqRel);
+            let _ = stream.write(reply::TOO_MANY_FROM_ADDRESS);
+            self.stats.counters.refused_per_address += 1;
+            return None;
+        };
         let _ = stream.set_nodelay(true);
         let id = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
@@ -255,10 +262,11 @@ impl Worker {
             .is_err()
         {
             open.fetch_sub(1, Ordering::AcqRel);
+            self.shared.per_address.release(client);
             self.free.push(id);
             return None;
         }
-        self.conns[id] = Some(Conn::new(stream, &self.shared, Instant::now()));
+        self.conns[id] = Some(Conn::new(stream, client, &self.shared, Instant::now()));
         Some(id)
     }
 
@@ -266,15 +274,32 @@ impl Worker {
         if let Some(mut conn) = self.conns.get_mut(id).and_then(Option::take) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             self.shared.open_connections.fetch_sub(1, Ordering::AcqRel);
+            self.shared.per_address.release(conn.client);
             self.free.push(id);
         }
     }
 
+    /// Closes the connections past a deadline: a TLS handshake that is not done in time
+    /// (closed at once: nothing can be said inside a half-made TLS session), no first command
+    /// in time, or no complete command for the idle timeout (told why, then closed).
     fn close_idle(&mut self, now: Instant) {
-        let limit = self.shared.limits.idle_timeout;
+        let shared = Arc::clone(&self.shared);
+        let limits = &shared.limits;
         for id in 0..self.conns.len() {
             let Some(Some(conn)) = self.conns.get_mut(id) else {
                 continue;
+            };
+            let handshake_late = conn
+                .handshake_started
+                .is_some_and(|t| now.saturating_duration_since(t) >= limits.tls_handshake_timeout);
+            if handshake_late {
+                self.stats.counters.closed_handshake_timeout += 1;
+                self.close(id);
+                continue;
+            }
+            let limit = match conn.commands_seen {
+                false => limits.first_command_timeout.min(limits.idle_timeout),
+                true => limits.idle_timeout,
             };
             if now.saturating_duration_since(conn.last_activity) < limit {
                 continue;

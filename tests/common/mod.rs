@@ -170,12 +170,15 @@ impl Server {
         server
     }
 
-    /// Starts the server with at most `fds` open file descriptors (via the shell's `ulimit`).
-    pub fn start_with_fd_limit(fds: u32, args: &[&str]) -> Server {
+    /// Starts the server with the open-files limits `soft` and `hard` (via the shell's
+    /// `ulimit`).
+    pub fn start_with_fd_limits(soft: u32, hard: u32, args: &[&str]) -> Server {
         let exe = env!("CARGO_BIN_EXE_mtqpd");
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
-            .arg(format!("ulimit -n {fds} && exec \"$0\" \"$@\""))
+            .arg(format!(
+                "ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\""
+            ))
             .arg(exe)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
@@ -306,7 +309,11 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Client::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A client over a connection made elsewhere (from another source address, say).
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
         Client {
             stream,
