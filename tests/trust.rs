@@ -376,6 +376,49 @@ fn an_envid_only_update_is_refused_when_two_messages_share_the_envid() {
     assert!(stderr.contains(" rejected 1 "), "{stderr}");
 }
 
+/// Finding: any sender may reuse an envid with a new secret, and 20,000 messages of one envid
+/// made ingest quadratic and each TRACK of it linear. An envid holds at most 8 messages at
+/// once: the 9th and later accept lines are refused, counted with their reason, and the first
+/// 8 are served as before.
+#[test]
+fn an_envid_holds_at_most_eight_secrets() {
+    let dir = TempDir::new("trust-envid-secrets");
+    let log = dir.path("mtqp.log");
+    let mut text = String::new();
+    for i in 0..20 {
+        text.push_str(&accept_line(
+            &native_time(i),
+            "reused@example.org",
+            &format!("secret {i}"),
+            "",
+        ));
+        text.push_str(&format!(
+            "mtqp: event=rcpt time={} envid=reused@example.org mtrk={} rcpt=r{i}@dest.example action=delivered status=2.0.0\n",
+            native_time(i),
+            mtrk(&format!("secret {i}"))
+        ));
+    }
+    append(&log, &text);
+    let arg = format!("native:{}", log.display());
+    let s = Server::start_caught_up(&["--log", &arg]);
+    for i in 0..20 {
+        let answer = track(&s, "reused@example.org", &format!("secret {i}"));
+        if i < 8 {
+            assert!(
+                answer.contains(&format!("r{i}@dest.example")),
+                "{i}: {answer}"
+            );
+        } else {
+            assert!(answer.starts_with("-ERR/noinfo"), "{i}: {answer}");
+        }
+    }
+    let (_, stderr) = s.stop("TERM");
+    assert!(
+        stderr.contains("its envid already has 8 messages, each its own secret: 12"),
+        "{stderr}"
+    );
+}
+
 /// Finding: Postfix's pickup `orig_id=` (a requeued message's old id) was found anywhere in the
 /// line, so a local sender address spelling ` orig_id=VQ1` tied its own message to the
 /// victim's queue. It is read only as the field after `from=<…>`.
