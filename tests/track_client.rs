@@ -908,7 +908,12 @@ fn the_secret_comes_from_a_file_stdin_or_the_environment() {
     std::fs::write(&file, "c2VjcmV0\n").expect("write");
     let file = file.display().to_string();
     let env_secret = [("MTQP_SECRET", OsStr::new("ZW52"))];
-    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a OsStr)], Option<&'a [u8]>, &'a str);
+    type Case<'a> = (
+        &'a [&'a str],
+        &'a [(&'a str, &'a OsStr)],
+        Option<&'a [u8]>,
+        &'a str,
+    );
     let cases: [Case<'_>; 3] = [
         (&["--secret-file", &file], &[], None, "c2VjcmV0"),
         (
