@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::RwLock;
 
 pub use self::entry::Entry;
-use self::table::Table;
+use self::table::{Key, Table};
 use crate::protocol::secret::Hash;
 
 /// The sharded index.
@@ -29,11 +29,33 @@ pub struct Index {
     records: AtomicUsize,
 }
 
-/// Where an envid lives: its shard and its tag in that shard's table.
+/// Where the records of an envid live: their shard, and the envid's hash, from which the
+/// [`Key`] of each of its records is made.
 #[derive(Clone, Copy)]
 struct Place {
     shard: usize,
-    tag: u32,
+    envid_hash: u64,
+}
+
+impl Place {
+    /// The envid's tag: the probe path of all its records.
+    fn tag(self) -> u32 {
+        (self.envid_hash >> 40) as u32
+    }
+
+    /// The key of the record of (this envid, `hash`): the envid's tag, and a mark mixed from
+    /// the envid's keyed hash and the secret's hash (keyed, so nobody can aim two secrets at
+    /// one mark).
+    fn key(self, hash: &Hash) -> Key {
+        let h = u64::from_le_bytes([
+            hash[0], hash[1], hash[2], hash[3], hash[4], hash[5], hash[6], hash[7],
+        ]);
+        let mixed = (h ^ self.envid_hash).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        Key {
+            tag: self.tag(),
+            mark: (mixed >> 48) as u16,
+        }
+    }
 }
 
 impl Index {
@@ -53,12 +75,12 @@ impl Index {
         let h = self.keys.hash_one(envid);
         Place {
             shard: ((h as u32 as u64 * self.shards.len() as u64) >> 32) as usize,
-            tag: (h >> 32) as u32,
+            envid_hash: h,
         }
     }
 
-    fn tag(&self, envid: &[u8]) -> u32 {
-        self.place(envid).tag
+    fn key(&self, e: &Entry) -> Key {
+        self.place(e.envid()).key(e.hash())
     }
 
     /// The record for `envid` (decoded) when `secret_hash` matches a live one. The same work
@@ -68,14 +90,14 @@ impl Index {
         let at = self.place(envid);
         self.shards[at.shard]
             .read()
-            .lookup(at.tag, envid, secret_hash, now)
+            .lookup(at.key(secret_hash), envid, secret_hash, now)
     }
 
     /// Every record of `envid`, expired or not: for the ingest thread, which takes messages
     /// back from here (see [`entry`]). Not for answering queries: it is not timing-safe.
     pub fn records_of(&self, envid: &[u8]) -> Vec<Entry> {
         let at = self.place(envid);
-        self.shards[at.shard].read().all_of(at.tag, envid)
+        self.shards[at.shard].read().all_of(at.tag(), envid)
     }
 
     /// Calls `f` with every record, one shard at a time.
@@ -88,7 +110,8 @@ impl Index {
     /// Inserts `entry`, or replaces the record of the same envid and hash.
     pub fn upsert(&self, entry: Entry) {
         let at = self.place(entry.envid());
-        if self.shards[at.shard].write().upsert(at.tag, entry) {
+        let key = at.key(entry.hash());
+        if self.shards[at.shard].write().upsert(key, entry) {
             self.records.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -98,7 +121,7 @@ impl Index {
         let at = self.place(envid);
         let removed = self.shards[at.shard]
             .write()
-            .remove(at.tag, envid, hash, |e| self.tag(e));
+            .remove(at.key(hash), envid, hash, |e| self.key(e));
         if removed {
             self.records.fetch_sub(1, Ordering::Relaxed);
         }
@@ -111,7 +134,7 @@ impl Index {
         for shard in self.shards.iter() {
             dropped += shard
                 .write()
-                .retain(|e| self.tag(e), |e| e.expires_at() > now);
+                .retain(|e| self.key(e), |e| e.expires_at() > now);
         }
         self.records.fetch_sub(dropped, Ordering::Relaxed);
         dropped

@@ -7,33 +7,56 @@
 //! record: the matching one, or on a miss a decoy picked from the entries, compared the same
 //! way. The slots also cost 8 octets a record instead of a key allocation and a bucket.
 //!
-//! A slot holds a 32-bit tag of the envid's keyed hash and the entry's position; the probe
-//! start is derived from the tag alone, so the table grows without reading any entry.
+//! A slot holds the record's [`Key`] — a 24-bit tag of its envid's keyed hash, which places
+//! it, and a 16-bit mark of its (envid, hash) — and its position. The records of one envid (up
+//! to 8: senders may reuse an envid, each with a secret of their own) sit on one probe path,
+//! so that the ingest thread can find them all by envid; a TRACK compares only the record whose
+//! mark matches, so it reads one record however many share the envid, and a wrong secret for a
+//! known envid costs what an unknown envid costs. The probe start is derived from the tag
+//! alone, so the table grows without reading any entry.
 
 use super::entry::Entry;
 use crate::protocol::secret::{hashes_equal, Hash};
 
-/// Most entries one shard holds (positions are 32-bit).
-const MAX_ENTRIES: usize = u32::MAX as usize - 1;
+/// Most entries one shard holds (positions are 24-bit; 16 shards a thread make that 268
+/// million records on one thread).
+const MAX_ENTRIES: usize = (1 << 24) - 2;
+
+/// Where a record goes and how it is recognised without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// 24 bits of the envid's keyed hash: the probe path of every record of the envid.
+    pub tag: u32,
+    /// 16 bits of the keyed hash of (envid, hash): which record of the envid it is, nearly
+    /// always.
+    pub mark: u16,
+}
 
 /// A shard's table.
 #[derive(Default)]
 pub struct Table {
-    /// 0: empty; otherwise `tag << 32 | (position in entries + 1)`.
+    /// 0: empty; otherwise `tag << 40 | mark << 24 | (position in entries + 1)`.
     slots: Vec<u64>,
     entries: Vec<Entry>,
 }
 
 fn tag_of(slot: u64) -> u32 {
-    (slot >> 32) as u32
+    (slot >> 40) as u32
+}
+
+fn key_of(slot: u64) -> Key {
+    Key {
+        tag: tag_of(slot),
+        mark: (slot >> 24) as u16,
+    }
 }
 
 fn position_of(slot: u64) -> usize {
-    (slot as u32 as usize) - 1
+    (slot & 0xff_ffff) as usize - 1
 }
 
-fn slot(tag: u32, position: usize) -> u64 {
-    u64::from(tag) << 32 | (position as u64 + 1)
+fn slot(key: Key, position: usize) -> u64 {
+    u64::from(key.tag & 0xff_ffff) << 40 | u64::from(key.mark) << 24 | (position as u64 + 1)
 }
 
 /// True when `query` equals `stored`, in a time that depends only on `query`'s length (the
@@ -61,24 +84,25 @@ impl Table {
 
     /// Where the probe for `tag` starts: Fibonacci hashing of the tag.
     fn home(&self, tag: u32) -> usize {
+        let tag = tag & 0xff_ffff;
         let bits = self.slots.len().trailing_zeros();
         ((u64::from(tag).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> (64 - bits)) as usize
     }
 
     /// The live entry of (`envid`, `hash`). Reads and compares exactly one entry whatever the
     /// outcome (see the module doc), unless the table is empty or tags collide.
-    pub fn lookup(&self, tag: u32, envid: &[u8], hash: &Hash, now: i64) -> Option<Entry> {
+    pub fn lookup(&self, key: Key, envid: &[u8], hash: &Hash, now: i64) -> Option<Entry> {
         if self.entries.is_empty() {
             return None;
         }
         let mask = self.mask();
-        let mut i = self.home(tag);
+        let mut i = self.home(key.tag);
         let mut found = None;
         let mut compared = false;
         // Every slot read, folded: the decoy's position depends on it, so that its load waits
         // for the probe as a real entry's does (else the CPU fetches it in parallel with the
         // probe and a miss answers a cache miss sooner on a cold cache).
-        let mut probed = u64::from(tag);
+        let mut probed = u64::from(key.tag);
         loop {
             // Opaque, so that the compiler cannot drop the fold of the empty slot that ends the
             // probe (it knows that slot is 0), which would free the decoy from waiting for it.
@@ -87,7 +111,7 @@ impl Table {
             if s == 0 {
                 break;
             }
-            if tag_of(s) == tag {
+            if key_of(s) == key {
                 let e = &self.entries[position_of(s)];
                 compared = true;
                 if answers(e, envid, hash, now) {
@@ -104,7 +128,6 @@ impl Table {
         found.cloned()
     }
 
-    /// The slot index and entry position of (`envid`, `hash`), if held.
     /// The slot index and entry position of every entry of `envid` (for the ingest thread;
     /// not timing-safe).
     fn matches<'t>(
@@ -122,14 +145,14 @@ impl Table {
             .map(|i| (i, self.slots[i]))
             .take_while(|&(_, s)| s != 0)
             .filter(move |&(_, s)| {
-                tag_of(s) == tag && self.entries[position_of(s)].envid() == envid
+                tag_of(s) == tag & 0xff_ffff && self.entries[position_of(s)].envid() == envid
             })
             .map(|(i, s)| (i, position_of(s)))
     }
 
     /// The slot index and entry position of (`envid`, `hash`), if held.
-    fn find(&self, tag: u32, envid: &[u8], hash: &Hash) -> Option<(usize, usize)> {
-        self.matches(tag, envid)
+    fn find(&self, key: Key, envid: &[u8], hash: &Hash) -> Option<(usize, usize)> {
+        self.matches(key.tag, envid)
             .find(|&(_, p)| self.entries[p].hash() == hash)
     }
 
@@ -147,8 +170,8 @@ impl Table {
 
     /// Inserts `entry`, or replaces the one with the same envid and hash. Returns true when
     /// it was added, false when it replaced one or the shard is full.
-    pub fn upsert(&mut self, tag: u32, entry: Entry) -> bool {
-        if let Some((_, p)) = self.find(tag, entry.envid(), entry.hash()) {
+    pub fn upsert(&mut self, key: Key, entry: Entry) -> bool {
+        if let Some((_, p)) = self.find(key, entry.envid(), entry.hash()) {
             self.entries[p] = entry;
             return false;
         }
@@ -158,7 +181,7 @@ impl Table {
         self.reserve(1);
         let position = self.entries.len();
         self.entries.push(entry);
-        self.place(slot(tag, position));
+        self.place(slot(key, position));
         true
     }
 
@@ -171,30 +194,30 @@ impl Table {
         self.slots[i] = s;
     }
 
-    /// Removes the entry of (`envid`, `hash`). `tag_for` gives the tag of any envid (the
+    /// Removes the entry of (`envid`, `hash`). `key_for` gives the key of any record (the
     /// entry moved into the freed position must have its slot found again). Returns true when
     /// one was removed.
     pub fn remove(
         &mut self,
-        tag: u32,
+        key: Key,
         envid: &[u8],
         hash: &Hash,
-        tag_for: impl Fn(&[u8]) -> u32,
+        key_for: impl Fn(&Entry) -> Key,
     ) -> bool {
-        let Some((i, p)) = self.find(tag, envid, hash) else {
+        let Some((i, p)) = self.find(key, envid, hash) else {
             return false;
         };
         self.clear_slot(i);
         self.entries.swap_remove(p);
         if let Some(moved) = self.entries.get(p) {
-            let moved_tag = tag_for(moved.envid());
-            let from = slot(moved_tag, self.entries.len());
+            let moved_key = key_for(moved);
+            let from = slot(moved_key, self.entries.len());
             let mask = self.mask();
-            let mut j = self.home(moved_tag);
+            let mut j = self.home(moved_key.tag);
             // Always found within one turn: every entry has its slot on its probe path.
             for _ in 0..self.slots.len() {
                 if self.slots[j] == from {
-                    self.slots[j] = slot(moved_tag, p);
+                    self.slots[j] = slot(moved_key, p);
                     break;
                 }
                 j = (j + 1) & mask;
@@ -242,7 +265,7 @@ impl Table {
     /// Keeps only the entries for which `keep` is true; returns how many were dropped.
     pub fn retain(
         &mut self,
-        tag_for: impl Fn(&[u8]) -> u32,
+        key_for: impl Fn(&Entry) -> Key,
         keep: impl Fn(&Entry) -> bool,
     ) -> usize {
         let before = self.entries.len();
@@ -251,8 +274,8 @@ impl Table {
         if dropped > 0 {
             self.slots.iter_mut().for_each(|s| *s = 0);
             for p in 0..self.entries.len() {
-                let tag = tag_for(self.entries[p].envid());
-                self.place(slot(tag, p));
+                let key = key_for(&self.entries[p]);
+                self.place(slot(key, p));
             }
         }
         dropped
@@ -263,9 +286,21 @@ impl Table {
 mod tests {
     use super::*;
 
-    /// A deliberately poor tag, so that probes collide and wrap.
+    /// A deliberately poor tag, so that probes collide and wrap, and a mark that two secrets
+    /// of one envid share, so that the full comparison decides.
+    fn key(envid: &[u8], hash: &Hash) -> Key {
+        Key {
+            tag: u32::from(envid.iter().fold(0u8, |a, &c| a.wrapping_add(c)) % 4),
+            mark: u16::from(hash[0] % 2),
+        }
+    }
+
     fn tag(envid: &[u8]) -> u32 {
-        u32::from(envid.iter().fold(0u8, |a, &c| a.wrapping_add(c)) % 4)
+        key(envid, &[0; 20]).tag
+    }
+
+    fn key_of_entry(e: &Entry) -> Key {
+        key(e.envid(), e.hash())
     }
 
     fn entry(envid: &[u8], secret: u8, expires_at: i64) -> Entry {
@@ -289,25 +324,28 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         for step in 0..20_000u32 {
             let k = format!("e{}", rng.u32(..300)).into_bytes();
-            let secret = rng.u8(..2);
+            let secret = rng.u8(..4);
+            let h = [secret; 20];
             if rng.u8(..3) == 0 {
-                let removed = t.remove(tag(&k), &k, &[secret; 20], tag);
+                let removed = t.remove(key(&k, &h), &k, &h, key_of_entry);
                 assert_eq!(removed, model.remove(&(k.clone(), secret)).is_some());
             } else {
-                let added = t.upsert(tag(&k), entry(&k, secret, i64::from(step)));
+                let added = t.upsert(key(&k, &h), entry(&k, secret, i64::from(step)));
                 assert_eq!(added, model.insert((k.clone(), secret), step).is_none());
             }
             assert_eq!(t.entries.len(), model.len());
         }
         for ((k, secret), step) in &model {
-            let e = t.lookup(tag(k), k, &[*secret; 20], 0).unwrap();
+            let h = [*secret; 20];
+            let e = t.lookup(key(k, &h), k, &h, 0).unwrap();
             assert_eq!(e.expires_at(), i64::from(*step));
-            assert_eq!(t.lookup(tag(k), k, &[9; 20], 0), None);
+            assert_eq!(t.lookup(key(k, &[9; 20]), k, &[9; 20], 0), None);
         }
-        let dropped = t.retain(tag, |e| e.expires_at() >= 10_000);
+        let dropped = t.retain(key_of_entry, |e| e.expires_at() >= 10_000);
         assert_eq!(t.entries.len(), model.len() - dropped);
         for ((k, secret), step) in &model {
-            let held = t.lookup(tag(k), k, &[*secret; 20], i64::MIN).is_some();
+            let h = [*secret; 20];
+            let held = t.lookup(key(k, &h), k, &h, i64::MIN).is_some();
             let all = t.all_of(tag(k), k);
             assert_eq!(all.iter().any(|e| e.hash() == &[*secret; 20]), held);
             assert!(all.iter().all(|e| e.envid() == &k[..]));
@@ -318,9 +356,10 @@ mod tests {
     #[test]
     fn an_expired_entry_is_not_served() {
         let mut t = Table::default();
-        t.upsert(tag(b"e"), entry(b"e", 1, 100));
-        assert!(t.lookup(tag(b"e"), b"e", &[1; 20], 99).is_some());
-        assert!(t.lookup(tag(b"e"), b"e", &[1; 20], 100).is_none());
-        assert!(t.lookup(tag(b"f"), b"f", &[1; 20], 0).is_none());
+        let h = [1; 20];
+        t.upsert(key(b"e", &h), entry(b"e", 1, 100));
+        assert!(t.lookup(key(b"e", &h), b"e", &h, 99).is_some());
+        assert!(t.lookup(key(b"e", &h), b"e", &h, 100).is_none());
+        assert!(t.lookup(key(b"f", &h), b"f", &h, 0).is_none());
     }
 }
