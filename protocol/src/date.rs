@@ -61,6 +61,18 @@ fn digits(s: &[u8]) -> Option<u32> {
 }
 
 impl Timestamp {
+    /// The instants a date with a four-digit year can name (0000-01-01 to 9999-12-31, a day's
+    /// offset either side): every timestamp the parsers build is in this range.
+    const RANGE: std::ops::RangeInclusive<i64> =
+        -62_167_219_200 - 86_400..=253_402_300_799 + 86_400;
+
+    /// True for a timestamp a parser could have built (see [`Timestamp::RANGE`]), with an
+    /// offset of less than a day: what a decoder of saved timestamps accepts, so that rendering
+    /// one can never overflow.
+    pub fn is_plausible(&self) -> bool {
+        Self::RANGE.contains(&self.unix) && self.offset_minutes.unsigned_abs() < 24 * 60
+    }
+
     /// Builds a timestamp from civil date and time in the given offset, checking every field.
     pub fn from_civil(
         year: i64,

@@ -98,10 +98,18 @@ fn put_time(enc: &mut Encoder, t: &Timestamp) {
 }
 
 fn get_time(dec: &mut Decoder<'_>) -> Result<Timestamp, Corrupt> {
-    Ok(Timestamp {
+    let t = Timestamp {
         unix: dec.i64()?,
         offset_minutes: dec.i16()?,
-    })
+    };
+    // Found by the state fuzz target: a time near i64::MAX overflowed when rendered.
+    if !t.is_plausible() {
+        return Err(Corrupt(format!(
+            "a time no log line can give ({}, offset {} minutes)",
+            t.unix, t.offset_minutes
+        )));
+    }
+    Ok(t)
 }
 
 fn put_opt_time(enc: &mut Encoder, t: &Option<Timestamp>) {
@@ -119,5 +127,59 @@ fn get_opt_time(dec: &mut Decoder<'_>) -> Result<Option<Timestamp>, Corrupt> {
         0 => Ok(None),
         1 => Ok(Some(get_time(dec)?)),
         t => Err(Corrupt(format!("bad time tag {t}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(arrival: Timestamp) -> Message {
+        Message {
+            envid: b"e@x".as_slice().into(),
+            hash: [7; 20],
+            arrival,
+            timeout: None,
+            headers: Vec::new(),
+            recipients: Vec::new(),
+            last_event: 0,
+            lookup: Default::default(),
+        }
+    }
+
+    /// The state fuzz target's first finding: a saved arrival near i64::MAX decoded, and
+    /// rendering it overflowed. Such a time is refused as corruption now.
+    #[test]
+    fn a_time_no_log_line_can_give_is_corrupt() {
+        let decode = |arrival| {
+            let mut enc = Encoder::default();
+            put_message_rest(&mut enc, &message(arrival));
+            get_message_rest(
+                &mut Decoder::new(&enc.buf),
+                b"e@x".as_slice().into(),
+                [7; 20],
+            )
+        };
+        let sane = Timestamp {
+            unix: 1_000_000_000,
+            offset_minutes: -300,
+        };
+        assert_eq!(decode(sane).unwrap(), message(sane));
+        for bad in [
+            Timestamp {
+                unix: i64::MAX - 1000,
+                offset_minutes: 0,
+            },
+            Timestamp {
+                unix: i64::MIN,
+                offset_minutes: 0,
+            },
+            Timestamp {
+                unix: 0,
+                offset_minutes: 24 * 60,
+            },
+        ] {
+            assert!(decode(bad).is_err(), "{bad:?}");
+        }
     }
 }
