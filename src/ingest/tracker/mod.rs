@@ -149,8 +149,12 @@ impl Tracker {
     pub fn apply(&mut self, event: Event, index: &Index) -> Result<(), &'static str> {
         match &event {
             Event::Accept(a) => {
-                self.take_back(index, &a.envid, Some(&a.hash));
-                if self.id_of(&a.envid, &a.hash).is_none()
+                let indexed = self.take_back(index, &a.envid, Some(&a.hash));
+                // The usual new message: no other of its envid, held or indexed; the count
+                // (another probe of the index) is for reused envids only.
+                let reused = indexed > 0 || self.by_envid.contains_key(&a.envid[..]);
+                if reused
+                    && self.id_of(&a.envid, &a.hash).is_none()
                     && self.hashes_of(index, &a.envid, MAX_SECRETS_PER_ENVID).len()
                         >= MAX_SECRETS_PER_ENVID
                 {
@@ -199,22 +203,26 @@ impl Tracker {
     }
 
     /// Takes back from `index` the message of (`envid`, `hash`), or the latest of `envid` when
-    /// no hash is given, if the tracker forgot it (see [`Stored`]).
-    fn take_back(&mut self, index: &Index, envid: &[u8], hash: Option<&Hash>) {
+    /// no hash is given, if the tracker forgot it (see [`Stored`]). Returns how many records of
+    /// `envid` the index was found to hold (0 when it was not asked).
+    fn take_back(&mut self, index: &Index, envid: &[u8], hash: Option<&Hash>) -> usize {
         let known = match hash {
             Some(h) => self.id_of(envid, h).is_some(),
             None => self.by_envid.contains_key(envid),
         };
         if known {
-            return;
+            return 0;
         }
-        let latest = index
-            .records_of(envid)
+        let records = index.records_of(envid);
+        let indexed = records.len();
+        let latest = records
             .into_iter()
             .filter(|e| hash.map_or(true, |h| e.hash() == h))
             .filter_map(|e| Some((unpack(&e)?, e)))
             .max_by_key(|(m, _)| m.arrival.unix);
-        let Some((m, entry)) = latest else { return };
+        let Some((m, entry)) = latest else {
+            return indexed;
+        };
         let id = self.next_id;
         self.next_id += 1;
         let (last_event, finished) = (m.last_event, m.is_finished());
@@ -232,6 +240,7 @@ impl Tracker {
                 self.by_envid.insert(envid.into(), EnvidIds::One(id));
             }
         }
+        indexed
     }
 
     /// Forgets the finished messages whose index records can keep them (see [`Stored`]): those
