@@ -460,12 +460,21 @@ fn wrong_answers_are_counted_shown_and_fail_the_run() {
     assert!(stdout.contains("WRONG (the run fails)"));
     assert!(stdout.contains("e.g. "), "a sample of a wrong answer");
     let json = std::fs::read_to_string(json).unwrap();
-    // Three of every four answers are wrong, one kind each.
+    // Three of every four answers are wrong, one kind each (counted against the answers that
+    // came back, not the rate asked for: a loaded machine may send fewer in the second).
+    let answered = json_num(&json, "answered");
     let errors = json_num(&json, "errors");
-    assert!((errors - 150.0).abs() <= 3.0, "{errors}");
+    assert!(answered >= 40.0, "{answered} answered");
+    assert!(
+        (errors - answered * 0.75).abs() <= 3.0,
+        "{errors} of {answered}"
+    );
     for kind in ["truncated-body", "noinfo-for-hit", "wrong-envid"] {
         let n = json_num(&json, kind);
-        assert!((n - 50.0).abs() <= 2.0, "{kind}: {n}");
+        assert!(
+            (n - answered / 4.0).abs() <= 2.0,
+            "{kind}: {n} of {answered}"
+        );
     }
     assert!(json.contains("\"passed\": false"));
 }
