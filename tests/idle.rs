@@ -10,16 +10,16 @@ use std::time::Duration;
 use mtqpd::index::Index;
 use mtqpd::server::{self, Limits, ServerConfig, UnknownAnswer};
 
-#[test]
-fn silent_connection_is_told_and_closed_active_one_is_not() {
-    let running = server::start(
+/// A one-worker server whose idle timeout is `idle`.
+fn start_with_idle_timeout(idle: Duration) -> server::Running {
+    server::start(
         ServerConfig {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             threads: 1,
             hostname: "hub.example".into(),
             unknown: UnknownAnswer::Noinfo,
             limits: Limits {
-                idle_timeout: Duration::from_secs(1),
+                idle_timeout: idle,
                 ..Limits::default()
             },
             tls: None,
@@ -27,7 +27,12 @@ fn silent_connection_is_told_and_closed_active_one_is_not() {
         },
         Arc::new(Index::new(1)),
     )
-    .expect("start");
+    .expect("start")
+}
+
+#[test]
+fn silent_connection_is_told_and_closed_active_one_is_not() {
+    let running = start_with_idle_timeout(Duration::from_secs(1));
     let addr = running.local_addrs[0];
     let mut silent = common::Client::connect(addr);
     let mut active = common::Client::connect(addr);
@@ -52,35 +57,12 @@ fn silent_connection_is_told_and_closed_active_one_is_not() {
 /// then after its last command is closed at the idle timeout all the same.
 #[test]
 fn bytes_that_complete_no_command_do_not_keep_a_connection_alive() {
-    let running = server::start(
-        ServerConfig {
-            listen: vec!["127.0.0.1:0".parse().unwrap()],
-            threads: 1,
-            hostname: "hub.example".into(),
-            unknown: UnknownAnswer::Noinfo,
-            limits: Limits {
-                idle_timeout: Duration::from_secs(2),
-                ..Limits::default()
-            },
-            tls: None,
-            tls_required: false,
-        },
-        Arc::new(Index::new(1)),
-    )
-    .expect("start");
+    let running = start_with_idle_timeout(Duration::from_secs(2));
     let mut c = common::Client::connect(running.local_addrs[0]);
     c.response();
     assert_eq!(c.roundtrip("COMMENT one whole command"), b"+OK\r\n");
     let started = std::time::Instant::now();
-    let mut trickle = c.stream.try_clone().expect("clone");
-    let writer = std::thread::spawn(move || {
-        for b in b"COMMENT but never its end" {
-            if std::io::Write::write_all(&mut trickle, &[*b]).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    });
+    let writer = c.trickle(b"COMMENT but never its end", Duration::from_millis(300));
     assert_eq!(
         c.read_to_close(),
         b"-TEMP/unavailable Idle for too long, closing\r\n"

@@ -120,15 +120,7 @@ fn a_first_command_trickled_a_byte_at_a_time_is_cut_off() {
     let s = Server::start(&["--first-command-timeout", "1s"]);
     let mut c = s.client();
     let started = std::time::Instant::now();
-    let mut trickle = c.stream.try_clone().expect("clone");
-    let writer = std::thread::spawn(move || {
-        for b in b"COMMENT trickled" {
-            if std::io::Write::write_all(&mut trickle, &[*b]).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    });
+    let writer = c.trickle(b"COMMENT trickled", Duration::from_millis(250));
     assert_eq!(
         c.read_to_close(),
         b"-TEMP/unavailable Idle for too long, closing\r\n"

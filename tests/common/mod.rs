@@ -367,6 +367,20 @@ impl Client {
         self.response_bytes()
     }
 
+    /// Sends `bytes` one octet every `interval` from another thread, until they are all sent
+    /// or the connection fails: a client that keeps sending but never completes a command.
+    pub fn trickle(&self, bytes: &'static [u8], interval: Duration) -> std::thread::JoinHandle<()> {
+        let mut stream = self.stream.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            for b in bytes {
+                if stream.write_all(std::slice::from_ref(b)).is_err() {
+                    return;
+                }
+                std::thread::sleep(interval);
+            }
+        })
+    }
+
     /// Reads until the server closes; returns what came before the close.
     pub fn read_to_close(&mut self) -> Vec<u8> {
         while self.fill() > 0 {}
