@@ -8,6 +8,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod smtp;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -140,8 +142,23 @@ impl Server {
         (s, stdout.expect("demo stdout"))
     }
 
+    /// Starts `mtqpd gate --listen 127.0.0.1:0 ARGS…` and waits until it listens.
+    pub fn start_gate(args: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtqpd"));
+        cmd.arg("gate")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::null());
+        Server::spawn_until(cmd, "mtqpd gate: listening on ")
+    }
+
     /// Spawns `cmd` and waits until it listens.
-    fn spawn(mut cmd: Command) -> Server {
+    fn spawn(cmd: Command) -> Server {
+        Server::spawn_until(cmd, "mtqpd: listening on ")
+    }
+
+    /// Spawns `cmd` and waits for its stderr line `listening` ADDR.
+    fn spawn_until(mut cmd: Command, listening: &str) -> Server {
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn mtqpd");
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -160,7 +177,7 @@ impl Server {
             addr: "127.0.0.1:0".parse().unwrap(),
             stderr,
         };
-        let line = server.wait_for_stderr("mtqpd: listening on ");
+        let line = server.wait_for_stderr(listening);
         let addr = line
             .split("listening on ")
             .nth(1)
