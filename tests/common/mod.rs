@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod pki;
 pub mod smtp;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -158,7 +159,7 @@ impl Server {
     }
 
     /// Spawns `cmd` and waits for its stderr line `listening` ADDR.
-    fn spawn_until(mut cmd: Command, listening: &str) -> Server {
+    pub fn spawn_until(mut cmd: Command, listening: &str) -> Server {
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn mtqpd");
         let stderr = Arc::new(Mutex::new(String::new()));

@@ -21,9 +21,9 @@ pub fn reply_len(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// A test SMTP client.
-pub struct Smtp {
-    pub stream: TcpStream,
+/// A test SMTP client, over TCP or anything else (TLS after STARTTLS).
+pub struct Smtp<S = TcpStream> {
+    pub stream: S,
     pub buf: Vec<u8>,
 }
 
@@ -32,8 +32,16 @@ impl Smtp {
         Smtp::over(TcpStream::connect(addr).expect("connect"))
     }
 
+    /// A client over a connection made elsewhere (from another source address, say).
     pub fn over(stream: TcpStream) -> Smtp {
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        Smtp::wrap(stream)
+    }
+}
+
+impl<S: Read + Write> Smtp<S> {
+    /// A client over `stream` (whose read timeout the caller has set).
+    pub fn wrap(stream: S) -> Smtp<S> {
         Smtp {
             stream,
             buf: Vec::new(),
@@ -53,7 +61,11 @@ impl Smtp {
             }
             let mut chunk = [0u8; 16384];
             let n = self.stream.read(&mut chunk).expect("read (timed out?)");
-            assert!(n > 0, "closed mid-reply: {:?}", String::from_utf8_lossy(&self.buf));
+            assert!(
+                n > 0,
+                "closed mid-reply: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
@@ -119,7 +131,11 @@ impl MtaConn {
                 let l: Vec<u8> = self.pending.drain(..=nl).collect();
                 return String::from_utf8_lossy(&l).into_owned();
             }
-            assert!(self.fill(), "closed; had {:?}", String::from_utf8_lossy(&self.pending));
+            assert!(
+                self.fill(),
+                "closed; had {:?}",
+                String::from_utf8_lossy(&self.pending)
+            );
         }
     }
 
@@ -202,7 +218,9 @@ impl FakeMta {
 
     /// The next connection whose script has finished.
     pub fn finished(&self) -> MtaConn {
-        self.done.recv_timeout(DEADLINE).expect("the MTA script did not finish")
+        self.done
+            .recv_timeout(DEADLINE)
+            .expect("the MTA script did not finish")
     }
 
     pub fn mta_arg(&self) -> String {
