@@ -173,6 +173,7 @@ pub fn run(settings: &GateSettings) -> Result<(), String> {
         );
     }
     let running = start(settings)?;
+    raise_open_files(settings);
     for addr in &running.local_addrs {
         eprintln!("mtqpd gate: listening on {addr}");
     }
@@ -189,4 +190,29 @@ pub fn run(settings: &GateSettings) -> Result<(), String> {
     let stats = running.shutdown();
     eprint!("{}", stats.report());
     Ok(())
+}
+
+/// Raises the soft open-files limit to the hard one: each session takes two descriptors (the
+/// client's and the MTA's), so `--max-sessions`, not the descriptor limit, should be what caps
+/// them; warns when even the hard limit allows fewer.
+fn raise_open_files(settings: &GateSettings) {
+    let own = 16 + settings.threads * (2 + settings.listen.len()) + 2;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => {
+            let room = usize::try_from(soft)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(own)
+                / 2;
+            if room < settings.max_sessions {
+                eprintln!(
+                    "mtqpd gate: warning: the open-files limit ({soft}, raised to the hard limit) \
+                     leaves room for about {room} sessions (two descriptors each), fewer than \
+                     --max-sessions {}; raise the hard limit (LimitNOFILE= in a systemd unit, \
+                     ulimit -Hn)",
+                    settings.max_sessions
+                );
+            }
+        }
+        Err(e) => eprintln!("mtqpd gate: warning: cannot raise the open-files limit: {e}"),
+    }
 }

@@ -25,6 +25,9 @@ const WAKER: Token = Token(usize::MAX);
 const SCRATCH: usize = 16 * 1024;
 /// How often deadlines are looked at.
 const TICK: Duration = Duration::from_secs(1);
+/// How long accepting pauses after it failed (out of descriptors, say): the listener's readiness
+/// is edge-triggered, so the loop must come back to the backlog by itself.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 fn listener_token(i: usize) -> Token {
     Token(usize::MAX - 1 - i)
@@ -68,6 +71,8 @@ struct Worker {
     next_generation: u64,
     scratch: Box<[u8]>,
     stats: GateStats,
+    accept_paused_until: Option<Instant>,
+    accept_failures: u64,
 }
 
 /// Runs a worker until shutdown; returns its statistics.
@@ -84,6 +89,8 @@ pub fn run(id: usize, setup: WorkerSetup, shared: Arc<GateShared>) -> GateStats 
         next_generation: 0,
         scratch: vec![0u8; SCRATCH].into_boxed_slice(),
         stats: GateStats::default(),
+        accept_paused_until: None,
+        accept_failures: 0,
     };
     w.run();
     w.stats
@@ -97,11 +104,14 @@ impl Worker {
         let mut drain_deadline: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let timeout = if self.again.is_empty() {
+            let mut timeout = if self.again.is_empty() {
                 next_tick.saturating_duration_since(now)
             } else {
                 Duration::ZERO
             };
+            if let Some(t) = self.accept_paused_until {
+                timeout = timeout.min(t.saturating_duration_since(now));
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     eprintln!("mtqpd gate: worker poll failed: {e}");
@@ -156,6 +166,12 @@ impl Worker {
                 self.drive(slot);
             }
             let now = Instant::now();
+            if self.accept_paused_until.is_some_and(|t| t <= now) {
+                self.accept_paused_until = None;
+                for i in 0..self.listeners.len() {
+                    self.accept_all(i, &mut touched);
+                }
+            }
             if now >= next_tick {
                 next_tick = now + TICK;
                 self.expire(now);
@@ -200,6 +216,9 @@ impl Worker {
     }
 
     fn accept_all(&mut self, listener: usize, touched: &mut Vec<usize>) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
         loop {
             let Some(Some(l)) = self.listeners.get(listener) else {
                 return;
@@ -213,9 +232,16 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // Out of descriptors, or one client's aborted connection: try again at the
-                    // next event rather than spin.
-                    eprintln!("mtqpd gate: accept failed: {e}");
+                    // Out of descriptors, or one client's aborted connection: come back to the
+                    // backlog shortly rather than spin; say so once in a thousand.
+                    self.accept_failures += 1;
+                    if self.accept_failures % 1000 == 1 {
+                        eprintln!(
+                            "mtqpd gate: accept failed: {e} ({} time(s) on this thread)",
+                            self.accept_failures
+                        );
+                    }
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             }
