@@ -310,6 +310,11 @@ impl Session {
             }
             Ok(got) => {
                 self.mta_in.extend_from_slice(&ctx.scratch[..got]);
+                // A short read emptied the socket: epoll (edge-triggered) reports what comes
+                // next, so the read that would only say WouldBlock is skipped.
+                if got < n {
+                    self.mta_readable = false;
+                }
                 true
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -384,6 +389,10 @@ impl Session {
                 Ok(true)
             }
             Got::Data(n) => {
+                if n < ctx.scratch.len() && !self.client.is_tls() {
+                    // As for the MTA: the socket is empty until epoll says otherwise.
+                    self.client_readable = false;
+                }
                 if let Phase::Data(scanner) = &mut self.phase {
                     self.deadline = ctx.now + timeouts::CLIENT;
                     if let Fed::End(used) = scanner.feed(&ctx.scratch[..n], &mut self.mta_out) {
