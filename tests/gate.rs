@@ -175,13 +175,7 @@ fn a_tracked_message_reaches_the_mta_byte_for_byte_and_its_lines_the_accept_log(
 /// to the client.
 #[test]
 fn the_native_lines_are_durable_before_the_client_sees_250() {
-    let usable = Command::new("strace")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !usable {
+    if !strace_usable() {
         assert!(
             std::env::var_os("CI").is_none(),
             "strace is missing under CI"

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 
 use super::smtp::data::Normalised;
 use super::smtp::mail::Untracked;
+use crate::stats::latency_table;
 
 /// Highest latency recorded exactly, in nanoseconds (the DATA end may take 10 minutes).
 const MAX_LATENCY_NS: u64 = 600_000_000_000;
@@ -157,26 +158,12 @@ impl GateStats {
             "mtqpd gate: latency, microseconds (command sent -> MTA's reply relayed; \
              accept-log: lines handed over -> durable):"
         );
-        let _ = writeln!(
-            out,
-            "  {:<10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "what", "count", "p50", "p90", "p99", "p99.9", "max"
+        latency_table(
+            &mut out,
+            Timed::ALL
+                .iter()
+                .map(|&t| (t.name(), &self.latency[slot(t)])),
         );
-        for t in Timed::ALL {
-            let h = &self.latency[slot(t)];
-            let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-            let _ = writeln!(
-                out,
-                "  {:<10} {:>10} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-                t.name(),
-                h.len(),
-                us(0.5),
-                us(0.9),
-                us(0.99),
-                us(0.999),
-                h.max() as f64 / 1000.0
-            );
-        }
         let c = &self.counters;
         let untracked: Vec<String> = Untracked::ALL
             .iter()

@@ -417,6 +417,16 @@ impl Client {
     }
 }
 
+/// True when `strace` runs here (CI installs it: .ci/run).
+pub fn strace_usable() -> bool {
+    Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// Runs `mtqpd ARGS…` to its exit (killing it after the deadline); returns status and stderr.
 pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mtqpd"))

@@ -196,7 +196,11 @@ impl Session {
 
     /// Moves octets and handles what they complete, as far as the turn allows.
     pub fn drive(&mut self, ctx: &mut Ctx<'_>) -> Next {
-        if matches!(self.phase, Phase::Connecting) && !self.check_connected(ctx) {
+        if matches!(self.phase, Phase::Connecting)
+            && !self.check_connected(ctx)
+            && !matches!(self.phase, Phase::Closing)
+        {
+            // Still connecting (a failure went to Closing, whose 421 is written below).
             return self.after_turn();
         }
         for _ in 0..STEPS_PER_TURN {
