@@ -149,6 +149,7 @@ fn message(i: usize) -> Message {
         recipients: vec![recipient(i, 0), recipient(i, 1)],
         last_event: NOW - 60,
         lookup: RecipientIndex::default(),
+        orcpts: Default::default(),
     }
 }
 

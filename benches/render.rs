@@ -85,6 +85,7 @@ fn message(n: usize) -> Message {
         recipients: Vec::new(),
         last_event: 0,
         lookup: RecipientIndex::default(),
+        orcpts: Default::default(),
     };
     for r in 0..n {
         m.update_recipient(recipient(r, NOW - 60));

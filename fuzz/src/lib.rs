@@ -66,6 +66,7 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
         recipients: Vec::new(),
         last_event: arrival.unix + u.int_in_range(0..=10_000_000)?,
         lookup: Default::default(),
+        orcpts: Default::default(),
     };
     for _ in 0..u.int_in_range(0..=2)? {
         m.headers.push(bytes(u, 60)?);
@@ -83,6 +84,17 @@ pub fn message(u: &mut Unstructured<'_>) -> Result<Message> {
             will_retry_until: u.arbitrary::<bool>()?.then(|| time(u)).transpose()?,
             at: m.last_event - u.int_in_range(-1000..=1_000_000)?,
         });
+    }
+    // The SMTP gate's ORCPTs: some as a recipient shows them (carried as its position), some
+    // of any octets (carried whole). Ones the message refuses (an address twice) are left out.
+    for _ in 0..u.int_in_range(0..=4)? {
+        let (rcpt, original) = match u.choose(&m.recipients).ok() {
+            Some(r) if r.original.is_some() && u.arbitrary::<bool>()? => {
+                (r.final_rcpt.clone(), r.original.clone().unwrap_or_default())
+            }
+            _ => (bytes(u, 40)?, bytes(u, 40)?),
+        };
+        let _ = m.orcpts.insert(rcpt, original);
     }
     Ok(m)
 }

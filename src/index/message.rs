@@ -1,6 +1,7 @@
 //! What mtqpd knows about one tracked message: the per-message facts and one state per
 //! recipient, as RFC 3886 reports them. Built and changed by the ingest thread only.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash as _, Hasher};
 
@@ -96,6 +97,153 @@ pub struct Message {
     pub last_event: i64,
     /// Finds recipients without scanning once a message has many.
     pub lookup: RecipientIndex,
+    /// The ORCPTs the SMTP gate declared for the message's RCPT TOs; empty for nearly every
+    /// message.
+    pub orcpts: DeclaredOrcpts,
+}
+
+/// Most ORCPTs the SMTP gate may declare for one message: a message of more RCPT TOs keeps
+/// the first ones, and the lines of the others are refused.
+pub const MAX_DECLARED_ORCPTS: usize = 1000;
+/// Most octets (RCPT TO addresses and ORCPTs together) the declarations of one message hold.
+pub const MAX_DECLARED_BYTES: usize = 128 * 1024;
+
+/// One Original-Recipient the SMTP gate declared (a native `event=recipient` line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredOrcpt {
+    /// The RCPT TO address, as the client gave it between `<` and `>`.
+    pub rcpt: Box<[u8]>,
+    /// The ORCPT the client gave with it, as `addr-type;address` (xtext-decoded).
+    pub original: Box<[u8]>,
+}
+
+/// Why a declaration was not added to a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclareRefused {
+    /// The message has [`MAX_DECLARED_ORCPTS`] declarations.
+    TooMany,
+    /// It would take the message's declarations past [`MAX_DECLARED_BYTES`].
+    TooLarge,
+    /// Its RCPT TO address already has another ORCPT.
+    Conflict,
+}
+
+impl DeclareRefused {
+    /// A short reason, stable for counters and logs.
+    pub fn reason(self) -> &'static str {
+        match self {
+            DeclareRefused::TooMany => "recipient line: its message already has 1000 ORCPTs",
+            DeclareRefused::TooLarge => "recipient line: its message's ORCPTs would pass 128 KiB",
+            DeclareRefused::Conflict => "recipient line: its rcpt= already has another orcpt=",
+        }
+    }
+}
+
+/// The ORCPTs the SMTP gate declared for a message, one per RCPT TO address, sorted by that
+/// address ignoring ASCII case. No MTA logs ORCPT: the gate is the only source, and its
+/// declarations are matched against the addresses the MTA's lines give
+/// ([`DeclaredOrcpts::apply`]). An empty list allocates nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeclaredOrcpts(Vec<DeclaredOrcpt>);
+
+/// `a` against `b` with ASCII letters folded to lower case.
+fn cmp_ignore_case(a: &[u8], b: &[u8]) -> Ordering {
+    a.iter()
+        .map(u8::to_ascii_lowercase)
+        .cmp(b.iter().map(u8::to_ascii_lowercase))
+}
+
+/// The address of an `addr-type;address` value (a value without a type is all address).
+fn address_of(typed: &[u8]) -> &[u8] {
+    match memchr::memchr(b';', typed) {
+        Some(i) => typed[i + 1..].trim_ascii(),
+        None => typed.trim_ascii(),
+    }
+}
+
+impl DeclaredOrcpts {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The declarations, sorted by RCPT TO address ignoring ASCII case.
+    pub fn iter(&self) -> std::slice::Iter<'_, DeclaredOrcpt> {
+        self.0.iter()
+    }
+
+    /// Adds the ORCPT `original` declared for the RCPT TO address `rcpt`. Ok(false) when that
+    /// address already has it (a line read again), an error when it has another or the
+    /// message holds as many declarations as it may.
+    pub fn insert(&mut self, rcpt: Box<[u8]>, original: Box<[u8]>) -> Result<bool, DeclareRefused> {
+        let at = match self.0.binary_search_by(|d| cmp_ignore_case(&d.rcpt, &rcpt)) {
+            Ok(i) if self.0[i].original == original => return Ok(false),
+            Ok(_) => return Err(DeclareRefused::Conflict),
+            Err(at) => at,
+        };
+        if self.0.len() >= MAX_DECLARED_ORCPTS {
+            return Err(DeclareRefused::TooMany);
+        }
+        let held: usize = self.0.iter().map(|d| d.rcpt.len() + d.original.len()).sum();
+        if held + rcpt.len() + original.len() > MAX_DECLARED_BYTES {
+            return Err(DeclareRefused::TooLarge);
+        }
+        self.0.insert(at, DeclaredOrcpt { rcpt, original });
+        Ok(true)
+    }
+
+    /// The declaration of the RCPT TO address `rcpt` (ignoring ASCII case).
+    fn of_rcpt(&self, rcpt: &[u8]) -> Option<&DeclaredOrcpt> {
+        let i = self
+            .0
+            .binary_search_by(|d| cmp_ignore_case(&d.rcpt, rcpt))
+            .ok()?;
+        self.0.get(i)
+    }
+
+    /// The declared ORCPT a recipient of original address `original` (`addr-type;address`)
+    /// and final address `final_rcpt` gets, if any:
+    /// - an original that is one of the declared ORCPTs (ignoring ASCII case) gets that one,
+    ///   as written in the declaration: so that applying the rule to a recipient it already
+    ///   changed changes nothing (see [`Message::declare_orcpt`]);
+    /// - else an original whose address is a declared RCPT TO address (ignoring ASCII case)
+    ///   gets that address's ORCPT;
+    /// - a recipient without an original, the ORCPT of its final address.
+    ///
+    /// A recipient with an original is not matched by its final address: Postfix
+    /// (`orig_to=`) and Exim (`<address>`) log an original only when the address the client
+    /// gave is not the one delivered to, so a declaration of the final address belongs to
+    /// another RCPT TO (the mailbox an alias leads to, given as well), and taking its ORCPT
+    /// would make the two recipients one.
+    pub fn original_for(&self, original: Option<&[u8]>, final_rcpt: &[u8]) -> Option<&[u8]> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let declared = match original {
+            Some(o) => self
+                .0
+                .iter()
+                .find(|d| d.original.eq_ignore_ascii_case(o))
+                .or_else(|| self.of_rcpt(address_of(o)))?,
+            None => self.of_rcpt(final_rcpt)?,
+        };
+        Some(&declared.original)
+    }
+
+    /// Gives `r` the ORCPT declared for it ([`DeclaredOrcpts::original_for`]). True when that
+    /// changed its original.
+    pub fn apply(&self, r: &mut Recipient) -> bool {
+        match self.original_for(r.original.as_deref(), &r.final_rcpt) {
+            Some(o) if r.original.as_deref() != Some(o) => {
+                r.original = Some(o.into());
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Positions of recipients by (original, final) address, built once a message has
@@ -106,7 +254,7 @@ pub struct RecipientIndex {
     by_hash: Option<HashMap<u64, Vec<u32>>>,
 }
 
-fn address_hash(original: &Option<Box<[u8]>>, final_rcpt: &[u8]) -> u64 {
+fn address_hash(original: Option<&[u8]>, final_rcpt: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
     original.hash(&mut h);
     final_rcpt.hash(&mut h);
@@ -120,10 +268,11 @@ impl RecipientIndex {
     fn find(
         &self,
         recipients: &[Recipient],
-        original: &Option<Box<[u8]>>,
+        original: Option<&[u8]>,
         final_rcpt: &[u8],
     ) -> Option<usize> {
-        let matches = |r: &Recipient| *r.final_rcpt == *final_rcpt && r.original == *original;
+        let matches =
+            |r: &Recipient| *r.final_rcpt == *final_rcpt && r.original.as_deref() == original;
         match &self.by_hash {
             None => recipients.iter().position(matches),
             Some(map) => map
@@ -139,7 +288,7 @@ impl RecipientIndex {
             Some(map) => {
                 if let Some(r) = recipients.last() {
                     let i = (recipients.len() - 1) as u32;
-                    map.entry(address_hash(&r.original, &r.final_rcpt))
+                    map.entry(address_hash(r.original.as_deref(), &r.final_rcpt))
                         .or_default()
                         .push(i);
                 }
@@ -147,7 +296,7 @@ impl RecipientIndex {
             None if recipients.len() >= Self::THRESHOLD => {
                 let mut map: HashMap<u64, Vec<u32>> = HashMap::with_capacity(recipients.len() * 2);
                 for (i, r) in recipients.iter().enumerate() {
-                    map.entry(address_hash(&r.original, &r.final_rcpt))
+                    map.entry(address_hash(r.original.as_deref(), &r.final_rcpt))
                         .or_default()
                         .push(i as u32);
                 }
@@ -209,7 +358,7 @@ impl Message {
         self.last_event = self.last_event.max(r.at);
         let found = self
             .lookup
-            .find(&self.recipients, &r.original, &r.final_rcpt);
+            .find(&self.recipients, r.original.as_deref(), &r.final_rcpt);
         match found.and_then(|i| self.recipients.get_mut(i)) {
             Some(old) if *old == r => false,
             Some(old) if (r.at, !r.action.is_pending()) < (old.at, !old.action.is_pending()) => {
@@ -224,6 +373,44 @@ impl Message {
                 self.lookup.added(&self.recipients);
                 true
             }
+        }
+    }
+
+    /// The position of the recipient of (`original`, `final_rcpt`), if the message has it.
+    pub fn recipient_position(&self, original: Option<&[u8]>, final_rcpt: &[u8]) -> Option<usize> {
+        self.lookup.find(&self.recipients, original, final_rcpt)
+    }
+
+    /// Adds the ORCPT the SMTP gate declared for the RCPT TO address `rcpt`, and gives it to
+    /// the recipients MTA lines already created (files are read in any order), as a later
+    /// line's recipient gets it when applied ([`DeclaredOrcpts::apply`]). Ok(false) when the
+    /// message already had this declaration.
+    pub fn declare_orcpt(
+        &mut self,
+        rcpt: Box<[u8]>,
+        original: Box<[u8]>,
+    ) -> Result<bool, DeclareRefused> {
+        if !self.orcpts.insert(rcpt, original)? {
+            return Ok(false);
+        }
+        let mut changed = false;
+        for r in &mut self.recipients {
+            changed |= self.orcpts.apply(r);
+        }
+        if changed {
+            self.reindex();
+        }
+        Ok(true)
+    }
+
+    /// Rebuilds the recipients' lookup after their originals, part of their identity, changed;
+    /// two that now have the same identity become one, the newer state kept (as
+    /// [`Message::update_recipient`] keeps it).
+    fn reindex(&mut self) {
+        let recipients = std::mem::take(&mut self.recipients);
+        self.lookup = RecipientIndex::default();
+        for r in recipients {
+            self.update_recipient(r);
         }
     }
 }
@@ -259,6 +446,7 @@ mod tests {
             recipients: Vec::new(),
             last_event: 0,
             lookup: RecipientIndex::default(),
+            orcpts: Default::default(),
         }
     }
 
@@ -310,5 +498,44 @@ mod tests {
         assert_eq!(m.expires_at(retention), 160);
         m.timeout = Some(30);
         assert_eq!(m.expires_at(retention), 30, "the MTRK timeout shortens it");
+    }
+
+    #[test]
+    fn declared_orcpts_match_by_original_then_address_ignoring_case() {
+        let mut d = DeclaredOrcpts::default();
+        for (rcpt, orcpt) in [
+            ("b@X", "rfc822;B@orcpt"),
+            ("A@x", "rfc822;a@orcpt"),
+            ("c@x", "rfc822;A@X"),
+        ] {
+            assert_eq!(
+                d.insert(rcpt.as_bytes().into(), orcpt.as_bytes().into()),
+                Ok(true)
+            );
+        }
+        let rcpts: Vec<&[u8]> = d.iter().map(|o| &*o.rcpt).collect();
+        assert_eq!(rcpts, [&b"A@x"[..], b"b@X", b"c@x"], "sorted ignoring case");
+        let get = |original: Option<&str>, final_rcpt: &str| {
+            d.original_for(original.map(str::as_bytes), final_rcpt.as_bytes())
+                .map(|o| String::from_utf8_lossy(o).into_owned())
+        };
+        assert_eq!(get(None, "B@x").as_deref(), Some("rfc822;B@orcpt"));
+        assert_eq!(get(None, "d@x"), None);
+        // An original that is a declared ORCPT keeps it (as the declaration writes it), before
+        // an address match: the rule applied twice changes nothing.
+        assert_eq!(
+            get(Some("rfc822;a@x"), "z@x").as_deref(),
+            Some("rfc822;A@X")
+        );
+        assert_eq!(
+            get(Some("rfc822;B@ORCPT"), "z@x").as_deref(),
+            Some("rfc822;B@orcpt")
+        );
+        assert_eq!(
+            get(Some("rfc822; b@x"), "z@x").as_deref(),
+            Some("rfc822;B@orcpt")
+        );
+        // An original matches by its address only, never by the final one.
+        assert_eq!(get(Some("rfc822;d@x"), "b@x"), None);
     }
 }

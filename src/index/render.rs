@@ -335,6 +335,7 @@ mod tests {
             recipients,
             last_event: 0,
             lookup: Default::default(),
+            orcpts: Default::default(),
         }
     }
 

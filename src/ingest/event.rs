@@ -1,5 +1,6 @@
 //! The events every log format is turned into: a message was accepted with a tracking secret,
-//! or one recipient's state changed. Parsers produce them; [`super::tracker`] applies them.
+//! one recipient's state changed, or the SMTP gate declared a recipient's ORCPT. Parsers
+//! produce them; [`super::tracker`] applies them.
 
 use super::queue_id::QueueId;
 use crate::index::message::Recipient;
@@ -39,6 +40,24 @@ pub struct RcptUpdate {
     /// The new state; `at` is the event time. A `delayed` state without Will-Retry-Until gets
     /// one from the message's arrival and the queue lifetime when applied.
     pub recipient: Recipient,
+    /// True for a native line that gave its own `orcpt=`: the recipient keeps that ORCPT,
+    /// where an MTA's original (the address before aliasing) gives way to the one the SMTP
+    /// gate declared ([`Orcpt`]).
+    pub keeps_original: bool,
+}
+
+/// The SMTP gate declared the ORCPT a client gave with one RCPT TO of a tracked message
+/// (native `event=recipient`): no MTA logs ORCPT, so the gate is its only source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orcpt {
+    /// The message, by its exact identity: the gate saw its MAIL FROM.
+    pub envid: Box<[u8]>,
+    pub hash: Hash,
+    /// The RCPT TO address, as the client gave it between `<` and `>`.
+    pub rcpt: Box<[u8]>,
+    /// The ORCPT as `addr-type;address`, xtext-decoded.
+    pub original: Box<[u8]>,
+    pub time: Timestamp,
 }
 
 /// What an MTA's own log line says about one of its queue ids. Queue ids name a message only
@@ -79,6 +98,7 @@ pub enum MtaEvent {
 pub enum Event {
     Accept(Accept),
     Rcpt(RcptUpdate),
+    Orcpt(Orcpt),
     Mta(MtaEvent),
 }
 
@@ -88,6 +108,7 @@ impl Event {
         match self {
             Event::Accept(a) => Some(a.time.unix),
             Event::Rcpt(r) => Some(r.recipient.at),
+            Event::Orcpt(o) => Some(o.time.unix),
             Event::Mta(MtaEvent::Arrival { time, .. })
             | Event::Mta(MtaEvent::Expired { time, .. })
             | Event::Mta(MtaEvent::Done { time, .. }) => Some(time.unix),

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::event::{Accept, Event, LineParser, MessageRef, Outcome, RcptUpdate};
+use super::event::{Accept, Event, LineParser, MessageRef, Orcpt, Outcome, RcptUpdate};
 use super::queue_id::QueueId;
 use super::syslog::{parse_prefix, Prefix, SyslogClock};
 use crate::index::message::{Action, Recipient};
@@ -50,6 +50,10 @@ pub enum NativeError {
     BadStatus,
     BadRetryUntil,
     BadAddress,
+    MissingRecipientEnvid,
+    MissingRecipientMtrk,
+    MissingRecipientRcpt,
+    BadOrcpt,
 }
 
 impl NativeError {
@@ -79,9 +83,17 @@ impl NativeError {
             BadStatus => "status= is not class.subject.detail",
             BadRetryUntil => "retry-until= is not RFC 3339",
             BadAddress => "address value empty or too long",
+            MissingRecipientEnvid => "recipient without envid=",
+            MissingRecipientMtrk => "recipient without mtrk=",
+            MissingRecipientRcpt => "recipient without rcpt=",
+            BadOrcpt => "orcpt= is not addr-type;address",
         }
     }
 }
+
+/// What a native line means: an event; nothing for tracking (a well-formed line that changes
+/// nothing, counted as ignored); or why it was refused.
+pub type Parsed = Result<Option<Event>, NativeError>;
 
 /// The raw fields of one line, before meaning is given to them.
 #[derive(Default)]
@@ -161,6 +173,19 @@ fn address(v: &[u8]) -> Result<Box<[u8]>, NativeError> {
     Ok(a)
 }
 
+/// An ORCPT value, `addr-type;address` (RFC 3461: the address part is xtext, decoded with the
+/// rest), within the bounds of an address: a type of printable octets and an address, both
+/// non-empty.
+fn orcpt(v: &[u8]) -> Result<Box<[u8]>, NativeError> {
+    let o = address(v)?;
+    let semi = memchr::memchr(b';', &o).ok_or(NativeError::BadOrcpt)?;
+    let (kind, addr) = (&o[..semi], &o[semi + 1..]);
+    if kind.is_empty() || !kind.iter().all(|c| c.is_ascii_graphic()) || addr.is_empty() {
+        return Err(NativeError::BadOrcpt);
+    }
+    Ok(o)
+}
+
 fn envid(v: &[u8]) -> Result<Box<[u8]>, NativeError> {
     if v.is_empty() || v.len() > MAX_ENVID {
         return Err(NativeError::BadEnvid);
@@ -207,7 +232,7 @@ fn mtrk(v: &[u8]) -> Result<Hash, NativeError> {
     decode_hash(&raw).ok_or(NativeError::BadMtrk)
 }
 
-fn accept(f: Fields<'_>) -> Result<Event, NativeError> {
+fn accept(f: Fields<'_>) -> Parsed {
     let time = time(f.time)?;
     let envid = envid(f.envid.ok_or(NativeError::MissingEnvid)?)?;
     let hash = mtrk(f.mtrk.ok_or(NativeError::MissingMtrk)?)?;
@@ -227,7 +252,7 @@ fn accept(f: Fields<'_>) -> Result<Event, NativeError> {
         }
         headers.push(h);
     }
-    Ok(Event::Accept(Accept {
+    Ok(Some(Event::Accept(Accept {
         time,
         envid,
         hash,
@@ -235,10 +260,10 @@ fn accept(f: Fields<'_>) -> Result<Event, NativeError> {
         queue: decode_opt(f.queue)?.map(QueueId::from),
         message_id: decode_opt(f.msgid)?,
         headers,
-    }))
+    })))
 }
 
-fn rcpt(f: Fields<'_>) -> Result<Event, NativeError> {
+fn rcpt(f: Fields<'_>) -> Parsed {
     let at = time(f.time)?;
     let message = if let Some(q) = f.queue {
         MessageRef::Queue(decode(q)?.into())
@@ -275,11 +300,34 @@ fn rcpt(f: Fields<'_>) -> Result<Event, NativeError> {
         at: at.unix,
     };
     let hash = f.mtrk.map(mtrk).transpose()?;
-    Ok(Event::Rcpt(RcptUpdate {
+    Ok(Some(Event::Rcpt(RcptUpdate {
         message,
         hash,
+        keeps_original: recipient.original.is_some(),
         recipient,
-    }))
+    })))
+}
+
+/// The SMTP gate's `event=recipient`: the ORCPT a client gave with one RCPT TO of the message
+/// of (`envid`, `mtrk`). A line without `orcpt=` (the client gave none) is checked like any
+/// other and changes nothing. `queue=` is checked as xtext and not used: the message is named
+/// by its identity, and the accept line already tied its queue id.
+fn recipient(f: Fields<'_>) -> Parsed {
+    let time = time(f.time)?;
+    let envid = envid(f.envid.ok_or(NativeError::MissingRecipientEnvid)?)?;
+    let hash = mtrk(f.mtrk.ok_or(NativeError::MissingRecipientMtrk)?)?;
+    let rcpt = address(f.rcpt.ok_or(NativeError::MissingRecipientRcpt)?)?;
+    decode_opt(f.queue)?;
+    let Some(original) = f.orcpt.map(orcpt).transpose()? else {
+        return Ok(None);
+    };
+    Ok(Some(Event::Orcpt(Orcpt {
+        envid,
+        hash,
+        rcpt,
+        original,
+        time,
+    })))
 }
 
 /// The program tags under which a syslog line of an MTA's log may be a native line
@@ -309,19 +357,20 @@ impl Default for NativeTags {
 }
 
 /// Parses `text` when it is a native line: when it begins with `mtqp:`. None otherwise.
-pub fn parse_text(text: &[u8]) -> Option<Result<Event, NativeError>> {
+pub fn parse_text(text: &[u8]) -> Option<Parsed> {
     let fields = text.strip_prefix(MARKER)?;
     let fields = fields.strip_suffix(b"\r").unwrap_or(fields);
     Some(split_fields(fields).and_then(|f| match f.event {
         Some(b"accept") => accept(f),
         Some(b"rcpt") => rcpt(f),
+        Some(b"recipient") => recipient(f),
         Some(_) => Err(NativeError::UnknownEvent),
         None => Err(NativeError::MissingEvent),
     }))
 }
 
 /// The native line of a syslog line in an MTA's log: only under an allowed tag.
-pub fn from_syslog(prefix: &Prefix<'_>, tags: &NativeTags) -> Option<Result<Event, NativeError>> {
+pub fn from_syslog(prefix: &Prefix<'_>, tags: &NativeTags) -> Option<Parsed> {
     if tags.allows(prefix.program) {
         parse_text(prefix.text)
     } else {
@@ -330,12 +379,13 @@ pub fn from_syslog(prefix: &Prefix<'_>, tags: &NativeTags) -> Option<Result<Even
 }
 
 /// Emits a parsed native line and says what it was.
-pub fn outcome(parsed: Result<Event, NativeError>, emit: &mut dyn FnMut(Event)) -> Outcome {
+pub fn outcome(parsed: Parsed, emit: &mut dyn FnMut(Event)) -> Outcome {
     match parsed {
-        Ok(event) => {
+        Ok(Some(event)) => {
             emit(event);
             Outcome::Parsed
         }
+        Ok(None) => Outcome::Ignored,
         Err(e) => Outcome::Rejected(e.reason()),
     }
 }
@@ -373,8 +423,11 @@ mod tests {
     use crate::ingest::timezone::Zone;
     use crate::protocol::secret::{encode, sha1};
 
+    /// The event of a native line that has one, or why it was refused.
     fn parse(line: &str) -> Result<Event, NativeError> {
-        parse_text(line.as_bytes()).expect("native line")
+        parse_text(line.as_bytes())
+            .expect("native line")
+            .map(|e| e.expect("an event"))
     }
 
     /// What the parser of a `native:` file makes of `line`.
@@ -492,7 +545,7 @@ mod tests {
         let prefix = parse_prefix(allowed.as_bytes(), &mut clock).unwrap();
         assert!(matches!(
             from_syslog(&prefix, &tags),
-            Some(Ok(Event::Accept(_)))
+            Some(Ok(Some(Event::Accept(_))))
         ));
         for tag in ["postfix/smtpd", "cron", "mtqp-milter-x", "MTQP"] {
             let line = format!("Nov 22 15:55:35 hub {tag}[7]: {accept}");
@@ -560,5 +613,119 @@ mod tests {
         let nine = "header=X:+201 ".repeat(9);
         assert_eq!(with(&nine), Err(NativeError::TooManyHeaders));
         assert!(with("future-key=whatever").is_ok());
+    }
+
+    /// The SMTP gate's lines: an accept with the client's address (ignored, as every unknown
+    /// key is), then one recipient line per RCPT TO, with `orcpt=` when the client gave one.
+    #[test]
+    fn the_gates_recipient_line() {
+        let b = encode(&sha1(b"gate secret"));
+        let mtrk = b.trim_end_matches('=').replace('+', "+2B");
+        let accept = format!(
+            "mtqp: event=accept time=2026-12-03T10:00:00Z envid=gate-1@client.example \
+             mtrk={mtrk} timeout=86400 queue=4XYZ client=192.0.2.7"
+        );
+        assert!(matches!(parse(&accept), Ok(Event::Accept(a)) if a.hash == sha1(b"gate secret")));
+        let line = format!(
+            "mtqp: event=recipient time=2026-12-03T10:00:01Z envid=gate-1@client.example \
+             mtrk={mtrk} queue=4XYZ rcpt=User+2Bx@example.com orcpt=rfc822;user+2Bx@example.com"
+        );
+        let (outcome, events) = in_native_file(&line);
+        assert_eq!(outcome, Outcome::Parsed);
+        assert_eq!(
+            events,
+            vec![Event::Orcpt(Orcpt {
+                envid: b"gate-1@client.example"[..].into(),
+                hash: sha1(b"gate secret"),
+                rcpt: b"User+x@example.com"[..].into(),
+                original: b"rfc822;user+x@example.com"[..].into(),
+                time: Timestamp::parse_rfc3339(b"2026-12-03T10:00:01Z").unwrap(),
+            })]
+        );
+        // queue= is optional; so is orcpt=, and a line without one is checked but changes
+        // nothing.
+        let bare = format!(
+            "mtqp: event=recipient time=2026-12-03T10:00:01Z envid=gate-1@client.example \
+             mtrk={mtrk} rcpt=plain@example.com"
+        );
+        assert_eq!(in_native_file(&bare), (Outcome::Ignored, Vec::new()));
+        assert!(parse_text(bare.as_bytes()).unwrap().unwrap().is_none());
+        assert_eq!(
+            in_native_file(&bare.replace("rcpt=plain@example.com", "rcpt=")).0,
+            Outcome::Rejected(NativeError::BadAddress.reason())
+        );
+    }
+
+    #[test]
+    fn every_rejection_of_a_recipient_line() {
+        let ok = "event=recipient time=2026-12-03T10:00:00Z envid=e@x \
+                  mtrk=2jmj7l5rSw0yVb/vlWAYkK/YBwk rcpt=a@b orcpt=rfc822;a@b";
+        assert!(matches!(parse(&format!("mtqp: {ok}")), Ok(Event::Orcpt(_))));
+        let without = |key: &str| {
+            let kept: Vec<&str> = ok
+                .split_whitespace()
+                .filter(|t| !t.starts_with(&format!("{key}=")))
+                .collect();
+            parse(&format!("mtqp: {}", kept.join(" ")))
+        };
+        assert_eq!(without("time"), Err(NativeError::MissingTime));
+        assert_eq!(without("envid"), Err(NativeError::MissingRecipientEnvid));
+        assert_eq!(without("mtrk"), Err(NativeError::MissingRecipientMtrk));
+        assert_eq!(without("rcpt"), Err(NativeError::MissingRecipientRcpt));
+        let with = |replace: &str, by: &str| {
+            assert!(ok.contains(replace), "{replace}");
+            parse(&format!("mtqp: {}", ok.replace(replace, by)))
+        };
+        let long = "a".repeat(510);
+        let cases: &[(&str, &str, NativeError)] = &[
+            (
+                "time=2026-12-03T10:00:00Z",
+                "time=today",
+                NativeError::BadTime,
+            ),
+            ("envid=e@x", "envid=e=x", NativeError::BadEnvid),
+            ("envid=e@x", "envid=", NativeError::BadEnvid),
+            (
+                "mtrk=2jmj7l5rSw0yVb/vlWAYkK/YBwk",
+                "mtrk=YWJj",
+                NativeError::BadMtrk,
+            ),
+            ("rcpt=a@b", "rcpt=", NativeError::BadAddress),
+            (
+                "rcpt=a@b",
+                &format!("rcpt={long}@bc"),
+                NativeError::BadAddress,
+            ),
+            ("rcpt=a@b", "rcpt=a+zz", NativeError::BadXtext),
+            ("orcpt=rfc822;a@b", "orcpt=", NativeError::BadAddress),
+            (
+                "orcpt=rfc822;a@b",
+                &format!("orcpt=rfc822;{long}"),
+                NativeError::BadAddress,
+            ),
+            ("orcpt=rfc822;a@b", "orcpt=a@b", NativeError::BadOrcpt),
+            ("orcpt=rfc822;a@b", "orcpt=;a@b", NativeError::BadOrcpt),
+            ("orcpt=rfc822;a@b", "orcpt=rfc822;", NativeError::BadOrcpt),
+            (
+                "orcpt=rfc822;a@b",
+                "orcpt=rfc+20822;a@b",
+                NativeError::BadOrcpt,
+            ),
+            (
+                "orcpt=rfc822;a@b",
+                "orcpt=rfc822;a@b+",
+                NativeError::BadXtext,
+            ),
+            ("rcpt=a@b", "rcpt=a@b queue=Q+1", NativeError::BadXtext),
+            ("rcpt=a@b", "rcpt=a@b rcpt=c@d", NativeError::DuplicateKey),
+        ];
+        for (replace, by, want) in cases {
+            assert_eq!(with(replace, by), Err(*want), "{by}");
+        }
+        // The type ends at the first `;`: the address may hold more (here, xtext-encoded).
+        let Ok(Event::Orcpt(o)) = with("orcpt=rfc822;a@b", "orcpt=x400;/c+3Dus/+3B/o+3Dx/") else {
+            panic!("not an orcpt")
+        };
+        assert_eq!(&*o.original, b"x400;/c=us/;/o=x/");
     }
 }

@@ -24,7 +24,9 @@ use super::tail::Position;
 const MAGIC: &[u8; 8] = b"MTQPDST\x01";
 /// 2: each message record is preceded by its length, so a restore can split the work.
 /// 3: a Message-ID of an accept line keeps its time and whether it tied a queue id.
-const VERSION: u32 = 3;
+/// 4: a message keeps the ORCPTs the SMTP gate declared; a waiting update, whether it keeps
+///    the ORCPT its native line gave.
+const VERSION: u32 = 4;
 const FILE: &str = "state.bin";
 
 /// Appends primitive values to a payload.

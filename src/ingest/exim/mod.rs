@@ -59,7 +59,7 @@ impl EximParser {
     }
 
     /// The native line `line` is, if it is one (see [`EximParser`]).
-    fn native(&mut self, line: &[u8]) -> Option<Result<Event, native::NativeError>> {
+    fn native(&mut self, line: &[u8]) -> Option<native::Parsed> {
         if let Ok(Some((_, rest))) = exim_header(line, &self.zone) {
             let after_id = next_token(rest)
                 .filter(|(id, _)| is_message_id(id))

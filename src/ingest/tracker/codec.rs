@@ -2,7 +2,9 @@
 //! record carries beside an answer that does not read back into its message (see
 //! [`super::stored`]).
 
-use crate::index::message::{Action, Message, Recipient, RecipientIndex};
+use crate::index::message::{
+    Action, DeclaredOrcpts, Message, Recipient, RecipientIndex, MAX_DECLARED_ORCPTS,
+};
 use crate::ingest::state::{Corrupt, Decoder, Encoder};
 use crate::protocol::date::Timestamp;
 use crate::protocol::secret::Hash;
@@ -31,6 +33,35 @@ pub(super) fn put_message_rest(enc: &mut Encoder, m: &Message) {
     enc.count(m.recipients.len());
     m.recipients.iter().for_each(|r| put_recipient(enc, r));
     enc.i64(m.last_event);
+    put_orcpts(enc, &m.orcpts);
+}
+
+/// The declared ORCPTs: a count (one octet for none), then each RCPT TO address and ORCPT.
+pub(super) fn put_orcpts(enc: &mut Encoder, orcpts: &DeclaredOrcpts) {
+    enc.varint(orcpts.len() as u64);
+    for d in orcpts.iter() {
+        enc.bytes(&d.rcpt);
+        enc.bytes(&d.original);
+    }
+}
+
+/// Reads what [`put_orcpts`] wrote into `orcpts`, under the bounds a message keeps to.
+pub(super) fn get_orcpts(
+    dec: &mut Decoder<'_>,
+    orcpts: &mut DeclaredOrcpts,
+) -> Result<(), Corrupt> {
+    let count = dec.varint()?;
+    // Each takes at least eight octets: a corrupt count cannot loop for long.
+    if count > MAX_DECLARED_ORCPTS as u64 || count > dec.rest().len() as u64 {
+        return Err(Corrupt(format!("{count} declared ORCPTs")));
+    }
+    for _ in 0..count {
+        let (rcpt, original) = (dec.bytes()?, dec.bytes()?);
+        if orcpts.insert(rcpt, original) != Ok(true) {
+            return Err(Corrupt("a declared ORCPT out of bounds or repeated".into()));
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn get_message_rest(
@@ -56,11 +87,13 @@ pub(super) fn get_message_rest(
         recipients: Vec::new(),
         last_event: 0,
         lookup: RecipientIndex::default(),
+        orcpts: Default::default(),
     };
     for _ in 0..dec.count()? {
         m.update_recipient(get_recipient(dec)?);
     }
     m.last_event = dec.i64()?;
+    get_orcpts(dec, &mut m.orcpts)?;
     Ok(m)
 }
 
@@ -144,6 +177,7 @@ mod tests {
             recipients: Vec::new(),
             last_event: 0,
             lookup: Default::default(),
+            orcpts: Default::default(),
         }
     }
 
@@ -180,6 +214,59 @@ mod tests {
             },
         ] {
             assert!(decode(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Declared ORCPTs decode only as a message holds them: within the bounds, each address
+    /// once.
+    #[test]
+    fn declared_orcpts_decode_within_their_bounds() {
+        let t = Timestamp {
+            unix: 1_000_000_000,
+            offset_minutes: 0,
+        };
+        let decode = |m: &Message| {
+            let mut enc = Encoder::default();
+            put_message_rest(&mut enc, m);
+            let mut dec = Decoder::new(&enc.buf);
+            get_message_rest(&mut dec, m.envid.clone(), m.hash).map(|back| (back, dec.is_done()))
+        };
+        let mut m = message(t);
+        for i in 0..3 {
+            let rcpt = format!("u{i}@x").into_bytes();
+            assert_eq!(
+                m.orcpts
+                    .insert(rcpt.clone().into(), [b"rfc822;", &rcpt[..]].concat().into()),
+                Ok(true)
+            );
+        }
+        assert_eq!(decode(&m), Ok((m.clone(), true)));
+        let mut enc = Encoder::default();
+        put_message_rest(&mut enc, &message(t));
+        let empty = enc.buf.len();
+        put_message_rest(&mut enc, &m);
+        assert_eq!(
+            enc.buf.len() - 2 * empty,
+            3 * (4 + "u0@x".len() + 4 + "rfc822;u0@x".len()),
+            "one octet for none, and the values"
+        );
+        // The same address twice, and a count past the bound.
+        let mut twice = Encoder::default();
+        put_message_rest(&mut twice, &message(t));
+        twice.buf.pop();
+        twice.varint(2);
+        for _ in 0..2 {
+            twice.bytes(b"a@x");
+            twice.bytes(b"rfc822;a@x");
+        }
+        let mut many = Encoder::default();
+        put_message_rest(&mut many, &message(t));
+        many.buf.pop();
+        many.varint(MAX_DECLARED_ORCPTS as u64 + 1);
+        many.buf.extend(std::iter::repeat_n(0, 20_000));
+        for bad in [twice.buf, many.buf] {
+            let back = get_message_rest(&mut Decoder::new(&bad), b"e@x"[..].into(), [7; 20]);
+            assert!(back.is_err());
         }
     }
 }

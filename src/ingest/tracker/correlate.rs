@@ -4,9 +4,9 @@
 
 use super::refs::{EnvidIds, MessageIdClaim, QueueInfo};
 use super::stored::Stored;
-use super::{Id, Tracker, UNCLAIMED_GRACE};
+use super::{Id, Tracker, UNCLAIMED_GRACE, UNKNOWN_MESSAGE};
 use crate::index::message::{Action, Message};
-use crate::ingest::event::{Accept, MessageRef, MtaEvent, RcptUpdate};
+use crate::ingest::event::{Accept, MessageRef, MtaEvent, Orcpt, RcptUpdate};
 use crate::ingest::queue_id::QueueId;
 use crate::protocol::secret::Hash;
 
@@ -75,6 +75,7 @@ impl Tracker {
                     message: MessageRef::Queue(queue),
                     hash: None,
                     recipient,
+                    keeps_original: false,
                 });
             }
             MtaEvent::Handoff { queue, new_queue } => {
@@ -240,6 +241,7 @@ impl Tracker {
                 recipients: Vec::new(),
                 last_event: a.time.unix,
                 lookup: Default::default(),
+                orcpts: Default::default(),
             }))
         });
         let Some(msg) = stored.message_mut() else {
@@ -319,8 +321,30 @@ impl Tracker {
         if r.recipient.action.is_pending() && r.recipient.will_retry_until.is_none() {
             r.recipient.will_retry_until = Some(msg.arrival.plus(self.retention.queue_lifetime));
         }
+        if !r.keeps_original {
+            msg.orcpts.apply(&mut r.recipient);
+        }
         msg.update_recipient(r.recipient);
         // Unpacked: published (and packed) again whether it changed or not.
         self.dirty.insert(id);
+    }
+
+    /// The SMTP gate's ORCPT for one RCPT TO of a message it accepted: kept with the message,
+    /// and given to the recipients MTA lines created and will create for that address.
+    pub(super) fn declare(&mut self, o: Orcpt) -> Result<(), &'static str> {
+        let id = self.id_of(&o.envid, &o.hash).ok_or(UNKNOWN_MESSAGE)?;
+        let Some(msg) = self.messages.get_mut(&id).and_then(Stored::message_mut) else {
+            return Err(UNKNOWN_MESSAGE);
+        };
+        // Unpacked: published (and packed) again whether it changes or not.
+        self.dirty.insert(id);
+        if msg
+            .declare_orcpt(o.rcpt, o.original)
+            .map_err(|refused| refused.reason())?
+        {
+            msg.last_event = msg.last_event.max(o.time.unix);
+        }
+        self.advance_log_clock(o.time.unix);
+        Ok(())
     }
 }

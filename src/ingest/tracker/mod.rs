@@ -56,6 +56,9 @@ use orphans::Orphans;
 use refs::{EnvidIds, MessageIdClaim, QueueInfo};
 use stored::{pack, unpack, Stored};
 
+/// Why a recipient line (the SMTP gate's ORCPT) is refused when its message is not known.
+const UNKNOWN_MESSAGE: &str = "recipient line names no known message (envid= and mtrk=)";
+
 /// Why an update naming only an envid is refused.
 const SHARED_ENVID: &str = "rcpt line names only an envid that more than one message shares";
 
@@ -145,7 +148,10 @@ impl Tracker {
     /// Applies one event. Changes reach the index at the next [`Tracker::publish`]. A message
     /// the event names by envid that the tracker forgot is taken back from `index` first. An
     /// update naming only an envid that more than one message shares (senders may reuse an
-    /// ENVID, each with its own secret) is refused, with the reason: it could be either's.
+    /// ENVID, each with its own secret) is refused, with the reason: it could be either's. So
+    /// is the SMTP gate's ORCPT for a message neither the tracker nor `index` holds (the gate
+    /// writes its accept line first), or one past the bounds of
+    /// [`crate::index::message::DeclaredOrcpts`].
     pub fn apply(&mut self, event: Event, index: &Index) -> Result<(), &'static str> {
         match &event {
             Event::Accept(a) => {
@@ -171,11 +177,15 @@ impl Tracker {
                 }
                 self.take_back(index, envid, hash.as_ref());
             }
+            Event::Orcpt(o) => {
+                self.take_back(index, &o.envid, Some(&o.hash));
+            }
             _ => {}
         }
         match event {
             Event::Accept(a) => self.accept(a),
             Event::Rcpt(r) => self.rcpt(r),
+            Event::Orcpt(o) => return self.declare(o),
             Event::Mta(m) => self.mta(m),
         }
         Ok(())

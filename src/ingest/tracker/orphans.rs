@@ -190,6 +190,7 @@ mod tests {
                 will_retry_until: None,
                 at,
             },
+            keeps_original: false,
         }
     }
 

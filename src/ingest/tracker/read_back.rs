@@ -7,9 +7,9 @@
 //! module assumes, an answer with extra header lines. So the caller renders, reads back, and
 //! keeps the answer as the message only when the two are equal (see [`round_trips`]); what
 //! the answer does not show (each recipient's event time, the MTRK timeout, the time of the
-//! last event) travels beside it in [`Extras`].
+//! last event, the ORCPTs the SMTP gate declared) travels beside it in [`Extras`].
 
-use crate::index::message::{Action, Message, Recipient};
+use crate::index::message::{Action, DeclaredOrcpt, Message, Recipient};
 use crate::index::render::{
     ACTION, ARRIVAL_DATE, DIAGNOSTIC_CODE_HEAD, FINAL_RECIPIENT_HEAD, LAST_ATTEMPT_DATE,
     ORIGINAL_RECIPIENT_HEAD, REMOTE_MTA_HEAD, REPORTING_MTA_HEAD, STATUS, WILL_RETRY_UNTIL,
@@ -24,6 +24,19 @@ pub struct Extras {
     pub last_event: i64,
     /// Each recipient's `at`, in the order of the answer.
     pub recipient_times: Vec<i64>,
+    /// The declared ORCPTs, in the message's order.
+    pub orcpts: Vec<CarriedOrcpt>,
+}
+
+/// How [`Extras`] carry one ORCPT the SMTP gate declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CarriedOrcpt {
+    /// Written out.
+    Whole(DeclaredOrcpt),
+    /// As the recipient at this position of the answer shows it: its final address is the
+    /// RCPT TO address and its original the ORCPT. The usual case (no alias in between), which
+    /// costs the record an octet or two rather than both values again.
+    Recipient(usize),
 }
 
 #[cfg(test)]
@@ -34,6 +47,7 @@ impl Extras {
             timeout: m.timeout,
             last_event: m.last_event,
             recipient_times: m.recipients.iter().map(|r| r.at).collect(),
+            orcpts: m.orcpts.iter().cloned().map(CarriedOrcpt::Whole).collect(),
         }
     }
 }
@@ -55,13 +69,30 @@ pub fn read_back(body: &[u8], envid: &[u8], hash: Hash, extras: &Extras) -> Opti
         recipients: Vec::new(),
         last_event: extras.last_event,
         lookup: Default::default(),
+        orcpts: Default::default(),
     };
     let mut times = extras.recipient_times.iter();
     m.arrival = parse(body, envid, |r| {
         m.update_recipient(r.to_owned(*times.next()?));
         Some(())
     })?;
-    times.next().is_none().then_some(m)
+    if times.next().is_some() {
+        return None;
+    }
+    for carried in &extras.orcpts {
+        let (rcpt, original) = match carried {
+            CarriedOrcpt::Whole(d) => (d.rcpt.clone(), d.original.clone()),
+            CarriedOrcpt::Recipient(i) => {
+                let r = m.recipients.get(*i)?;
+                (r.final_rcpt.clone(), r.original.clone()?)
+            }
+        };
+        // A record this module's caller wrote holds each once, within the bounds.
+        if m.orcpts.insert(rcpt, original) != Ok(true) {
+            return None;
+        }
+    }
+    Some(m)
 }
 
 /// True when `body` reads back as exactly `m` (given its [`Extras`]). Compares in place: it
@@ -338,6 +369,7 @@ mod tests {
             recipients: Vec::new(),
             last_event: ts("2026-11-24T06:00:00Z").unix,
             lookup: Default::default(),
+            orcpts: Default::default(),
         };
         recipients.into_iter().for_each(|r| {
             m.update_recipient(r);

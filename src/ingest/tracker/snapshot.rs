@@ -234,6 +234,7 @@ impl Tracker {
                     enc.buf.extend_from_slice(h);
                 }
             }
+            enc.u8(u8::from(r.keeps_original));
             put_recipient(enc, &r.recipient);
         }
     }
@@ -329,11 +330,17 @@ impl Tracker {
                 1 => Some(dec.hash()?),
                 x => return Err(Corrupt(format!("bad hash tag {x}"))),
             };
+            let keeps_original = match dec.u8()? {
+                0 => false,
+                1 => true,
+                x => return Err(Corrupt(format!("bad original flag {x}"))),
+            };
             let recipient = get_recipient(dec)?;
             t.orphans.hold(RcptUpdate {
                 message,
                 hash,
                 recipient,
+                keeps_original,
             });
         }
         t.queues_after_sweep = t.queues.len();

@@ -11,9 +11,9 @@
 use std::borrow::Cow;
 
 use super::codec::{get_message_rest, put_message_rest};
-use super::read_back::{self, read_back, Extras};
+use super::read_back::{self, read_back, CarriedOrcpt, Extras};
 use crate::index::entry::framed_part;
-use crate::index::message::{Message, Retention};
+use crate::index::message::{DeclaredOrcpt, Message, Retention, MAX_DECLARED_ORCPTS};
 use crate::index::Entry;
 use crate::ingest::state::{Corrupt, Decoder, Encoder};
 use crate::protocol::secret::Hash;
@@ -65,13 +65,29 @@ pub(super) fn pack(m: &Message, wire: &[u8], buf: &mut Vec<u8>) {
 /// The [`Extras`] of `m` in a few octets (written from the message, not through an `Extras`:
 /// this runs for every message published): the timeout plus one (0 for none), the last event's
 /// time, the count, and how long before the last event each recipient's state was set (nearly
-/// always 0).
+/// always 0). Then, only when the SMTP gate declared ORCPTs (so that the usual record gains
+/// nothing), their count and each one: 0 and both values, or the position plus one of the
+/// recipient that shows it ([`CarriedOrcpt::Recipient`]).
 fn put_extras(enc: &mut Encoder, m: &Message) {
     enc.varint(m.timeout.map_or(0, |t| u64::from(t) + 1));
     enc.zigzag(m.last_event);
     enc.varint(m.recipients.len() as u64);
     for r in &m.recipients {
         enc.zigzag(m.last_event.wrapping_sub(r.at));
+    }
+    if m.orcpts.is_empty() {
+        return;
+    }
+    enc.varint(m.orcpts.len() as u64);
+    for d in m.orcpts.iter() {
+        match m.recipient_position(Some(&d.original), &d.rcpt) {
+            Some(i) => enc.varint(i as u64 + 1),
+            None => {
+                enc.varint(0);
+                enc.bytes(&d.rcpt);
+                enc.bytes(&d.original);
+            }
+        }
     }
 }
 
@@ -89,10 +105,29 @@ fn get_extras(dec: &mut Decoder<'_>) -> Result<Extras, Corrupt> {
     let recipient_times = (0..count)
         .map(|_| Ok(last_event.wrapping_sub(dec.zigzag()?)))
         .collect::<Result<_, Corrupt>>()?;
+    let mut orcpts = Vec::new();
+    if !dec.is_done() {
+        let count = dec.varint()?;
+        if count > MAX_DECLARED_ORCPTS as u64 || count > dec.rest().len() as u64 {
+            return Err(Corrupt(format!("{count} declared ORCPTs")));
+        }
+        for _ in 0..count {
+            orcpts.push(match dec.varint()? {
+                0 => CarriedOrcpt::Whole(DeclaredOrcpt {
+                    rcpt: dec.bytes()?,
+                    original: dec.bytes()?,
+                }),
+                i => CarriedOrcpt::Recipient(
+                    usize::try_from(i - 1).map_err(|_| Corrupt("bad recipient".into()))?,
+                ),
+            });
+        }
+    }
     Ok(Extras {
         timeout,
         last_event,
         recipient_times,
+        orcpts,
     })
 }
 
@@ -221,6 +256,7 @@ mod tests {
             recipients: Vec::new(),
             last_event: arrival.unix + rng.i64(0..1_000_000),
             lookup: Default::default(),
+            orcpts: Default::default(),
         };
         for _ in 0..rng.usize(1..6) {
             let action = Action::ALL[rng.usize(..Action::ALL.len() - 1)];
@@ -252,19 +288,54 @@ mod tests {
                 at: m.last_event - rng.i64(0..100_000),
             });
         }
+        // The SMTP gate's ORCPTs: most as a recipient shows them (its final address the RCPT
+        // TO, its original the ORCPT), some for an alias or an address no line named yet.
+        let shown: Vec<_> = m
+            .recipients
+            .iter()
+            .filter(|r| r.original.is_some() && rng.bool())
+            .map(|r| (r.final_rcpt.clone(), r.original.clone().unwrap_or_default()))
+            .collect();
+        for (rcpt, original) in shown {
+            let _ = m.orcpts.insert(rcpt, original);
+        }
+        for _ in 0..rng.usize(0..3) {
+            let (rcpt, original) = (address(rng), address(rng));
+            let _ = m.orcpts.insert(
+                rcpt.into_bytes().into(),
+                format!("rfc822;{original}").into_bytes().into(),
+            );
+        }
         m
     }
 
     /// The saving that makes a record cost one answer, not an answer and a message: every
-    /// message of the kind the parsers produce is carried by its answer, and reads back whole.
-    /// A change to the renderer that breaks this fails here, not only in a memory benchmark.
+    /// message of the kind the parsers produce is carried by its answer, and reads back whole,
+    /// the SMTP gate's ORCPTs included. A change to the renderer that breaks this fails here,
+    /// not only in a memory benchmark.
     #[test]
     fn rendered_messages_read_back_from_their_answers() {
         let mut rng = fastrand::Rng::with_seed(0x5eed_0001);
+        let mut with_orcpts = 0;
         for _ in 0..2_000 {
             let m = message(&mut rng);
+            with_orcpts += usize::from(!m.orcpts.is_empty());
             let (back, read_back) = republished(&m, "hub.example").expect("a record");
             assert!(read_back, "stored whole: {m:?}");
+            assert_eq!(back, m);
+        }
+        assert!(with_orcpts > 1_000, "{with_orcpts}");
+    }
+
+    /// A message stored whole (here, for an extra header line) keeps its ORCPTs too.
+    #[test]
+    fn messages_stored_whole_keep_their_orcpts() {
+        let mut rng = fastrand::Rng::with_seed(0x5eed_0002);
+        for _ in 0..200 {
+            let mut m = message(&mut rng);
+            m.headers.push(b"X-Note: whole"[..].into());
+            let (back, read_back) = republished(&m, "hub.example").expect("a record");
+            assert!(!read_back);
             assert_eq!(back, m);
         }
     }

@@ -4,8 +4,12 @@ use super::codec::get_message_rest;
 use super::snapshot::put_entry;
 use super::stored::{SIDECAR_EXTRAS, SIDECAR_WHOLE};
 use super::*;
-use crate::index::message::{Action, Recipient};
-use crate::ingest::event::{Accept, MtaEvent};
+use crate::index::message::{
+    Action, DeclareRefused, DeclaredOrcpt, Recipient, RecipientIndex, MAX_DECLARED_BYTES,
+    MAX_DECLARED_ORCPTS,
+};
+use crate::index::render::render;
+use crate::ingest::event::{Accept, MtaEvent, Orcpt};
 use crate::ingest::state::{Decoder, Encoder};
 use crate::protocol::date::Timestamp;
 use crate::protocol::secret::sha1;
@@ -390,6 +394,7 @@ fn envid_rcpt(envid: &str, to: &str, action: Action, at: i64) -> Event {
         message: MessageRef::Envid(q(envid)),
         hash: None,
         recipient,
+        keeps_original: false,
     })
 }
 
@@ -522,6 +527,7 @@ fn a_queue_id_only_native_lines_name_holds_a_finished_message_for_the_grace_peri
             message: MessageRef::Queue(qid("N7")),
             hash: None,
             recipient,
+            keeps_original: false,
         })
     };
     let mut tr = tracker();
@@ -543,4 +549,414 @@ fn a_queue_id_only_native_lines_name_holds_a_finished_message_for_the_grace_peri
     );
     assert!(inner.by_queue.is_empty(), "with its queue id");
     assert!(answer(ix, "e7@x").contains("Final-Recipient: rfc822; a@x\r\nAction: delivered"));
+}
+
+// The SMTP gate's ORCPTs (native `event=recipient`).
+
+/// The gate's declaration: `rcpt` was given ORCPT `orcpt` in e's transaction.
+fn declare(envid: &str, rcpt: &str, orcpt: &str, at: i64) -> Event {
+    Event::Orcpt(Orcpt {
+        envid: envid.as_bytes().into(),
+        hash: sha1(envid.as_bytes()),
+        rcpt: rcpt.as_bytes().into(),
+        original: orcpt.as_bytes().into(),
+        time: t(at),
+    })
+}
+
+/// An MTA line for `to` that logs the address the client gave as `orig_to`.
+fn aliased_rcpt(queue: &str, orig_to: &str, to: &str, action: Action, at: i64) -> Event {
+    let Event::Mta(MtaEvent::Recipient {
+        queue,
+        mut recipient,
+    }) = mta_rcpt(queue, to, action, at)
+    else {
+        unreachable!()
+    };
+    recipient.original = Some(format!("rfc822;{orig_to}").into_bytes().into());
+    Event::Mta(MtaEvent::Recipient { queue, recipient })
+}
+
+/// The recipients of `envid` as (original, final address, action).
+fn originals(tr: &Tracker, envid: &str) -> Vec<(Option<String>, String, Action)> {
+    let id = tr.id_of(envid.as_bytes(), &sha1(envid.as_bytes()));
+    let m = id.and_then(|id| tr.messages.get(&id)?.message());
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    m.map(|m| {
+        m.recipients
+            .iter()
+            .map(|r| {
+                (
+                    r.original.as_deref().map(text),
+                    text(&r.final_rcpt),
+                    r.action,
+                )
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn o(s: &str) -> Option<String> {
+    Some(s.into())
+}
+
+#[test]
+fn a_declared_orcpt_goes_to_the_later_mta_lines_of_its_address() {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), None, 100));
+    tr.apply(declare("e1@x", "user+x@x", "rfc822;user+x@x", 100));
+    tr.apply(declare("e1@x", "other@x", "rfc822;first@y", 100));
+    tr.apply(mta_rcpt("Q1", "user+x@x", Action::Delayed, 101));
+    tr.apply(mta_rcpt("Q1", "plain@x", Action::Delivered, 101));
+    tr.apply(mta_rcpt("Q1", "user+x@x", Action::Delivered, 102));
+    assert_eq!(
+        originals(&tr, "e1@x"),
+        vec![
+            (o("rfc822;user+x@x"), "user+x@x".into(), Action::Delivered),
+            (None, "plain@x".into(), Action::Delivered),
+        ],
+        "one recipient across its lines; no ORCPT for an address the gate gave none"
+    );
+    let Fixture { tr: inner, ix } = &mut tr;
+    inner.publish(ix, 0);
+    assert!(answer(ix, "e1@x").contains(
+        "\r\n\r\nOriginal-Recipient: rfc822; user+x@x\r\nFinal-Recipient: rfc822; user+x@x\r\n\
+         Action: delivered\r\n"
+    ));
+}
+
+#[test]
+fn a_declaration_after_the_mta_lines_fixes_up_their_recipients() {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), None, 100));
+    // Enough recipients that the message finds them through its RecipientIndex.
+    let n = RecipientIndex::THRESHOLD + 8;
+    for i in 0..n {
+        tr.apply(mta_rcpt("Q1", &format!("u{i}@x"), Action::Delayed, 101));
+    }
+    let Fixture { tr: inner, ix } = &mut tr;
+    inner.publish(ix, 0);
+    for i in 0..n {
+        tr.apply(declare(
+            "e1@x",
+            &format!("U{i}@X"),
+            &format!("rfc822;o{i}@y"),
+            100,
+        ));
+    }
+    for i in 0..n {
+        tr.apply(mta_rcpt("Q1", &format!("u{i}@x"), Action::Relayed, 200));
+    }
+    let want: Vec<_> = (0..n)
+        .map(|i| {
+            (
+                o(&format!("rfc822;o{i}@y")),
+                format!("u{i}@x"),
+                Action::Relayed,
+            )
+        })
+        .collect();
+    assert_eq!(originals(&tr, "e1@x"), want);
+    let Fixture { tr: inner, ix } = &mut tr;
+    inner.publish(ix, 0);
+    let e = ix.records_of(b"e1@x").pop().expect("indexed");
+    assert_eq!(e.sidecar()[0], SIDECAR_EXTRAS, "read back from the answer");
+    let back = unpack(&e).expect("unpacks");
+    assert_eq!(back.orcpts.len(), n);
+    assert_eq!(originals(&tr, "e1@x"), want);
+}
+
+#[test]
+fn addresses_match_ignoring_ascii_case_and_through_orig_to() {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), None, 100));
+    tr.apply(declare(
+        "e1@x",
+        "Alias@Example.ORG",
+        "rfc822;Alias@Example.ORG",
+        100,
+    ));
+    tr.apply(declare("e1@x", "MiXed@x", "rfc822;orig@y", 100));
+    tr.apply(aliased_rcpt(
+        "Q1",
+        "alias@example.org",
+        "box@x",
+        Action::Delivered,
+        101,
+    ));
+    tr.apply(mta_rcpt("Q1", "mixed@X", Action::Delivered, 101));
+    tr.apply(aliased_rcpt(
+        "Q1",
+        "nobody@x",
+        "box@x",
+        Action::Delivered,
+        101,
+    ));
+    assert_eq!(
+        originals(&tr, "e1@x"),
+        vec![
+            (
+                o("rfc822;Alias@Example.ORG"),
+                "box@x".into(),
+                Action::Delivered
+            ),
+            (o("rfc822;orig@y"), "mixed@X".into(), Action::Delivered),
+            (o("rfc822;nobody@x"), "box@x".into(), Action::Delivered),
+        ]
+    );
+}
+
+/// Two RCPT TOs that the MTA delivers to one mailbox (an alias of it, and the mailbox itself)
+/// stay two recipients, each with its own ORCPT, in whichever order the lines come: the
+/// mailbox's ORCPT is not given to the alias's recipient, which has an original of its own.
+#[test]
+fn an_alias_and_its_target_keep_their_own_orcpts_in_any_order() {
+    let want = vec![
+        (o("rfc822;a@orcpt"), "box@x".into(), Action::Delivered),
+        (o("rfc822;box@orcpt"), "box@x".into(), Action::Delivered),
+    ];
+    let lines = |tr: &mut Fixture| {
+        tr.apply(aliased_rcpt(
+            "Q1",
+            "alias@x",
+            "box@x",
+            Action::Delivered,
+            101,
+        ));
+        tr.apply(mta_rcpt("Q1", "box@x", Action::Delivered, 101));
+    };
+    let declarations = |tr: &mut Fixture, box_first: bool| {
+        let alias = declare("e1@x", "alias@x", "rfc822;a@orcpt", 100);
+        let mailbox = declare("e1@x", "box@x", "rfc822;box@orcpt", 100);
+        let (first, second) = if box_first {
+            (mailbox, alias)
+        } else {
+            (alias, mailbox)
+        };
+        tr.apply(first);
+        tr.apply(second);
+    };
+    for (declared_first, box_first) in [(true, true), (true, false), (false, true), (false, false)]
+    {
+        let mut tr = tracker();
+        tr.apply(accept("e1@x", Some("Q1"), None, 100));
+        if declared_first {
+            declarations(&mut tr, box_first);
+            lines(&mut tr);
+        } else {
+            lines(&mut tr);
+            declarations(&mut tr, box_first);
+        }
+        let mut got = originals(&tr, "e1@x");
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got, want,
+            "declared first {declared_first}, box first {box_first}"
+        );
+    }
+}
+
+#[test]
+fn a_fix_up_that_makes_two_recipients_one_keeps_the_newer_state() {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), None, 100));
+    // A native line gave the ORCPT the gate declares later; the MTA's line came without.
+    tr.apply(Event::Rcpt(RcptUpdate {
+        message: MessageRef::Envid(q("e1@x")),
+        hash: None,
+        keeps_original: true,
+        ..match envid_rcpt("e1@x", "a@x", Action::Delayed, 101) {
+            Event::Rcpt(mut r) => {
+                r.recipient.original = Some(q("rfc822;a@orcpt"));
+                r
+            }
+            _ => unreachable!(),
+        }
+    }));
+    tr.apply(mta_rcpt("Q1", "a@x", Action::Delivered, 102));
+    assert_eq!(originals(&tr, "e1@x").len(), 2);
+    tr.apply(declare("e1@x", "a@x", "rfc822;a@orcpt", 100));
+    assert_eq!(
+        originals(&tr, "e1@x"),
+        vec![(o("rfc822;a@orcpt"), "a@x".into(), Action::Delivered)]
+    );
+}
+
+#[test]
+fn a_native_rcpt_line_keeps_its_own_orcpt_and_one_without_gets_the_declared() {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), None, 100));
+    tr.apply(declare("e1@x", "a@x", "rfc822;declared@y", 100));
+    tr.apply(declare("e1@x", "b@x", "rfc822;declared-b@y", 100));
+    let native = |to: &str, own: Option<&str>| {
+        let Event::Rcpt(mut r) = envid_rcpt("e1@x", to, Action::Delivered, 101) else {
+            unreachable!()
+        };
+        r.recipient.original = own.map(q);
+        r.keeps_original = own.is_some();
+        Event::Rcpt(r)
+    };
+    tr.apply(native("a@x", Some("rfc822;own@y")));
+    tr.apply(native("b@x", None));
+    assert_eq!(
+        originals(&tr, "e1@x"),
+        vec![
+            (o("rfc822;own@y"), "a@x".into(), Action::Delivered),
+            (o("rfc822;declared-b@y"), "b@x".into(), Action::Delivered),
+        ]
+    );
+}
+
+#[test]
+fn declarations_are_bounded_and_refused_with_a_reason() {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), None, 100));
+    let apply = |tr: &mut Fixture, e| tr.tr.apply(e, &tr.ix);
+    for i in 0..MAX_DECLARED_ORCPTS {
+        let rcpt = format!("u{i}@x");
+        apply(
+            &mut tr,
+            declare("e1@x", &rcpt, &format!("rfc822;{rcpt}"), 100),
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        apply(
+            &mut tr,
+            declare("e1@x", "one-more@x", "rfc822;one-more@x", 100)
+        ),
+        Err(DeclareRefused::TooMany.reason())
+    );
+    assert_eq!(
+        apply(&mut tr, declare("e1@x", "u7@x", "rfc822;u7@x", 100)),
+        Ok(()),
+        "a line read again changes nothing"
+    );
+    assert_eq!(
+        apply(&mut tr, declare("e1@x", "U7@X", "rfc822;other@x", 100)),
+        Err(DeclareRefused::Conflict.reason())
+    );
+    tr.apply(accept("e2@x", Some("Q2"), None, 100));
+    let long = "a".repeat(500);
+    let mut refused = None;
+    for i in 0..MAX_DECLARED_ORCPTS {
+        let rcpt = format!("{i}{long}");
+        if let Err(why) = apply(
+            &mut tr,
+            declare("e2@x", &rcpt, &format!("rfc822;{rcpt}"), 100),
+        ) {
+            refused = Some((i, why));
+            break;
+        }
+    }
+    let (held, why) = refused.expect("refused before 1000");
+    assert_eq!(why, DeclareRefused::TooLarge.reason());
+    assert!(held * 1000 <= MAX_DECLARED_BYTES && (held + 1) * 1016 > MAX_DECLARED_BYTES);
+}
+
+#[test]
+fn a_declaration_for_an_unknown_message_is_refused() {
+    let mut tr = tracker();
+    tr.apply(accept("e1@x", Some("Q1"), None, 100));
+    let mut wrong_hash = declare("e1@x", "a@x", "rfc822;a@x", 100);
+    if let Event::Orcpt(o) = &mut wrong_hash {
+        o.hash = sha1(b"another secret");
+    }
+    for e in [declare("e9@x", "a@x", "rfc822;a@x", 100), wrong_hash] {
+        assert_eq!(tr.tr.apply(e, &tr.ix), Err(UNKNOWN_MESSAGE));
+    }
+}
+
+#[test]
+fn declarations_survive_packing_snapshots_and_being_forgotten() {
+    let mut tr = forgotten_e1();
+    // A late recipient line takes the forgotten message back from the index.
+    tr.apply(declare("e1@x", "a@x", "rfc822;a+x@y", 5000));
+    tr.apply(declare("e1@x", "b@x", "rfc822;b@y", 5000));
+    tr.apply(declare("e1@x", "c@x", "x400;/c=us/", 5000));
+    let want = vec![(o("rfc822;a+x@y"), "a@x".into(), Action::Delivered)];
+    assert_eq!(originals(&tr, "e1@x"), want);
+    let Fixture { tr: inner, ix } = &mut tr;
+    inner.publish(ix, 0);
+    assert!(answer(ix, "e1@x")
+        .contains("Original-Recipient: rfc822; a+x@y\r\nFinal-Recipient: rfc822; a@x\r\n"));
+    let entry = ix.records_of(b"e1@x").pop().expect("indexed");
+    assert_eq!(entry.sidecar()[0], SIDECAR_EXTRAS);
+    let packed = unpack(&entry).expect("unpacks");
+    assert_eq!(packed.orcpts.len(), 3);
+    // The ORCPT the recipient shows costs the record two octets, not both values again.
+    let mut without = packed.clone();
+    without.orcpts = Default::default();
+    let mut sidecar = Vec::new();
+    stored::pack(&without, &render(&without, "hub.example"), &mut sidecar);
+    let literal = |d: &DeclaredOrcpt| 1 + 8 + d.rcpt.len() + d.original.len();
+    let others: usize = packed.orcpts.iter().skip(1).map(literal).sum();
+    assert_eq!(entry.sidecar().len(), sidecar.len() + 1 + 1 + others);
+    // Whole in a snapshot, and again in the index after a restore.
+    let mut enc = Encoder::default();
+    tr.encode(&mut enc, &tr.ix);
+    let mut dec = Decoder::new(&enc.buf);
+    let mut back = Fixture {
+        tr: Tracker::decode(&mut dec, "hub.example".into(), tr.retention, i64::MAX).unwrap(),
+        ix: Index::new(1),
+    };
+    assert!(dec.is_done());
+    let Fixture { tr: inner, ix } = &mut back;
+    inner.publish(ix, 0);
+    assert_eq!(answer(ix, "e1@x"), answer(&tr.ix, "e1@x"));
+    let restored = unpack(&ix.records_of(b"e1@x").pop().unwrap()).unwrap();
+    assert_eq!(restored, packed);
+    // And still applied to later lines.
+    back.apply(envid_rcpt("e1@x", "B@X", Action::Delivered, 5001));
+    assert_eq!(
+        originals(&back, "e1@x")[1],
+        (o("rfc822;b@y"), "B@X".into(), Action::Delivered)
+    );
+}
+
+/// A waiting MTA line gets the declaration when its queue id is tied to the message; a waiting
+/// update's flag survives a snapshot.
+#[test]
+fn waiting_updates_get_the_declarations_and_keep_their_flag_across_a_snapshot() {
+    let mut tr = tracker();
+    tr.apply(mta_rcpt("Q1", "a@x", Action::Delivered, 101));
+    tr.apply(Event::Rcpt(RcptUpdate {
+        message: MessageRef::Queue(qid("Q1")),
+        hash: None,
+        keeps_original: true,
+        ..match envid_rcpt("e1@x", "b@x", Action::Delivered, 101) {
+            Event::Rcpt(mut r) => {
+                r.recipient.original = Some(q("rfc822;own@y"));
+                r
+            }
+            _ => unreachable!(),
+        }
+    }));
+    let mut enc = Encoder::default();
+    tr.encode(&mut enc, &tr.ix);
+    let mut back = Fixture {
+        tr: Tracker::decode(
+            &mut Decoder::new(&enc.buf),
+            "h".into(),
+            tr.retention,
+            i64::MAX,
+        )
+        .unwrap(),
+        ix: Index::new(1),
+    };
+    assert_eq!(back.orphans().0, 2);
+    // An accept that names no queue id, so that the waiting lines stay waiting until the
+    // declarations are in; then one that names it.
+    back.apply(accept("e1@x", None, None, 100));
+    back.apply(declare("e1@x", "a@x", "rfc822;a@orcpt", 100));
+    back.apply(declare("e1@x", "b@x", "rfc822;b@orcpt", 100));
+    back.apply(accept("e1@x", Some("Q1"), None, 100));
+    assert_eq!(
+        originals(&back, "e1@x"),
+        vec![
+            (o("rfc822;a@orcpt"), "a@x".into(), Action::Delivered),
+            (o("rfc822;own@y"), "b@x".into(), Action::Delivered),
+        ]
+    );
 }
