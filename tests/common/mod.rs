@@ -140,8 +140,24 @@ impl Server {
         (s, stdout.expect("demo stdout"))
     }
 
+    /// Starts `mtqpd gate --listen 127.0.0.1:0 ARGS…` and waits until it listens (`mtqpd: gate
+    /// listening on ADDR`); [`Server::addr`] is then the gate's SMTP address.
+    pub fn start_gate(args: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtqpd"));
+        cmd.arg("gate")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::null());
+        Server::spawn_until(cmd, "mtqpd: gate listening on ")
+    }
+
     /// Spawns `cmd` and waits until it listens.
-    fn spawn(mut cmd: Command) -> Server {
+    fn spawn(cmd: Command) -> Server {
+        Server::spawn_until(cmd, "mtqpd: listening on ")
+    }
+
+    /// Spawns `cmd` and waits for the stderr line `NEEDLE ADDR`, ADDR being where it listens.
+    fn spawn_until(mut cmd: Command, needle: &str) -> Server {
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn mtqpd");
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -160,9 +176,9 @@ impl Server {
             addr: "127.0.0.1:0".parse().unwrap(),
             stderr,
         };
-        let line = server.wait_for_stderr("mtqpd: listening on ");
+        let line = server.wait_for_stderr(needle);
         let addr = line
-            .split("listening on ")
+            .split(needle)
             .nth(1)
             .and_then(|a| a.trim().parse().ok())
             .expect("listening address");
@@ -399,6 +415,24 @@ impl Client {
     }
 }
 
+/// A TCP connection to `addr` from the local address `source` (another loopback address, say:
+/// 127.0.0.2 is on the loopback interface too), bound before connecting, as std cannot.
+pub fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    socket
+        .connect(&addr.into())
+        .unwrap_or_else(|e| panic!("connect from {source} to {addr}: {e}"));
+    socket.into()
+}
+
 /// Runs `mtqpd ARGS…` to its exit (killing it after the deadline); returns status and stderr.
 pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mtqpd"))
@@ -424,6 +458,21 @@ pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
         .expect("read stderr");
     (status, stderr)
+}
+
+/// Polls `f` until it returns Some, within the deadline; None when it never did (for a
+/// failure message that shows what was last seen).
+pub fn eventually_or_none<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() >= DEADLINE {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Polls `f` until it returns Some, within the deadline.
