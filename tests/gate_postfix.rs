@@ -27,7 +27,7 @@ use std::path::Path;
 use std::process::Command;
 
 use mtqpd::protocol::date::Timestamp;
-use mtqpd::protocol::secret::{encode, sha1};
+use mtqpd::protocol::secret::{decode_hash, encode, sha1};
 use mtqpd::protocol::xtext;
 
 /// Where the setup script makes Postfix log (`maillog_file`).
@@ -417,9 +417,16 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
     assert_eq!(accepts.len(), 1, "{lines:#?}");
     let accept = native_fields(accepts[0]);
     assert_eq!(accept.get("envid"), Some(&envid.as_str()), "{accept:?}");
-    let mtrk_xtext = xtext::encode(certifier.as_bytes());
-    assert!(mtrk_xtext.contains("+2B"), "{mtrk_xtext}");
-    assert_eq!(accept.get("mtrk"), Some(&mtrk_xtext.as_str()), "{accept:?}");
+    // mtrk= is the hash B in base64 (padded or not) as xtext: the certifier's '+' is +2B.
+    let mtrk = accept.get("mtrk").copied().unwrap_or_default();
+    assert!(mtrk.contains("+2B"), "{accept:?}");
+    let mut b64 = Vec::new();
+    xtext::decode_append(mtrk.as_bytes(), &mut b64, 64).expect("mtrk= is xtext");
+    assert_eq!(
+        decode_hash(&b64),
+        Some(sha1(secret.as_bytes())),
+        "mtrk= is not the certifier {certifier}: {accept:?}"
+    );
     assert_eq!(accept.get("queue"), Some(&qid.as_str()), "{accept:?}");
     assert_eq!(accept.get("client"), Some(&"127.0.0.2"), "{accept:?}");
     let time = accept
@@ -485,7 +492,7 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
         .unwrap_or_else(|| panic!("no copy of <{message_id}> in /var/mail/mtqpdtest"));
     assert!(
         copy.contains(
-            "\n\nA test message of tests/gate_postfix.rs.\n.a line that begins with a dot\n"
+            "\nA test message of tests/gate_postfix.rs.\n.a line that begins with a dot\n"
         ),
         "{copy}"
     );

@@ -141,14 +141,15 @@ impl Server {
     }
 
     /// Starts `mtqpd gate --listen 127.0.0.1:0 ARGS…` and waits until it listens (`mtqpd: gate
-    /// listening on ADDR`); [`Server::addr`] is then the gate's SMTP address.
+    /// listening on ADDR`, the form the gate's command line promises; `mtqpd gate: listening on
+    /// ADDR` is taken too); [`Server::addr`] is then the gate's SMTP address.
     pub fn start_gate(args: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtqpd"));
         cmd.arg("gate")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::null());
-        Server::spawn_until(cmd, "mtqpd: gate listening on ")
+        Server::spawn_until(cmd, "gate listening on |gate: listening on ")
     }
 
     /// Spawns `cmd` and waits until it listens.
@@ -156,7 +157,8 @@ impl Server {
         Server::spawn_until(cmd, "mtqpd: listening on ")
     }
 
-    /// Spawns `cmd` and waits for the stderr line `NEEDLE ADDR`, ADDR being where it listens.
+    /// Spawns `cmd` and waits for a stderr line `… NEEDLE ADDR`, ADDR being where it listens;
+    /// NEEDLE may list alternatives separated by `|`.
     fn spawn_until(mut cmd: Command, needle: &str) -> Server {
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn mtqpd");
@@ -176,10 +178,10 @@ impl Server {
             addr: "127.0.0.1:0".parse().unwrap(),
             stderr,
         };
-        let line = server.wait_for_stderr(needle);
-        let addr = line
-            .split(needle)
-            .nth(1)
+        let line = server.wait_for_stderr_any(&needle.split('|').collect::<Vec<_>>());
+        let addr = needle
+            .split('|')
+            .find_map(|n| line.split(n).nth(1))
             .and_then(|a| a.trim().parse().ok())
             .expect("listening address");
         server.addr = addr;
@@ -227,14 +229,23 @@ impl Server {
 
     /// Waits until a stderr line contains `needle` and returns that line.
     pub fn wait_for_stderr(&self, needle: &str) -> String {
+        self.wait_for_stderr_any(&[needle])
+    }
+
+    /// Waits until a stderr line contains one of `needles` and returns that line.
+    pub fn wait_for_stderr_any(&self, needles: &[&str]) -> String {
         let start = Instant::now();
         loop {
-            if let Some(line) = self.stderr().lines().find(|l| l.contains(needle)) {
+            if let Some(line) = self
+                .stderr()
+                .lines()
+                .find(|l| needles.iter().any(|n| l.contains(n)))
+            {
                 return line.to_string();
             }
             assert!(
                 start.elapsed() < DEADLINE,
-                "no '{needle}' on stderr:\n{}",
+                "no {needles:?} on stderr:\n{}",
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(10));
