@@ -27,6 +27,9 @@ pub enum Command {
     Serve(ServeCommand),
     /// Serve a generated demo log on 127.0.0.1 and print TRACK lines to try.
     Demo(DemoArgs),
+    /// Accept SMTP before the MTA, so that senders can ask for tracking (RFC 3885 MTRK), and
+    /// write the accept log `serve` reads (docs/deployment.md).
+    Gate(crate::gate::settings::GateCommand),
     /// Query an MTQP server for one message, named by an mtqp:// URI, and print its status.
     Track(crate::track::TrackArgs),
     /// Read logs once, offline, and print the messages they track and the lines they could not

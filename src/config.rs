@@ -87,14 +87,17 @@ struct File {
     tls_required: Option<bool>,
     state_dir: Option<PathBuf>,
     snapshot_interval: Option<Spanned<String>>,
+    /// `mtqpd gate`'s table ([`crate::gate::settings`]), so that one file may set up both.
+    #[serde(rename = "gate")]
+    _gate: Option<toml::Table>,
 }
 
 /// One `--tls-cert`/`--tls-key` pair.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TlsPair {
-    cert: PathBuf,
-    key: PathBuf,
+pub(crate) struct TlsPair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Builds the [`Cli`] from parsed command-line matches and, for `serve --config FILE`, merges
@@ -103,11 +106,19 @@ pub fn cli_from_matches(matches: &ArgMatches) -> Result<Cli, Error> {
     let mut cli = Cli::from_arg_matches(matches)
         // As `Parser::try_parse` does, so that the message names the right command.
         .map_err(|e| Error::Usage(e.format(&mut Cli::command())))?;
-    if let (Command::Serve(serve), Some(("serve", sub))) = (&mut cli.command, matches.subcommand())
-    {
-        if let Some(path) = &serve.config {
-            merge_file(path, sub, &mut serve.args).map_err(Error::Config)?;
+    match (&mut cli.command, matches.subcommand()) {
+        (Command::Serve(serve), Some(("serve", sub))) => {
+            if let Some(path) = &serve.config {
+                merge_file(path, sub, &mut serve.args).map_err(Error::Config)?;
+            }
         }
+        (Command::Gate(gate), Some(("gate", sub))) => {
+            if let Some(path) = &gate.config {
+                crate::gate::settings::merge_file(path, sub, &mut gate.args)
+                    .map_err(Error::Config)?;
+            }
+        }
+        _ => {}
     }
     Ok(cli)
 }
@@ -139,7 +150,7 @@ pub fn merge_file(
 }
 
 /// The file's text, or why it cannot be had.
-fn read_bounded(path: &Path) -> Result<String, String> {
+pub(crate) fn read_bounded(path: &Path) -> Result<String, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
     let mut text = String::new();
     file.take(MAX_FILE + 1)
@@ -287,7 +298,7 @@ fn merge_text(text: &str, matches: &ArgMatches, args: &mut ServeArgs) -> Result<
 }
 
 /// Takes the file's value, if it has one and the command line did not give the flag.
-fn set<T>(setting: &mut T, from_file: Option<T>, given_as_flag: bool) {
+pub(crate) fn set<T>(setting: &mut T, from_file: Option<T>, given_as_flag: bool) {
     if let (Some(value), false) = (from_file, given_as_flag) {
         *setting = value;
     }
@@ -295,7 +306,7 @@ fn set<T>(setting: &mut T, from_file: Option<T>, given_as_flag: bool) {
 
 /// `line L, column C` of byte offset `at`, counted as toml's own error messages count them:
 /// both from 1, the column in characters.
-fn position(text: &str, at: usize) -> String {
+pub(crate) fn position(text: &str, at: usize) -> String {
     let at = at.min(text.len());
     // Spans fall on character boundaries; should one not, count up to the boundary before it.
     let at = (0..=at)
@@ -310,7 +321,7 @@ fn position(text: &str, at: usize) -> String {
 }
 
 /// A message on one line: the error must stay the single line on stderr that scripts expect.
-fn one_line(message: &str) -> String {
+pub(crate) fn one_line(message: &str) -> String {
     message
         .lines()
         .map(str::trim)
@@ -382,6 +393,7 @@ mod tests {
             tls_required: Some(_),
             state_dir: Some(_),
             snapshot_interval: Some(_),
+            _gate: Some(_),
         } = file
         else {
             panic!("the example leaves a key out: {file:?}")

@@ -4,6 +4,8 @@
 //! - [`index`]: the sharded in-memory records and their RFC 3886 rendering.
 //! - [`ingest`]: the thread that follows MTA logs and feeds the index.
 //! - [`server`]: the thread-per-core event loops that answer clients.
+//! - [`gate`]: `mtqpd gate`, the SMTP front end that accepts MTRK before the MTA and writes the
+//!   accept log.
 //! - [`stats`]: latency histograms and counters.
 //! - [`track`]: `mtqpd track`, the command line of the MTQP client (the `mtqp-client` crate,
 //!   `client/`).
@@ -25,6 +27,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod gate;
 pub mod index;
 pub mod ingest;
 pub mod serve;

@@ -74,6 +74,8 @@ fn run(cli: Cli) -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(cmd) => Settings::from_args(&cmd.args).and_then(|s| mtqpd::serve::serve(&s)),
+        Command::Gate(cmd) => mtqpd::gate::settings::GateSettings::from_args(&cmd.args)
+            .and_then(|s| mtqpd::gate::run(&s)),
         Command::Demo(args) => mtqpd::demo::run(&args),
         Command::IngestCheck(args) => mtqpd::check::run(&args),
         // The client has exit statuses of its own (how the message fares), so it reports

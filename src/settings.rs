@@ -130,7 +130,7 @@ fn is_program_tag(tag: &str) -> bool {
             .all(|c| c.is_ascii_graphic() && c != b':' && c != b'[' && c != b']')
 }
 
-fn system_hostname() -> String {
+pub(crate) fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

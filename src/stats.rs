@@ -60,6 +60,33 @@ impl Counters {
     }
 }
 
+/// Writes one row per histogram, in microseconds: count, p50, p90, p99, p99.9 and max (the
+/// shutdown reports of `serve` and `gate`).
+pub fn latency_table<'a>(
+    out: &mut String,
+    rows: impl IntoIterator<Item = (&'a str, &'a Histogram<u64>)>,
+) {
+    let _ = writeln!(
+        out,
+        "  {:<10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "what", "count", "p50", "p90", "p99", "p99.9", "max"
+    );
+    for (name, h) in rows {
+        let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>10} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            name,
+            h.len(),
+            us(0.5),
+            us(0.9),
+            us(0.99),
+            us(0.999),
+            h.max() as f64 / 1000.0
+        );
+    }
+}
+
 /// One worker's statistics.
 pub struct WorkerStats {
     latency: Vec<Histogram<u64>>,
@@ -113,26 +140,12 @@ impl WorkerStats {
             out,
             "mtqpd: latency per command, microseconds (bytes read -> last response byte written):"
         );
-        let _ = writeln!(
-            out,
-            "  {:<9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "command", "count", "p50", "p90", "p99", "p99.9", "max"
+        latency_table(
+            &mut out,
+            CommandKind::ALL
+                .iter()
+                .map(|&kind| (kind.name(), &self.latency[slot(kind)])),
         );
-        for kind in CommandKind::ALL {
-            let h = &self.latency[slot(kind)];
-            let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-            let _ = writeln!(
-                out,
-                "  {:<9} {:>10} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-                kind.name(),
-                h.len(),
-                us(0.5),
-                us(0.9),
-                us(0.99),
-                us(0.999),
-                h.max() as f64 / 1000.0
-            );
-        }
         let c = &self.counters;
         let _ = writeln!(
             out,

@@ -17,10 +17,10 @@
 //! read from its start and holds earlier runs.
 
 mod common;
+use common::smtp;
 use common::*;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -66,21 +66,17 @@ fn enabled() -> bool {
     false
 }
 
-/// A minimal blocking SMTP client that keeps every reply's exact text.
+/// A session through the gate or to Postfix: the harness's SMTP client, each reply checked.
 struct Smtp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    client: smtp::Smtp,
     /// The greeting, as received.
     banner: String,
 }
 
 impl Smtp {
     fn connect(stream: TcpStream) -> Smtp {
-        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-        let writer = stream.try_clone().expect("clone");
         let mut s = Smtp {
-            reader: BufReader::new(stream),
-            writer,
+            client: smtp::Smtp::over(stream),
             banner: String::new(),
         };
         s.banner = s.expect("greeting", 220);
@@ -90,36 +86,22 @@ impl Smtp {
     /// Reads one (possibly multi-line) reply, checks that every line is `CODE-…` or, the last,
     /// `CODE …` with one code and a CRLF, and that the code is `code`; returns the reply's text.
     fn expect(&mut self, what: &str, code: u16) -> String {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            let n = self.reader.read_line(&mut line).expect("read SMTP reply");
+        let text = self.client.reply();
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        for (i, line) in lines.iter().enumerate() {
+            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
             assert!(
-                n > 0,
-                "the gate closed the connection after {what}: {text:?}"
+                line.ends_with("\r\n")
+                    && line.get(..3) == Some(&code.to_string())
+                    && (line.get(3..4) == Some(&sep.to_string()) || *line == format!("{code}\r\n")),
+                "{what}: wanted {code}, got {text:?}"
             );
-            text.push_str(&line);
-            assert!(
-                line.ends_with("\r\n") && line.len() >= 5 && line[..3] == text[..3],
-                "{what}: malformed reply line {line:?} in {text:?}"
-            );
-            match line.as_bytes()[3] {
-                b'-' => continue,
-                b' ' | b'\r' => break,
-                _ => panic!("{what}: malformed reply line {line:?}"),
-            }
         }
-        assert!(
-            text.starts_with(&code.to_string()),
-            "{what}: wanted {code}, got {text:?}"
-        );
         text
     }
 
     fn command(&mut self, line: &str, code: u16) -> String {
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("send SMTP command");
+        self.client.send(format!("{line}\r\n").as_bytes());
         self.expect(line, code)
     }
 
@@ -137,7 +119,7 @@ impl Smtp {
              Message-ID: <{message_id}>\r\n\r\nA test message of tests/gate_postfix.rs.\r\n\
              ..a line that begins with a dot\r\n.\r\n"
         );
-        self.writer.write_all(data.as_bytes()).expect("send DATA");
+        self.client.send(data.as_bytes());
         self.expect("end of DATA", 250)
     }
 

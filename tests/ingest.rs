@@ -523,13 +523,7 @@ struct Tracer {
 impl Tracer {
     /// None when strace is missing or cannot attach (no ptrace here).
     fn attach(pid: u32, delay_us: u32) -> Option<Tracer> {
-        let usable = Command::new("strace")
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !usable {
+        if !strace_usable() {
             return None;
         }
         let mut child = Command::new("strace")

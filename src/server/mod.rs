@@ -12,9 +12,9 @@
 //! [`crate::protocol`].
 
 mod conn;
-mod listen;
+pub(crate) mod listen;
 mod output;
-mod per_address;
+pub(crate) mod per_address;
 mod session;
 pub mod tls;
 mod worker;

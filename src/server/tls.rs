@@ -9,6 +9,8 @@ use std::sync::Arc;
 use rustls::crypto::ring::default_provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
 /// Plaintext and TLS output a connection may buffer inside rustls; past it, writing waits.
@@ -18,6 +20,8 @@ pub const TLS_BUFFER_LIMIT: usize = 64 * 1024;
 struct Served {
     end_entity: CertificateDer<'static>,
     config: Arc<ServerConfig>,
+    /// The same chain and key for a resolver that chooses among them ([`TlsCerts::by_sni`]).
+    certified: Arc<CertifiedKey>,
 }
 
 /// Every configured certificate, in `--tls-cert` order.
@@ -44,6 +48,11 @@ fn load_pair(cert: &Path, key: &Path) -> Result<Served, String> {
         .map_err(|e| format!("certificate {} cannot be parsed: {e}", cert.display()))?;
     let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("cannot read a private key from {}: {e}", key.display()))?;
+    let signing_key = default_provider()
+        .key_provider
+        .load_private_key(key_der.clone_key())
+        .map_err(|e| format!("key {} cannot be used: {e}", key.display()))?;
+    let certified = Arc::new(CertifiedKey::new(chain.clone(), signing_key));
     let config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS setup: {e}"))?
@@ -59,7 +68,35 @@ fn load_pair(cert: &Path, key: &Path) -> Result<Served, String> {
     Ok(Served {
         end_entity,
         config: Arc::new(config),
+        certified,
     })
+}
+
+/// Chooses a certificate by the name the client's TLS hello asks for (SNI), the first in order
+/// when the hello names none or no certificate serves the name: SMTP's STARTTLS, unlike MTQP's,
+/// names no host.
+#[derive(Debug)]
+struct BySni(Vec<(CertificateDer<'static>, Arc<CertifiedKey>)>);
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let wanted = hello
+            .server_name()
+            .and_then(|n| DnsName::try_from(n.to_ascii_lowercase()).ok())
+            .map(ServerName::DnsName);
+        let serves = |ee: &CertificateDer<'static>| {
+            let name = wanted.as_ref()?;
+            webpki::EndEntityCert::try_from(ee)
+                .ok()?
+                .verify_is_valid_for_subject_name(name)
+                .ok()
+        };
+        self.0
+            .iter()
+            .find(|(ee, _)| serves(ee).is_some())
+            .or(self.0.first())
+            .map(|(_, key)| Arc::clone(key))
+    }
 }
 
 impl TlsCerts {
@@ -70,6 +107,21 @@ impl TlsCerts {
             .map(|(c, k)| load_pair(c, k))
             .collect::<Result<_, _>>()?;
         Ok(TlsCerts { served })
+    }
+
+    /// One configuration for every certificate, choosing by the client's SNI (see [`BySni`]).
+    pub fn by_sni(&self) -> Result<Arc<ServerConfig>, String> {
+        let keys = self
+            .served
+            .iter()
+            .map(|s| (s.end_entity.clone(), Arc::clone(&s.certified)))
+            .collect();
+        let config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(BySni(keys)));
+        Ok(Arc::new(config))
     }
 
     /// The configuration whose certificate is valid for `fqdn`, the first in order when several

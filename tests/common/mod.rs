@@ -8,6 +8,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod pki;
+pub mod smtp;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -140,16 +143,14 @@ impl Server {
         (s, stdout.expect("demo stdout"))
     }
 
-    /// Starts `mtqpd gate --listen 127.0.0.1:0 ARGS…` and waits until it listens (`mtqpd: gate
-    /// listening on ADDR`, the form the gate's command line promises; `mtqpd gate: listening on
-    /// ADDR` is taken too); [`Server::addr`] is then the gate's SMTP address.
+    /// Starts `mtqpd gate --listen 127.0.0.1:0 ARGS…` and waits until it listens.
     pub fn start_gate(args: &[&str]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtqpd"));
         cmd.arg("gate")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::null());
-        Server::spawn_until(cmd, "gate listening on |gate: listening on ")
+        Server::spawn_until(cmd, "mtqpd gate: listening on ")
     }
 
     /// Spawns `cmd` and waits until it listens.
@@ -157,9 +158,8 @@ impl Server {
         Server::spawn_until(cmd, "mtqpd: listening on ")
     }
 
-    /// Spawns `cmd` and waits for a stderr line `… NEEDLE ADDR`, ADDR being where it listens;
-    /// NEEDLE may list alternatives separated by `|`.
-    fn spawn_until(mut cmd: Command, needle: &str) -> Server {
+    /// Spawns `cmd` and waits for its stderr line `listening` ADDR.
+    pub fn spawn_until(mut cmd: Command, listening: &str) -> Server {
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn mtqpd");
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -178,10 +178,10 @@ impl Server {
             addr: "127.0.0.1:0".parse().unwrap(),
             stderr,
         };
-        let line = server.wait_for_stderr_any(&needle.split('|').collect::<Vec<_>>());
-        let addr = needle
-            .split('|')
-            .find_map(|n| line.split(n).nth(1))
+        let line = server.wait_for_stderr(listening);
+        let addr = line
+            .split("listening on ")
+            .nth(1)
             .and_then(|a| a.trim().parse().ok())
             .expect("listening address");
         server.addr = addr;
@@ -229,23 +229,14 @@ impl Server {
 
     /// Waits until a stderr line contains `needle` and returns that line.
     pub fn wait_for_stderr(&self, needle: &str) -> String {
-        self.wait_for_stderr_any(&[needle])
-    }
-
-    /// Waits until a stderr line contains one of `needles` and returns that line.
-    pub fn wait_for_stderr_any(&self, needles: &[&str]) -> String {
         let start = Instant::now();
         loop {
-            if let Some(line) = self
-                .stderr()
-                .lines()
-                .find(|l| needles.iter().any(|n| l.contains(n)))
-            {
+            if let Some(line) = self.stderr().lines().find(|l| l.contains(needle)) {
                 return line.to_string();
             }
             assert!(
                 start.elapsed() < DEADLINE,
-                "no {needles:?} on stderr:\n{}",
+                "no '{needle}' on stderr:\n{}",
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(10));
@@ -442,6 +433,16 @@ pub fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
         .connect(&addr.into())
         .unwrap_or_else(|e| panic!("connect from {source} to {addr}: {e}"));
     socket.into()
+}
+
+/// True when `strace` runs here (CI installs it: .ci/run).
+pub fn strace_usable() -> bool {
+    Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Runs `mtqpd ARGS…` to its exit (killing it after the deadline); returns status and stderr.
