@@ -163,8 +163,9 @@ run_source() {
   awk -v m="$MESSAGES" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", m / (b - a) }'
 }
 
+# The median of the numbers on standard input, printed with printf format $1.
 median() {
-  sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+  sort -n | awk -v f="$1\n" '{ v[NR] = $1 } END { printf f, (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 throughput() {
@@ -188,9 +189,9 @@ throughput() {
     printf '   %-6s %14s %14s %12s\n' "$round" "$d" "$g" "$r"
   done
   wait_queue_drained
-  d=$(printf '%s\n' "${direct[@]}" | median)
-  g=$(printf '%s\n' "${gate[@]}" | median)
-  r=$(printf '%s\n' "${ratio[@]}" | median)
+  d=$(printf '%s\n' "${direct[@]}" | median %.1f)
+  g=$(printf '%s\n' "${gate[@]}" | median %.1f)
+  r=$(printf '%s\n' "${ratio[@]}" | median %.3f)
   printf '   %-6s %14s %14s %12s\n' median "$d" "$g" "$r"
   echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
   awk -v d="$d" -v g="$g" -v p="$r" 'BEGIN {
