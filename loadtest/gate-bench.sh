@@ -173,7 +173,7 @@ throughput() {
   echo "   direct: Postfix smtpd on $DIRECT; gate: mtqpd gate on $GATE -> smtpd on $GATE_MTA (PROXY v2)"
   start_gate throughput --listen "$GATE" --mta "$GATE_MTA" --accept-log "$TMP/accept.log" \
     --hostname gate.bench.example --max-sessions-per-ip 10000
-  local gate_pid=$GATE_PID direct=() gate=() ratio=() round d g r
+  local gate_pid=$GATE_PID direct=() gate=() ratio=() round d g r c0 ticks=0
   echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
   # Warm-up, not counted: Postfix's smtpd processes, the gate's first connections.
   MESSAGES=$((SESSIONS * 20)) run_source "$DIRECT" >/dev/null
@@ -181,7 +181,9 @@ throughput() {
   printf '   %-6s %14s %14s %12s\n' round "direct msg/s" "gate msg/s" "gate/direct"
   for round in $(seq 1 "$ROUNDS"); do
     d=$(run_source "$DIRECT")
+    c0=$(cpu_ticks "$gate_pid")
     g=$(run_source "$GATE")
+    ticks=$((ticks + $(cpu_ticks "$gate_pid") - c0))
     r=$(awk -v d="$d" -v g="$g" 'BEGIN { printf "%.3f\n", g / d }')
     direct+=("$d")
     gate+=("$g")
@@ -193,13 +195,23 @@ throughput() {
   g=$(printf '%s\n' "${gate[@]}" | median %.1f)
   r=$(printf '%s\n' "${ratio[@]}" | median %.3f)
   printf '   %-6s %14s %14s %12s\n' median "$d" "$g" "$r"
-  echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg) (the benchmark's own processes count)"
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v m=$((ROUNDS * MESSAGES)) \
+    -v per="${REUSE:+several messages a connection (-d)}" 'BEGIN {
+    printf "   the gate used %.2f s of CPU for the %d messages it relayed: %.0f us a message (%s)\n",
+      t / hz, m, t / hz / m * 1e6, (per == "" ? "a connection each" : per)
+  }'
   awk -v d="$d" -v g="$g" -v p="$r" 'BEGIN {
     r = g / d
     printf "RESULT throughput: direct %.1f msg/s, through the gate %.1f msg/s (medians): ratio %.3f, median of the pairs %.3f (target >= 0.9: %s)\n",
       d, g, r, p, (r >= 0.9 && p >= 0.9 ? "met" : "NOT met")
   }'
   stop_gate throughput "$gate_pid"
+}
+
+# CPU time (user + system) process $1 has used, in clock ticks.
+cpu_ticks() {
+  sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
 }
 
 rss_kib() {
