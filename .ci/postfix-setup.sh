@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs and starts a real Postfix for tests/real_postfix.rs. Idempotent: a second
+# Installs and starts a real Postfix for tests/real_postfix.rs and tests/gate_postfix.rs (and
+# for loadtest/gate-bench.sh, by hand). Idempotent: a second
 # run re-applies the settings and reloads the running Postfix. Works without systemd (a container
 # or a bare VM): Postfix is started with `postfix start`, which needs no init system.
 #
@@ -12,7 +13,16 @@
 #   - mail to deferred.example goes to smtp:[127.0.0.1]:9, where nothing listens, so it is
 #     deferred (dsn=4.4.1, connection refused) and stays in the queue;
 #   - RCPT TO:<rejected@localhost> is refused (554 5.7.1), so a session whose first recipient
-#     it is ends in a `NOQUEUE: reject:` line that logs the sender verbatim.
+#     it is ends in a `NOQUEUE: reject:` line that logs the sender verbatim;
+#   - a second smtpd listens on 127.0.0.1:10025 for `mtqpd gate` and reads the real client's
+#     address from the PROXY protocol header the gate sends (smtpd_upstream_proxy_protocol =
+#     haproxy: v1 and v2); a third, plain one on 127.0.0.1:10026 is the benchmark's direct path;
+#   - mynetworks is 127.0.0.0/8, so a client on 127.0.0.2 (the gate test's, announced by PROXY v2)
+#     may relay to deferred.example and bench.example as one on 127.0.0.1 may;
+#   - mail to bench.example is discarded by discard(8) once queued (the benchmark's recipient:
+#     no mailbox or remote delivery competes with smtpd for the CPU);
+#   - smtp-source and smtp-sink (Postfix's load tools, shipped in Debian's postfix package) are
+#     installed.
 #
 # With `--faketime OFFSET` (a libfaketime FAKETIME value such as +400d) Postfix is restarted, with
 # a fresh log, so that all its processes see the clock moved by OFFSET (.ci/shifted-clock runs
@@ -26,6 +36,10 @@ REJECTED=/etc/postfix/mtqpd-rejected-recipients
 HOSTNAME_FQDN=mtqpd-ci.example
 TEST_USER=mtqpdtest
 DEFERRED_DOMAIN=deferred.example
+BENCH_DOMAIN=bench.example
+# The gate's MTA listener (PROXY protocol) and the benchmark's direct listener (none).
+GATE_MTA_LISTENER=127.0.0.1:10025
+DIRECT_LISTENER=127.0.0.1:10026
 
 fail() {
   echo "postfix-setup: FAILED: $*" >&2
@@ -55,7 +69,7 @@ else
 fi
 
 echo "postfix-setup: configuring"
-printf '%s smtp:[127.0.0.1]:9\n' "$DEFERRED_DOMAIN" >"$TRANSPORT"
+printf '%s smtp:[127.0.0.1]:9\n%s discard:\n' "$DEFERRED_DOMAIN" "$BENCH_DOMAIN" >"$TRANSPORT"
 printf 'rejected@localhost REJECT no such mailbox here\n' >"$REJECTED"
 postconf -e \
   "maillog_file = $LOG" \
@@ -66,6 +80,7 @@ postconf -e \
   "mynetworks = 127.0.0.0/8" \
   "relayhost =" \
   "transport_maps = texthash:$TRANSPORT" \
+  "smtpd_relay_restrictions = permit_mynetworks permit_sasl_authenticated defer_unauth_destination" \
   "smtpd_recipient_restrictions = check_recipient_access texthash:$REJECTED" \
   "smtpd_reject_unlisted_recipient = no" \
   "smtp_connect_timeout = 5s" \
@@ -79,6 +94,19 @@ newaliases || fail "newaliases"
 if ! postconf -M postlog/unix-dgram >/dev/null 2>&1 || [ -z "$(postconf -M postlog/unix-dgram)" ]; then
   postconf -M "postlog/unix-dgram=postlog unix-dgram n - n - 1 postlogd"
 fi
+
+# The listeners besides Debian's smtp/inet on 127.0.0.1:25. `postconf -M name/type=entry`
+# replaces an entry of that name and type, so a second run rewrites the same lines. No
+# syslog_name: their lines are `postfix/smtpd[…]` like port 25's, which mtqpd reads.
+postconf -M "$GATE_MTA_LISTENER/inet=$GATE_MTA_LISTENER inet n - n - - smtpd -o smtpd_upstream_proxy_protocol=haproxy"
+postconf -M "$DIRECT_LISTENER/inet=$DIRECT_LISTENER inet n - n - - smtpd"
+[ "$(postconf -P "$GATE_MTA_LISTENER/inet/smtpd_upstream_proxy_protocol")" = \
+  "$GATE_MTA_LISTENER/inet/smtpd_upstream_proxy_protocol = haproxy" ] ||
+  fail "master.cf: $GATE_MTA_LISTENER has no smtpd_upstream_proxy_protocol = haproxy"
+
+for tool in smtp-source smtp-sink; do
+  command -v "$tool" >/dev/null 2>&1 || fail "$tool is missing (Debian ships it in postfix)"
+done
 
 if ! id "$TEST_USER" >/dev/null 2>&1; then
   echo "postfix-setup: creating local user $TEST_USER"
@@ -116,14 +144,26 @@ else
   postfix start || fail "postfix start"
 fi
 
-# Wait (bounded) for smtpd on 127.0.0.1:25 and for the log file.
+# Wait (bounded) for smtpd on each listener and for the log file. A reload opens new listeners
+# asynchronously, so this is needed after a reload too. The PROXY listener is looked up in
+# /proc/net/tcp (127.0.0.1:PORT in state 0A, LISTEN) rather than connected to: a connection that
+# sends no PROXY header makes smtpd log a warning into the log the tests read.
+listening() {
+  local port hex
+  for port in 25 "${DIRECT_LISTENER##*:}"; do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || return 1
+  done
+  hex=$(printf '0100007F:%04X' "${GATE_MTA_LISTENER##*:}")
+  awk -v a="$hex" '$2 == a && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp
+}
 for _ in $(seq 1 50); do
-  if (exec 3<>/dev/tcp/127.0.0.1/25) 2>/dev/null && [ -f "$LOG" ]; then
-    echo "postfix-setup: postfix $(postconf -h mail_version) listening on 127.0.0.1:25, logging to $LOG"
+  if listening && [ -f "$LOG" ]; then
+    echo "postfix-setup: postfix $(postconf -h mail_version) listening on 127.0.0.1:25," \
+      "$GATE_MTA_LISTENER (PROXY protocol) and $DIRECT_LISTENER, logging to $LOG"
     exit 0
   fi
   sleep 0.2
 done
 postfix status || true
 tail -n 20 "$LOG" 2>/dev/null || true
-fail "postfix started but 127.0.0.1:25 or $LOG did not appear within 10 s"
+fail "postfix started but 127.0.0.1:25, $GATE_MTA_LISTENER, $DIRECT_LISTENER or $LOG did not appear within 10 s"

@@ -417,6 +417,24 @@ impl Client {
     }
 }
 
+/// A TCP connection to `addr` from the local address `source` (another loopback address, say:
+/// 127.0.0.2 is on the loopback interface too), bound before connecting, as std cannot.
+pub fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    socket
+        .connect(&addr.into())
+        .unwrap_or_else(|e| panic!("connect from {source} to {addr}: {e}"));
+    socket.into()
+}
+
 /// True when `strace` runs here (CI installs it: .ci/run).
 pub fn strace_usable() -> bool {
     Command::new("strace")
@@ -452,6 +470,21 @@ pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
     std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
         .expect("read stderr");
     (status, stderr)
+}
+
+/// Polls `f` until it returns Some, within the deadline; None when it never did (for a
+/// failure message that shows what was last seen).
+pub fn eventually_or_none<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() >= DEADLINE {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Polls `f` until it returns Some, within the deadline.
