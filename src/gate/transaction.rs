@@ -146,13 +146,24 @@ mod tests {
         );
         let first = lines.split(|&c| c == b'\n').next().unwrap();
         match parse_text(first) {
-            Some(Ok(Event::Accept(a))) => {
+            Some(Ok(Some(Event::Accept(a)))) => {
                 assert_eq!(&*a.envid, b"env+1");
                 assert_eq!(a.hash, sha1(b"secret"));
                 assert_eq!(a.timeout, Some(600));
                 assert_eq!(a.queue.as_deref(), Some(&b"4ZxY"[..]));
             }
             other => panic!("{other:?}"),
+        }
+        for line in lines
+            .split(|&c| c == b'\n')
+            .skip(1)
+            .filter(|l| !l.is_empty())
+        {
+            assert!(
+                matches!(parse_text(line), Some(Ok(Some(Event::Orcpt(_))) | Ok(None))),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
