@@ -311,10 +311,9 @@ impl Worker {
     }
 
     fn close(&mut self, slot: usize) {
-        if let Some(mut s) = self.sessions.get_mut(slot).and_then(Option::take) {
-            let registry = self.poll.registry();
-            let _ = registry.deregister(&mut s.client.stream);
-            let _ = registry.deregister(&mut s.mta);
+        if let Some(s) = self.sessions.get_mut(slot).and_then(Option::take) {
+            // Not deregistered: closing a descriptor no other holds takes it out of the epoll
+            // set, which spares two system calls a session (of ~54).
             self.shared.open_sessions.fetch_sub(1, Ordering::AcqRel);
             self.shared.per_address.release(s.address_key);
             self.free.push(slot);

@@ -260,13 +260,15 @@ impl Session {
 
     /// Whether the MTA connection is made; on failure the client is told, as the banner.
     fn check_connected(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        let failed = match self.mta.take_error() {
-            Ok(Some(e)) | Err(e) => Some(e),
-            Ok(None) => match self.mta.peer_addr() {
-                Ok(_) => None,
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return false,
-                Err(e) => Some(e),
+        // The usual case, connected, costs one system call; the socket's error is asked for
+        // only when it is not.
+        let failed = match self.mta.peer_addr() {
+            Ok(_) => None,
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => match self.mta.take_error() {
+                Ok(None) => return false,
+                Ok(Some(e)) | Err(e) => Some(e),
             },
+            Err(e) => Some(e),
         };
         if let Some(e) = failed {
             self.mta_unreachable(ctx, &e);
