@@ -167,6 +167,41 @@ mod tests {
         }
     }
 
+    /// A client chooses the RCPT address (a quoted local part may hold spaces and `=`) and the
+    /// ORCPT: neither can add a key to the line, nor name another message's queue or envid.
+    #[test]
+    fn a_client_s_address_and_orcpt_cannot_forge_keys() {
+        let mut t = Transaction::new(Some(Ok(tracking())));
+        let forged = b"\"x queue=VICTIM envid=other mtrk=AAAA\"@example.org";
+        t.add(Rcpt {
+            address: forged.as_slice().into(),
+            orcpt: Some(b"rfc822;y@example.org queue=VICTIM".as_slice().into()),
+        });
+        let at = Timestamp::parse_rfc3339(b"2030-01-02T03:04:05Z").unwrap();
+        let lines = t.native_lines(&tracking(), b"Q1", "192.0.2.7".parse().unwrap(), &at);
+        let recipient = lines.split(|&c| c == b'\n').nth(1).unwrap();
+        match parse_text(recipient) {
+            // The ORCPT holding a space is not xtext: dropped, so the line declares nothing.
+            Some(Ok(None)) => {}
+            other => panic!("{other:?}"),
+        }
+        let mut t = Transaction::new(Some(Ok(tracking())));
+        t.add(Rcpt {
+            address: forged.as_slice().into(),
+            orcpt: Some(b"rfc822;y@example.org".as_slice().into()),
+        });
+        let lines = t.native_lines(&tracking(), b"Q1", "192.0.2.7".parse().unwrap(), &at);
+        let recipient = lines.split(|&c| c == b'\n').nth(1).unwrap();
+        match parse_text(recipient) {
+            Some(Ok(Some(Event::Orcpt(o)))) => {
+                assert_eq!(&*o.rcpt, forged.as_slice());
+                assert_eq!(&*o.envid, b"env+1");
+                assert_eq!(o.hash, sha1(b"secret"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn recipients_are_bounded_and_only_kept_when_tracked() {
         let rcpt = || Rcpt {
