@@ -502,19 +502,26 @@ fn an_unreachable_mta_is_a_421_banner_naming_the_gate() {
     let dir = TempDir::new("gate-unreachable");
     let log = dir.path("accept.log");
     let mta = format!("127.0.0.1:{port}");
-    let server = Server::start_gate(&[
-        "--mta",
-        &mta,
-        "--accept-log",
-        log.to_str().unwrap(),
-        "--hostname",
-        "gate.test",
-    ]);
-    let mut c = Smtp::connect(server.addr);
-    assert_eq!(
-        c.read_to_close(),
-        "421 4.3.2 gate.test Service not available, closing transmission channel\r\n"
-    );
+    // With PROXY v2 the refused connection shows when the header is written; without, as the
+    // MTA socket's error event.
+    for proxy in ["v2", "none"] {
+        let server = Server::start_gate(&[
+            "--mta",
+            &mta,
+            "--accept-log",
+            log.to_str().unwrap(),
+            "--hostname",
+            "gate.test",
+            "--proxy-protocol",
+            proxy,
+        ]);
+        let mut c = Smtp::connect(server.addr);
+        assert_eq!(
+            c.read_to_close(),
+            "421 4.3.2 gate.test Service not available, closing transmission channel\r\n",
+            "--proxy-protocol {proxy}"
+        );
+    }
 }
 
 #[test]

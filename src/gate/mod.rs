@@ -98,7 +98,7 @@ pub fn start(settings: &GateSettings) -> Result<Running, String> {
     let mut answers = Vec::new();
     for listeners in per_worker {
         let (sender, receiver) = crossbeam_channel::unbounded();
-        let setup = worker::WorkerSetup::new(listeners, receiver)
+        let setup = worker::WorkerSetup::new(listeners, local_addrs.clone(), receiver)
             .map_err(|e| format!("cannot start worker: {e}"))?;
         answers.push(Answers {
             sender,

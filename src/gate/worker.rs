@@ -38,12 +38,18 @@ pub struct WorkerSetup {
     pub poll: Poll,
     pub waker: Arc<Waker>,
     pub listeners: Vec<TcpListener>,
+    /// The address each listener is bound to, in the same order.
+    pub listen_addrs: Vec<SocketAddr>,
     pub answers: Receiver<Done>,
 }
 
 impl WorkerSetup {
     /// A poll with its waker and the listeners registered.
-    pub fn new(mut listeners: Vec<TcpListener>, answers: Receiver<Done>) -> io::Result<Self> {
+    pub fn new(
+        mut listeners: Vec<TcpListener>,
+        listen_addrs: Vec<SocketAddr>,
+        answers: Receiver<Done>,
+    ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         for (i, l) in listeners.iter_mut().enumerate() {
@@ -54,6 +60,7 @@ impl WorkerSetup {
             poll,
             waker,
             listeners,
+            listen_addrs,
             answers,
         })
     }
@@ -64,6 +71,7 @@ struct Worker {
     shared: Arc<GateShared>,
     poll: Poll,
     listeners: Vec<Option<TcpListener>>,
+    listen_addrs: Vec<SocketAddr>,
     answers: Receiver<Done>,
     sessions: Vec<Option<Session>>,
     free: Vec<usize>,
@@ -82,6 +90,7 @@ pub fn run(id: usize, setup: WorkerSetup, shared: Arc<GateShared>) -> GateStats 
         shared,
         poll: setup.poll,
         listeners: setup.listeners.into_iter().map(Some).collect(),
+        listen_addrs: setup.listen_addrs,
         answers: setup.answers,
         sessions: Vec::new(),
         free: Vec::new(),
@@ -129,9 +138,9 @@ impl Worker {
                 }
                 let (slot, mta_side) = (token.0 / 2, token.0 % 2 == 1);
                 if let Some(Some(s)) = self.sessions.get_mut(slot) {
-                    let readable =
-                        event.is_readable() || event.is_read_closed() || event.is_error();
-                    s.on_event(mta_side, readable);
+                    let failed = event.is_error();
+                    let readable = event.is_readable() || event.is_read_closed() || failed;
+                    s.on_event(mta_side, readable, failed);
                     touched.push(slot);
                 }
             }
@@ -225,7 +234,8 @@ impl Worker {
             };
             match l.accept() {
                 Ok((stream, peer)) => {
-                    if let Some(slot) = self.admit(stream, peer) {
+                    let local = self.listen_addrs[listener];
+                    if let Some(slot) = self.admit(stream, peer, local) {
                         touched.push(slot);
                     }
                 }
@@ -254,7 +264,9 @@ impl Worker {
         let _ = stream.write(line.as_bytes());
     }
 
-    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<usize> {
+    /// Takes an accepted client in: starts its MTA connection and registers both sockets.
+    /// `local`: the listener's address; when that is a wildcard, the socket is asked.
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, local: SocketAddr) -> Option<usize> {
         let open = &self.shared.open_sessions;
         if open.fetch_add(1, Ordering::AcqRel) >= self.shared.max_sessions {
             open.fetch_sub(1, Ordering::AcqRel);
@@ -269,7 +281,12 @@ impl Worker {
             return None;
         };
         self.stats.counters.sessions += 1;
-        let _ = stream.set_nodelay(true);
+        // TCP_NODELAY comes from the listener (see `bind_group`).
+        let local = if local.ip().is_unspecified() {
+            stream.local_addr().unwrap_or(local)
+        } else {
+            local
+        };
         let mta = match TcpStream::connect(self.shared.mta) {
             Ok(mta) => mta,
             Err(e) => {
@@ -295,8 +312,14 @@ impl Worker {
             self.sessions.len() - 1
         });
         self.next_generation += 1;
-        let mut session =
-            Session::new(stream, mta, peer, key, self.next_generation, Instant::now());
+        let mut session = Session::new(
+            stream,
+            mta,
+            (peer, local),
+            key,
+            self.next_generation,
+            Instant::now(),
+        );
         let interest = Interest::READABLE | Interest::WRITABLE;
         let registry = self.poll.registry();
         let registered = registry

@@ -21,6 +21,10 @@ fn socket_for(addr: SocketAddr) -> io::Result<Socket> {
 /// Binds `count` listeners to `addr`. A port that another socket already listens on is an error
 /// even when that socket also uses SO_REUSEPORT (which would silently share the port): a probe
 /// without SO_REUSEPORT is bound first. Port 0 gets one port, the same for all `count`.
+///
+/// The listeners carry TCP_NODELAY, which accepted sockets inherit: every reply is written
+/// whole, so Nagle's algorithm could only hold a reply back, and setting it here spares a
+/// system call per connection.
 pub fn bind_group(
     addr: SocketAddr,
     count: usize,
@@ -36,10 +40,29 @@ pub fn bind_group(
     for _ in 0..count {
         let socket = socket_for(bound)?;
         socket.set_reuse_port(true)?;
+        socket.set_nodelay(true)?;
         socket.set_nonblocking(true)?;
         socket.bind(&bound.into())?;
         socket.listen(BACKLOG)?;
         listeners.push(mio::net::TcpListener::from_std(socket.into()));
     }
     Ok((bound, listeners))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay() {
+        let (bound, listeners) = bind_group(SocketAddr::from(([127, 0, 0, 1], 0)), 1).unwrap();
+        let client = std::net::TcpStream::connect(bound).unwrap();
+        assert!(!client.nodelay().unwrap());
+        let listener = std::net::TcpListener::from(std::os::fd::OwnedFd::from(
+            listeners.into_iter().next().unwrap(),
+        ));
+        listener.set_nonblocking(false).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }

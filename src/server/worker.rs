@@ -249,7 +249,7 @@ impl Worker {
             self.stats.counters.refused_per_address += 1;
             return None;
         };
-        let _ = stream.set_nodelay(true);
+        // TCP_NODELAY comes from the listener (see `listen::bind_group`).
         let id = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1

@@ -120,6 +120,9 @@ pub struct Session {
     mta_in: Vec<u8>,
     mta_out: Vec<u8>,
     mta_connected: bool,
+    /// While connecting: the MTA socket has reported an event, and whether it was an error.
+    mta_event: bool,
+    mta_failed: bool,
     client_readable: bool,
     mta_readable: bool,
     client_eof: bool,
@@ -144,18 +147,20 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session for an accepted client whose MTA connection has been started.
+    /// A session for an accepted client (`peer` connected to `local`) whose MTA connection
+    /// has been started.
+    ///
+    /// Neither socket counts as readable until epoll says so: registering a socket that
+    /// already holds input reports it, and a read now would only find nothing (two system
+    /// calls a session saved).
     pub fn new(
         client: TcpStream,
         mta: TcpStream,
-        peer: SocketAddr,
+        (peer, local): (SocketAddr, SocketAddr),
         address_key: AddressKey,
         generation: u64,
         now: Instant,
     ) -> Session {
-        let local = client
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         Session {
             client: ClientIo::new(client),
             mta,
@@ -169,8 +174,10 @@ impl Session {
             mta_in: Vec::new(),
             mta_out: Vec::new(),
             mta_connected: false,
-            client_readable: true,
-            mta_readable: true,
+            mta_event: false,
+            mta_failed: false,
+            client_readable: false,
+            mta_readable: false,
             client_eof: false,
             mta_eof: false,
             transaction: None,
@@ -185,10 +192,12 @@ impl Session {
         }
     }
 
-    /// Notes readiness of one side.
-    pub fn on_event(&mut self, mta_side: bool, readable: bool) {
+    /// Notes readiness of one side; `failed`: the event reports an error on the socket.
+    pub fn on_event(&mut self, mta_side: bool, readable: bool, failed: bool) {
         if mta_side {
             self.mta_readable |= readable;
+            self.mta_event = true;
+            self.mta_failed |= failed;
         } else {
             self.client_readable |= readable;
         }
@@ -259,25 +268,38 @@ impl Session {
     }
 
     /// Whether the MTA connection is made; on failure the client is told, as the banner.
+    ///
+    /// Asks the kernel nothing of its own. With PROXY v2 the header's write tells: it would
+    /// block while the handshake runs and fails once the handshake has failed (a loopback
+    /// connect is usually made before the session's first turn, so the header goes out at
+    /// once). Without, the MTA socket's first event tells: writable once connected, an error
+    /// event when not.
     fn check_connected(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        // The usual case, connected, costs one system call; the socket's error is asked for
-        // only when it is not.
-        let failed = match self.mta.peer_addr() {
-            Ok(_) => None,
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => match self.mta.take_error() {
-                Ok(None) => return false,
-                Ok(Some(e)) | Err(e) => Some(e),
-            },
-            Err(e) => Some(e),
+        let failed = if ctx.shared.proxy_v2 {
+            if self.mta_out.is_empty() {
+                self.mta_out = proxy::header(self.peer, self.local);
+            }
+            let before = self.mta_out.len();
+            match write_some(&mut self.mta, &mut self.mta_out) {
+                Ok(()) if self.mta_out.len() == before => return false,
+                Ok(()) => None,
+                Err(e) => Some(e),
+            }
+        } else if !self.mta_event {
+            return false;
+        } else if self.mta_failed {
+            Some(match self.mta.take_error() {
+                Ok(Some(e)) | Err(e) => e,
+                Ok(None) => io::ErrorKind::ConnectionRefused.into(),
+            })
+        } else {
+            None
         };
         if let Some(e) = failed {
             self.mta_unreachable(ctx, &e);
             return false;
         }
         self.mta_connected = true;
-        if ctx.shared.proxy_v2 {
-            self.mta_out = proxy::header(self.peer, self.local);
-        }
         self.await_reply(Pending::Banner, timeouts::BANNER, ctx.now);
         true
     }
