@@ -66,6 +66,9 @@ fn kind(outcome: Outcome, events: &[MtaEvent]) -> String {
                     format!("rcpt:{}", recipient.action.name())
                 }
                 MtaEvent::Handoff { .. } => "handoff".into(),
+                MtaEvent::HandedOff { recipient, .. } => {
+                    format!("handed-off:{}", recipient.action.name())
+                }
                 MtaEvent::Expired { .. } => "expired".into(),
                 MtaEvent::Done { .. } => "done".into(),
                 MtaEvent::Notification { .. } => "notification".into(),

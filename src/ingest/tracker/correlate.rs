@@ -76,7 +76,27 @@ impl Tracker {
                     hash: None,
                     recipient,
                     keeps_original: false,
+                    provisional: false,
                 });
+            }
+            MtaEvent::HandedOff {
+                queue,
+                new_queue,
+                recipient,
+            } => {
+                self.advance_log_clock(recipient.at);
+                self.touch_queue(&queue, recipient.at);
+                if self.queues.get(&queue).is_some_and(|q| q.notification) {
+                    return;
+                }
+                self.rcpt(RcptUpdate {
+                    message: MessageRef::Queue(queue.clone()),
+                    hash: None,
+                    recipient,
+                    keeps_original: false,
+                    provisional: true,
+                });
+                self.mta(MtaEvent::Handoff { queue, new_queue });
             }
             MtaEvent::Handoff { queue, new_queue } => {
                 let now = self.log_clock;
@@ -157,11 +177,13 @@ impl Tracker {
             .get_mut(&queue)
             .map(|q| std::mem::take(&mut q.handoffs))
             .unwrap_or_default();
-        for update in self.orphans.take(&MessageRef::Queue(queue)) {
-            self.rcpt(update);
-        }
+        // The queues it went on to first: their lines are later news of the same recipients, and
+        // a hand-off's provisional `relayed` held here must not get in before them.
         for next in handoffs {
             self.link_queue(next, id, depth + 1);
+        }
+        for update in self.orphans.take(&MessageRef::Queue(queue)) {
+            self.rcpt(update);
         }
     }
 
@@ -323,6 +345,15 @@ impl Tracker {
         }
         if !r.keeps_original {
             msg.orcpts.apply(&mut r.recipient);
+        }
+        let settled = |i: usize| {
+            msg.recipients
+                .get(i)
+                .is_some_and(|o| !o.action.is_pending())
+        };
+        let held = msg.recipient_position(r.recipient.original.as_deref(), &r.recipient.final_rcpt);
+        if r.provisional && held.is_some_and(settled) {
+            return;
         }
         msg.update_recipient(r.recipient);
         // Unpacked: published (and packed) again whether it changed or not.
