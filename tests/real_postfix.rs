@@ -314,3 +314,164 @@ fn a_quoted_sender_spelling_an_accept_forges_nothing() {
     let (_, stderr) = s.stop("TERM");
     assert!(!stderr.contains("rejected line"), "{stderr}");
 }
+
+/// smtp-sink (Postfix's test server) on the next hop of `sink.example`, stopped when dropped.
+struct Sink(std::process::Child);
+
+impl Sink {
+    fn start() -> Sink {
+        let child = Command::new("smtp-sink")
+            .args(["-u", "nobody", SINK_NEXT_HOP, "10"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start smtp-sink");
+        let up = eventually_or_none(|| std::net::TcpStream::connect(SINK_NEXT_HOP).ok());
+        assert!(up.is_some(), "smtp-sink never listened on {SINK_NEXT_HOP}");
+        Sink(child)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Where `sink.example` is relayed to (.ci/postfix-setup.sh).
+const SINK_NEXT_HOP: &str = "127.0.0.1:10028";
+/// The retry transport delivers once this directory holds a file named after the recipient.
+const RETRY_FLAGS: &str = "/var/tmp/mtqpd-retry";
+
+/// One message to every kind of recipient (issue 14): delivered locally, failed (unknown user),
+/// delayed by a dead next hop, delayed by a transport that fails until a flag file exists and
+/// then delivered after a retry, relayed to a sink. Each appears exactly once with its Action
+/// and Status, and the retried one turns from delayed to delivered in place.
+#[test]
+fn every_recipient_once_and_a_retry_delivered_in_place() {
+    if !enabled() {
+        return;
+    }
+    let run = real_mta::run_id();
+    let time = rfc3339(unix_now());
+    let _sink = Sink::start();
+    let dir = TempDir::new("real-postfix-retry");
+    let native = dir.path("mtqp.log");
+    std::fs::write(&native, b"").expect("create native log");
+    let native_arg = format!("native:{}", native.display());
+    let postfix_arg = format!("postfix:{POSTFIX_LOG}");
+    let s = Server::start_caught_up(&[
+        "--log",
+        &postfix_arg,
+        "--log",
+        &native_arg,
+        "--hostname",
+        HOSTNAME,
+        "--log-timezone",
+        "local",
+        "--threads",
+        "1",
+    ]);
+
+    let retry = format!("r{}@retry.example", run.replace('.', "-"));
+    let delivered = format!("{LOCAL_USER}@localhost");
+    let sink = format!("s{}@sink.example", run.replace('.', "-"));
+    let rcpts = [
+        delivered.as_str(),
+        "nosuchuser@localhost",
+        "someone@deferred.example",
+        retry.as_str(),
+        sink.as_str(),
+    ];
+    let message_id = format!("{run}.every@mtqpd-test.example");
+    let (envid, secret) = (
+        format!("{run}.every@envid.example"),
+        format!("s-every-{run}"),
+    );
+    let mut smtp = Session::to("127.0.0.1:25");
+    smtp.command("EHLO mtqpd-test.example", 250);
+    let reply = smtp.transaction(
+        &format!("MAIL FROM:<{LOCAL_USER}@{HOSTNAME}>"),
+        &rcpts.map(|r| format!("RCPT TO:<{r}>")),
+        &message_id,
+    );
+    smtp.quit();
+    let qid = reply
+        .trim_end()
+        .rsplit(' ')
+        .next()
+        .expect("queue id in the reply")
+        .to_string();
+    let _cleanup = QueueCleanup(qid.clone());
+    append(
+        &native,
+        &accept_line(&time, &envid, &secret, &format!("msgid={message_id}")),
+    );
+
+    let log = || real_mta::log_lines_with(POSTFIX_LOG, &qid).join("\n");
+    let before = real_mta::track_until(
+        &s,
+        &envid,
+        &secret,
+        &[
+            (&delivered, &["Action: delivered", "Status: 2.0.0"]),
+            ("nosuchuser@localhost", &["Action: failed", "Status: 5.1.1"]),
+            (
+                "someone@deferred.example",
+                &["Action: delayed", "Status: 4.4.1"],
+            ),
+            (&retry, &["Action: delayed", "Status: 4.3.0"]),
+            (
+                &sink,
+                &[
+                    "Action: relayed",
+                    "Status: 2.0.0",
+                    "Remote-MTA: dns; 127.0.0.1",
+                ],
+            ),
+        ],
+        11,
+        log,
+    );
+    assert_eq!(before.matches("Final-Recipient:").count(), 5, "{before}");
+
+    // The flag, then a retry of this message only: the same recipient, now delivered.
+    std::fs::write(format!("{RETRY_FLAGS}/{retry}"), b"").expect("create the retry flag");
+    let status = Command::new("postqueue")
+        .args(["-i", &qid])
+        .status()
+        .expect("run postqueue");
+    assert!(status.success(), "postqueue -i {qid}: {status}");
+    let after = real_mta::track_until(
+        &s,
+        &envid,
+        &secret,
+        &[(&retry, &["Action: delivered", "Status: 2.0.0"])],
+        11,
+        log,
+    );
+    eprintln!("real_postfix: mtqpd track {envid} ->\n{after}");
+    assert_eq!(after.matches("Final-Recipient:").count(), 5, "{after}");
+    let order = |body: &str| {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("Final-Recipient: rfc822; "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(order(&after), order(&before), "the retried recipient moved");
+    let _ = std::fs::remove_file(format!("{RETRY_FLAGS}/{retry}"));
+}
+
+/// Deletes a queue id from Postfix's queue when dropped (the deferred recipient would be
+/// retried for days), whether the test passed or not.
+struct QueueCleanup(String);
+
+impl Drop for QueueCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("postsuper")
+            .args(["-d", &self.0])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
