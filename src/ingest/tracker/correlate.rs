@@ -56,6 +56,9 @@ impl Tracker {
                 if self.queues.get(&queue).is_some_and(|q| q.done) {
                     // Postfix reuses short queue ids: this is a new message.
                     self.forget_queue(&queue);
+                    if let Some(a) = &mut self.audit {
+                        a.reused(&queue);
+                    }
                 }
                 self.touch_queue(&queue, time.unix);
                 if let Some(m) = message_id {
@@ -70,6 +73,9 @@ impl Tracker {
                 self.touch_queue(&queue, recipient.at);
                 if self.queues.get(&queue).is_some_and(|q| q.notification) {
                     return;
+                }
+                if let Some(a) = &mut self.audit {
+                    a.named(&queue, &recipient.final_rcpt);
                 }
                 self.rcpt(RcptUpdate {
                     message: MessageRef::Queue(queue),
@@ -88,6 +94,9 @@ impl Tracker {
                 self.touch_queue(&queue, recipient.at);
                 if self.queues.get(&queue).is_some_and(|q| q.notification) {
                     return;
+                }
+                if let Some(a) = &mut self.audit {
+                    a.named(&queue, &recipient.final_rcpt);
                 }
                 self.rcpt(RcptUpdate {
                     message: MessageRef::Queue(queue.clone()),
@@ -172,6 +181,9 @@ impl Tracker {
             return;
         }
         self.by_queue.insert(queue.clone(), id);
+        if let (Some(a), Some(m)) = (&mut self.audit, self.messages.get(&id)) {
+            a.linked(&queue, m.envid(), m.hash());
+        }
         let handoffs = self
             .queues
             .get_mut(&queue)
