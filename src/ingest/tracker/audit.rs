@@ -11,16 +11,18 @@ use crate::protocol::secret::Hash;
 
 /// A message: its envid and the hash of its secret.
 type Owner = (Box<[u8]>, Hash);
+/// The addresses named as recipients under one queue id.
+type Named = Vec<Box<[u8]>>;
 
 /// What the MTA lines named, and which message each queue id turned out to be.
 #[derive(Debug, Default)]
 pub struct Audit {
     /// The addresses the lines of each queue id named as a recipient's final address.
-    named: HashMap<QueueId, Vec<Box<[u8]>>>,
+    named: HashMap<QueueId, Named>,
     /// The message (envid, hash of its secret) each queue id was linked to.
     owner: HashMap<QueueId, Owner>,
     /// What earlier messages under a queue id the MTA reused named.
-    retired: Vec<(QueueId, Vec<Box<[u8]>>, Owner)>,
+    retired: Vec<(QueueId, Named, Owner)>,
 }
 
 /// A recipient an MTA line named that its message's answer lacks.
