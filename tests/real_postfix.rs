@@ -460,6 +460,19 @@ fn every_recipient_once_and_a_retry_delivered_in_place() {
     };
     assert_eq!(order(&after), order(&before), "the retried recipient moved");
     let _ = std::fs::remove_file(format!("{RETRY_FLAGS}/{retry}"));
+
+    // The offline check over the whole log this Postfix wrote: every line read, and no
+    // recipient a line named absent from its message's answer.
+    let out = Command::new(env!("CARGO_BIN_EXE_mtqpd"))
+        .args(["ingest-check", "--counts-only", "--log-timezone", "local"])
+        .args(["--log", &postfix_arg, "--log", &native_arg])
+        .output()
+        .expect("run mtqpd ingest-check");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains(", rejected 0, "), "{report}");
+    assert!(report.contains("\nrecipients missing 0 "), "{report}");
+    assert!(!report.contains("tracked messages 0;"), "{report}");
 }
 
 /// Deletes a queue id from Postfix's queue when dropped (the deferred recipient would be
