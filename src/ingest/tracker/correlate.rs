@@ -5,7 +5,7 @@
 use super::refs::{EnvidIds, MessageIdClaim, QueueInfo};
 use super::stored::Stored;
 use super::{Id, Tracker, UNCLAIMED_GRACE, UNKNOWN_MESSAGE};
-use crate::index::message::{Action, Message};
+use crate::index::message::{Action, Message, Recipient};
 use crate::ingest::event::{Accept, MessageRef, MtaEvent, Orcpt, RcptUpdate};
 use crate::ingest::queue_id::QueueId;
 use crate::protocol::secret::Hash;
@@ -69,42 +69,14 @@ impl Tracker {
                 self.note_message_id(queue, message_id);
             }
             MtaEvent::Recipient { queue, recipient } => {
-                self.advance_log_clock(recipient.at);
-                self.touch_queue(&queue, recipient.at);
-                if self.queues.get(&queue).is_some_and(|q| q.notification) {
-                    return;
-                }
-                if let Some(a) = &mut self.audit {
-                    a.named(&queue, &recipient.final_rcpt);
-                }
-                self.rcpt(RcptUpdate {
-                    message: MessageRef::Queue(queue),
-                    hash: None,
-                    recipient,
-                    keeps_original: false,
-                    provisional: false,
-                });
+                self.queue_recipient(queue, recipient, false);
             }
             MtaEvent::HandedOff {
                 queue,
                 new_queue,
                 recipient,
             } => {
-                self.advance_log_clock(recipient.at);
-                self.touch_queue(&queue, recipient.at);
-                if self.queues.get(&queue).is_some_and(|q| q.notification) {
-                    return;
-                }
-                if let Some(a) = &mut self.audit {
-                    a.named(&queue, &recipient.final_rcpt);
-                }
-                self.rcpt(RcptUpdate {
-                    message: MessageRef::Queue(queue.clone()),
-                    hash: None,
-                    recipient,
-                    keeps_original: false,
-                    provisional: true,
-                });
+                self.queue_recipient(queue.clone(), recipient, true);
                 self.mta(MtaEvent::Handoff { queue, new_queue });
             }
             MtaEvent::Handoff { queue, new_queue } => {
@@ -153,6 +125,26 @@ impl Tracker {
                 self.orphans.discard(&MessageRef::Queue(queue));
             }
         }
+    }
+
+    /// A recipient's new state from a line of `queue` (not tracked for a notification's own
+    /// queue); `provisional` for a hand-off's `relayed` ([`RcptUpdate::provisional`]).
+    fn queue_recipient(&mut self, queue: QueueId, recipient: Recipient, provisional: bool) {
+        self.advance_log_clock(recipient.at);
+        self.touch_queue(&queue, recipient.at);
+        if self.queues.get(&queue).is_some_and(|q| q.notification) {
+            return;
+        }
+        if let Some(a) = &mut self.audit {
+            a.named(&queue, &recipient.final_rcpt);
+        }
+        self.rcpt(RcptUpdate {
+            message: MessageRef::Queue(queue),
+            hash: None,
+            recipient,
+            keeps_original: false,
+            provisional,
+        });
     }
 
     fn note_message_id(&mut self, queue: QueueId, message_id: Box<[u8]>) {
