@@ -5,6 +5,8 @@
 //! ids with tracked messages, fill in retry deadlines or keep per-message state: the tracker
 //! does that. The only state kept between lines is the syslog clock's year.
 
+use std::borrow::Cow;
+
 use super::event::{Event, LineParser, MtaEvent, Outcome};
 use super::mta::{status_class, RecipientFields};
 use super::native::{self, NativeTags};
@@ -288,16 +290,23 @@ fn to_line(queue: &[u8], rest: &[u8], time: Timestamp, emit: &mut dyn FnMut(Even
     // A program, a file or an :include: list stands for the address that led there, the
     // controlling address (sendmail's own DSNs name it, the program going in
     // X-Actual-Recipient): the hub's alias commands are not shown, and one alias with several
-    // such targets is one recipient.
-    let mut addresses: Vec<&[u8]> = Vec::new();
+    // such targets is one recipient. A local user an alias named is logged by name alone
+    // (`to=alice, ctladdr=<alias@hub> (8/0)`, or the user's own address as ctladdr): it is
+    // that name at the local domain, which is ctladdr's.
+    let mut addresses: Vec<Cow<'_, [u8]>> = Vec::new();
     for a in listed {
         let a = if is_program_or_file(a) {
             match ctladdr {
-                Some(c) if !c.is_empty() => c,
+                Some(c) if !c.is_empty() => Cow::Borrowed(c),
                 _ => return Outcome::Rejected("program or file delivery without ctladdr="),
             }
         } else {
-            a
+            match ctladdr.and_then(|c| memchr::memrchr(b'@', c).map(|at| &c[at..])) {
+                Some(domain) if memchr::memchr(b'@', a).is_none() => {
+                    Cow::Owned([a, domain].concat())
+                }
+                _ => Cow::Borrowed(a),
+            }
         };
         if !addresses.contains(&a) {
             addresses.push(a);
@@ -339,7 +348,7 @@ fn to_line(queue: &[u8], rest: &[u8], time: Timestamp, emit: &mut dyn FnMut(Even
         .into_iter()
         .map(|address| {
             RecipientFields {
-                final_rcpt: address,
+                final_rcpt: &address,
                 original: None,
                 action,
                 status: dsn,
@@ -619,6 +628,18 @@ mod tests {
             r#"Jun 26 07:24:25 h sm-mta[1]: q5PNOMeP031760: to=alice,"|/usr/bin/handler", ctladdr=staff (8/0), delay=00:00:00, mailer=prog, pri=1, dsn=4.0.0, stat=Deferred: 75"#,
         );
         assert_eq!(e, [deferred("alice"), deferred("staff")]);
+        // A local user an alias named, by name alone: at the local domain, ctladdr's.
+        let (_, e) = parse("Dec  3 06:35:19 vm sm-mta[31673]: 6B36ZJTZ031671: to=mtqpdgone, ctladdr=<ghost@mtqpd-sm.example> (8/0), delay=00:00:00, mailer=local, pri=120168, dsn=5.1.1, reply=550 5.1.1 User unknown, stat=User unknown");
+        let Event::Mta(MtaEvent::Recipient { recipient, .. }) = &e[0] else {
+            panic!("{e:?}");
+        };
+        assert_eq!(&*recipient.final_rcpt, b"mtqpdgone@mtqpd-sm.example");
+        // A full address keeps its own domain, whoever the controlling user is.
+        let (_, e) = parse("Dec  3 06:35:19 vm sm-mta[31704]: 6B36ZJdp031697: to=<someone@dead.example>, ctladdr=<mtqpdtest@mtqpd-sm.example> (1001/1001), delay=00:00:00, xdelay=00:00:00, mailer=esmtp, pri=30167, relay=[127.0.2.9], dsn=4.4.1, stat=Deferred: Connection refused by [127.0.2.9]");
+        let Event::Mta(MtaEvent::Recipient { recipient, .. }) = &e[0] else {
+            panic!("{e:?}");
+        };
+        assert_eq!(&*recipient.final_rcpt, b"someone@dead.example");
         // Without its controlling address, a command is refused rather than shown.
         let (o, e) = parse(
             r#"Jun 26 07:24:25 h sm-mta[1]: q5PNOMeP031760: to="|/usr/bin/handler", delay=00:00:00, mailer=prog, pri=1, stat=Sent"#,
