@@ -9,10 +9,11 @@
 # package's conf.d (the split form of /etc/exim4/exim4.conf.template: the same text, file by
 # file) with the answers of an "internet site" whose daemon listens on loopback only. Ours are
 # only the additions a Debian administrator would make: conf.d/main/00_localmacros (paths,
-# hostname), a `.rul` replacement of the file that hard-codes exim_path, one router file, and
-# CONFDIR/hubbed_hosts. So the routers that deliver are Debian's: local_user (whose log_as_local
-# logs `=> user <user@domain> R=local_user T=mail_spool`), userforward (a `.forward` pipe through
-# address_pipe) and hubbed_hosts (manualroute through remote_smtp).
+# hostname), `.rul` replacements of the two files that hard-code a system path (exim_path and
+# /etc/email-addresses), one router file, and CONFDIR/hubbed_hosts. So the routers that deliver
+# are Debian's: local_user (whose log_as_local logs `=> user <user@domain> R=local_user
+# T=mail_spool`), userforward (a `.forward` pipe through address_pipe) and hubbed_hosts
+# (manualroute through remote_smtp).
 #
 # What the test relies on:
 #   - Exim listens on 127.0.0.1:10125 only and logs to /var/log/mtqpd-exim/mainlog (no +ZZZZ:
@@ -23,8 +24,8 @@
 #   - its local domains are mtqpd-ci.example and localhost; a client on 127.0.0.1 is in
 #     relay_from_hosts, so every recipient is accepted at RCPT and routed after acceptance;
 #   - mtqpdtest@mtqpd-ci.example is a local user (local_user router, mail_spool transport);
-#   - nosuchuser@mtqpd-ci.example is no user: accepted, then failed (`**`, "Unknown user") and
-#     bounced to the sender;
+#   - nosuchuser@mtqpd-ci.example is no user: accepted, then failed (`** …: Unrouteable
+#     address`) and bounced to the sender;
 #   - mtqpdretry@mtqpd-ci.example is a local user whose delivery the router mtqpd_wait_for_flag
 #     defers (`==`) until the file /run/mtqpd-exim/retry-flags/EXIMID exists; after that a queue
 #     run (`exim4 -C … -qff`) delivers it through local_user;
@@ -32,10 +33,15 @@
 #     (userforward router, address_pipe transport); the handler reads the message and exits 0;
 #   - mail to sink.example goes (hubbed_hosts, remote_smtp) to Postfix's smtp-sink on
 #     127.0.0.2:10127, which takes every message: relayed;
-#   - mail to dead.example goes to 127.0.0.2 port 9, where nothing listens: deferred (`==`,
-#     Connection refused) and kept in the queue.
-# 127.0.0.2 rather than 127.0.0.1 for the next hops: Exim takes a host among its own listening
-# addresses for itself (a routing loop) and would freeze the message.
+#   - mail to dead.example goes to 127.0.0.3 port 9, where nothing listens: deferred (`==`,
+#     Connection refused, or, while Exim's retry data still holds that host's last failure, retry
+#     time not reached) and kept in the queue;
+#   - the daemon runs no periodic queue runs (`-bd` without `-q30m`): a deferred message is retried
+#     only when the test runs the queue, so that nothing changes in the log behind its back.
+# 127.0.0.2 and 127.0.0.3 rather than 127.0.0.1 for the next hops: Exim takes a host among its own
+# listening addresses for itself (a routing loop) and would freeze the message. And one address
+# each: Exim hands an open SMTP connection on to other messages waiting for the same address,
+# whatever port they were routed to, so a message for the dead hop would go to the sink.
 #
 # With `--faketime OFFSET` (a libfaketime FAKETIME value such as +400d) the daemon is restarted
 # with libfaketime preloaded (kept through Exim's re-executions by keep_environment) so that it
@@ -62,6 +68,7 @@ LISTEN=127.0.0.1.10125
 PORT=10125
 SINK=127.0.0.2:10127
 SINK_PIDFILE=$RUN/smtp-sink.pid
+DEAD_HOP=127.0.0.3:9
 PACKAGES="exim4-daemon-light exim4-base exim4-config"
 
 fail() {
@@ -186,7 +193,7 @@ mtqpd_wait_for_flag:
   data = :defer: waiting for $FLAGS/\$message_exim_id
   no_verify
 EOF
-printf 'sink.example: %s\ndead.example: 127.0.0.2::9\n' "${SINK/:/::}" >"$CONFDIR/hubbed_hosts"
+printf 'sink.example: %s\ndead.example: %s\n' "${SINK/:/::}" "${DEAD_HOP/:/::}" >"$CONFDIR/hubbed_hosts"
 "$ROOT/usr/sbin/update-exim4.conf" -d "$CONFDIR" -o "$CONFIG" >/dev/null ||
   fail "update-exim4.conf"
 chown root:root "$CONFIG"
@@ -226,7 +233,7 @@ if [ "$(cat "$RUN/clock" 2>/dev/null || echo real)" != "$clock" ] && [ -f "$LOG"
   mv "$LOG" "$LOG.before-clock-change"
 fi
 echo "$clock" >"$RUN/clock"
-env "${environment[@]}" "$EXIM" -C "$CONFIG" -bd -q30m || fail "$EXIM -bd"
+env "${environment[@]}" "$EXIM" -C "$CONFIG" -bd || fail "$EXIM -bd"
 
 # Wait (bounded) for the daemon's banner and its log.
 for _ in $(seq 1 50); do
