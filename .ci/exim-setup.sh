@@ -44,10 +44,17 @@
 # whatever port they were routed to, so a message for the dead hop would go to the sink.
 #
 # With `--faketime OFFSET` (a libfaketime FAKETIME value such as +400d) the daemon is restarted
-# with libfaketime preloaded (kept through Exim's re-executions by keep_environment) so that it
-# logs with the clock moved by OFFSET (.ci/shifted-clock runs the tests so); `--faketime real`
-# restarts it on the real clock. Whenever the clock changes the log is moved aside and a fresh
-# one begun, as .ci/postfix-setup.sh does.
+# with libfaketime preloaded into every process of it, so that all log with the clock moved by
+# OFFSET (.ci/shifted-clock runs the tests so); `--faketime real`, like no option, restarts it on
+# the real clock. With --faketime, and whenever the clock changes, the log is moved aside and a
+# fresh one begun, as .ci/postfix-setup.sh does. Every process means more than for Postfix: the
+# process that receives a message runs as Debian-exim and executes the setuid exim binary to
+# deliver it, and the loader of a setuid program ignores an LD_PRELOAD path and strips LD_PRELOAD
+# from its environment. It does preload a library named without a slash from the system's library
+# directory whose set-user-ID bit is set: while the clock is moved, a copy of libfaketime is
+# installed so (lib/<triplet>/libmtqpd-faketime.so.1, removed again on the real clock), and
+# Exim's add_environment (Debian's MAIN_ADD_ENVIRONMENT) gives every Exim process the variables
+# again. The configuration is otherwise the same, exim_user included.
 # Exits non-zero with a message when Exim cannot be unpacked, configured or started.
 set -euo pipefail
 
@@ -148,6 +155,20 @@ echo "|$ROOT/bin/handler --queue=general" >"$pipe_home/.forward"
 chown mtqpdpipe: "$pipe_home/.forward"
 chmod 644 "$pipe_home/.forward"
 
+# The clock the daemon is to run on (the real one without --faketime), and the library that
+# moves it (see the header).
+clock=${CLOCK:-real}
+environment=()
+for libdir in /usr/lib/*-linux-gnu; do
+  rm -f "$libdir/libmtqpd-faketime.so.1"
+done
+if [ "$clock" != real ]; then
+  libfaketime=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
+  [ -n "$libfaketime" ] || fail "libfaketime is not installed"
+  install -m 4644 "$libfaketime" "$(dirname "$(dirname "$libfaketime")")/libmtqpd-faketime.so.1"
+  environment=(LD_PRELOAD=libmtqpd-faketime.so.1 FAKETIME="$clock" FAKETIME_DONT_FAKE_MONOTONIC=1)
+fi
+
 # The configuration: Debian's answers for an internet site listening on loopback
 # (update-exim4.conf.conf, as debconf writes it), then our additions, then update-exim4.conf.
 cat >"$CONFDIR/update-exim4.conf.conf" <<EOF
@@ -170,10 +191,13 @@ cat >"$CONFDIR/conf.d/main/00_localmacros" <<EOF
 CONFDIR = $CONFDIR
 SPOOLDIR = $SPOOL
 MAIN_HARDCODE_PRIMARY_HOSTNAME = $HOSTNAME_FQDN
-MAIN_KEEP_ENVIRONMENT = LD_PRELOAD : FAKETIME : FAKETIME_DONT_FAKE_MONOTONIC
 log_file_path = $LOGDIR/%slog
 pid_file_path = $PIDFILE
 EOF
+if [ "$clock" != real ]; then
+  echo "MAIN_ADD_ENVIRONMENT = <; $(IFS=';' && echo "${environment[*]}")" \
+    >>"$CONFDIR/conf.d/main/00_localmacros"
+fi
 sed "s|^exim_path = .*|exim_path = $EXIM|" "$CONFDIR/conf.d/main/01_exim4-config_listmacrosdefs" \
   >"$CONFDIR/conf.d/main/01_exim4-config_listmacrosdefs.rul"
 grep -q "^exim_path = $EXIM\$" "$CONFDIR/conf.d/main/01_exim4-config_listmacrosdefs.rul" ||
@@ -211,14 +235,7 @@ if ! { [ -f "$SINK_PIDFILE" ] && kill -0 "$(cat "$SINK_PIDFILE")" 2>/dev/null; }
   echo $! >"$SINK_PIDFILE"
 fi
 
-# The daemon, restarted on the clock asked for (the real one without --faketime).
-clock=${CLOCK:-real}
-environment=()
-if [ "$clock" != real ]; then
-  preload=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
-  [ -n "$preload" ] || fail "libfaketime is not installed"
-  environment=(LD_PRELOAD="$preload" FAKETIME="$clock" FAKETIME_DONT_FAKE_MONOTONIC=1)
-fi
+# The daemon, restarted on its clock.
 if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
   pid=$(cat "$PIDFILE")
   kill "$pid"
@@ -228,8 +245,10 @@ if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
   done
   kill -0 "$pid" 2>/dev/null && fail "the running Exim ($pid) did not stop"
 fi
-# A fresh log when the clock changes: lines of another clock would come before the new ones.
-if [ "$(cat "$RUN/clock" 2>/dev/null || echo real)" != "$clock" ] && [ -f "$LOG" ]; then
+# A fresh log with --faketime and whenever the clock changes: lines of another clock would come
+# before the new ones.
+if { [ -n "$CLOCK" ] || [ "$(cat "$RUN/clock" 2>/dev/null || echo real)" != "$clock" ]; } &&
+  [ -f "$LOG" ]; then
   mv "$LOG" "$LOG.before-clock-change"
 fi
 echo "$clock" >"$RUN/clock"
