@@ -17,7 +17,8 @@
 //! It writes a native accept line per message keyed by its Message-ID, and checks over MTQP that
 //! mtqpd, following the Exim log, answers each message with exactly the tracking body it should
 //! (every recipient once, with its Action, Status, Remote-MTA and dates); then that
-//! `mtqpd ingest-check` on the Exim log of the run rejects no line and shows every recipient once.
+//! `mtqpd ingest-check` on Exim's log as the run leaves it (under CI: the daemon's start and this
+//! test) rejects no line and shows every recipient of the run once.
 //! Every scenario is checked before the test fails, and the failure lists each wrong answer with
 //! the Exim log lines of its message.
 //!
