@@ -95,13 +95,19 @@ esac
 export DEBIAN_FRONTEND=noninteractive
 
 # The packages, unpacked once per version.
+candidates() {
+  apt-cache policy $PACKAGES 2>/dev/null | awk '/Candidate:/ { v = v (v ? " " : "") $2 } END { print v }'
+}
+download() {
+  (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root $PACKAGES >/dev/null 2>&1)
+}
 unpack() {
   local versions
-  versions=$(apt-cache policy $PACKAGES 2>/dev/null | awk '/Candidate:/ { printf "%s ", $2 }')
+  versions=$(candidates)
   case "$versions" in
     "" | *"(none)"*)
       apt-get update -qq >/dev/null || fail "apt-get update"
-      versions=$(apt-cache policy $PACKAGES | awk '/Candidate:/ { printf "%s ", $2 }')
+      versions=$(candidates)
       ;;
   esac
   if [ -x "$EXIM" ] && [ "$(cat "$ROOT/.versions" 2>/dev/null)" = "$versions" ]; then
@@ -110,8 +116,12 @@ unpack() {
   echo "exim-setup: unpacking $PACKAGES ($versions) into $ROOT"
   rm -rf "$DEBS" "$ROOT"
   mkdir -p "$DEBS" "$ROOT"
-  (cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root $PACKAGES >/dev/null) ||
-    fail "apt-get download $PACKAGES"
+  # Lists older than the mirror name files it no longer has: update them once and retry.
+  if ! download; then
+    apt-get update -qq >/dev/null || fail "apt-get update"
+    versions=$(candidates)
+    download || fail "apt-get download $PACKAGES"
+  fi
   for deb in "$DEBS"/*.deb; do
     dpkg -x "$deb" "$ROOT" || fail "dpkg -x $deb"
   done
