@@ -18,7 +18,8 @@
 //! mtqpd, following the Exim log, answers each message with exactly the tracking body it should
 //! (every recipient once, with its Action, Status, Remote-MTA and dates); then that
 //! `mtqpd ingest-check` on Exim's log as the run leaves it (under CI: the daemon's start and this
-//! test) rejects no line and shows every recipient of the run once.
+//! test) rejects no line, finds no recipient missing from its answer, and shows every recipient
+//! of the run once.
 //! Every scenario is checked before the test fails, and the failure lists each wrong answer with
 //! the Exim log lines of its message.
 //!
@@ -400,6 +401,16 @@ fn real_exim_delivered_failed_retried_piped_relayed_deferred() {
                 .collect::<Vec<_>>()
                 .join("\n"),
             lines[lines.len().saturating_sub(40)..].join("\n")
+        ));
+    }
+    if !report.contains("\nrecipients missing 0 ") {
+        failures.push(format!(
+            "ingest-check found recipients missing from their answers:\n{}\n",
+            report
+                .lines()
+                .filter(|l| l.starts_with("recipients missing ") || l.starts_with("  missing: "))
+                .collect::<Vec<_>>()
+                .join("\n")
         ));
     }
     let check_line = |rcpt: &str, action: &str, status: &str, remote: &str| {
