@@ -52,7 +52,8 @@
 # deliver it, and the loader of a setuid program ignores an LD_PRELOAD path and strips LD_PRELOAD
 # from its environment. It does preload a library named without a slash from the system's library
 # directory whose set-user-ID bit is set: while the clock is moved, a copy of libfaketime is
-# installed so (lib/<triplet>/libmtqpd-faketime.so.1, removed again on the real clock), and
+# installed so (lib/<triplet>/libmtqpd-faketime.so.1; anyone could preload it into any setuid
+# program, so it exists only while the clock is moved and is removed on the real clock), and
 # Exim's add_environment (Debian's MAIN_ADD_ENVIRONMENT) gives every Exim process the variables
 # again. The configuration is otherwise the same, exim_user included.
 # Exits non-zero with a message when Exim cannot be unpacked, configured or started.
@@ -156,7 +157,7 @@ install -d -o Debian-exim -g adm -m 2750 "$LOGDIR"
 install -d -m 755 "$RUN" "$ROOT/bin"
 install -d -m 1777 "$FLAGS"
 
-# The pipe an alias runs: a command with `=` in it, as issue 14 found in the wild.
+# The pipe mtqpdpipe's .forward runs: a command with `=` in it, as issue 14 found in the wild.
 printf '#!/bin/sh\n# Takes a message from an Exim pipe delivery and drops it.\nexec cat >/dev/null\n' \
   >"$ROOT/bin/handler"
 chmod 755 "$ROOT/bin/handler"
