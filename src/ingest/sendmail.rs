@@ -5,8 +5,6 @@
 //! ids with tracked messages, fill in retry deadlines or keep per-message state: the tracker
 //! does that. The only state kept between lines is the syslog clock's year.
 
-use std::borrow::Cow;
-
 use super::event::{Event, LineParser, MtaEvent, Outcome};
 use super::mta::{status_class, RecipientFields};
 use super::native::{self, NativeTags};
@@ -14,9 +12,19 @@ use super::syslog::{parse_prefix, SyslogClock};
 use crate::index::message::Action;
 use crate::protocol::date::Timestamp;
 
-/// Programs whose lines are sendmail's: the daemon under its usual names and the MSP queue
-/// runner.
-const PROGRAMS: [&[u8]; 3] = [b"sendmail", b"sm-mta", b"sm-msp-queue"];
+/// Programs whose lines are sendmail's: the daemon under its usual names, the MSP queue
+/// runner, and the names Debian's init script gives its queue runs.
+const PROGRAMS: [&[u8]; 8] = [
+    b"sendmail",
+    b"sm-mta",
+    b"sm-msp-queue",
+    // Debian's init script (`/etc/init.d/sendmail runq`, its queue runners).
+    b"sm-mta-runq",
+    b"sm-mta-queue",
+    b"sm-msp",
+    b"sm-que",
+    b"sm-que-runq",
+];
 
 /// Mailers that hand the message to a mailbox on this host.
 const LOCAL_MAILERS: [&[u8]; 4] = [b"local", b"lmtp", b"prog", b"dovecot"];
@@ -290,22 +298,26 @@ fn to_line(queue: &[u8], rest: &[u8], time: Timestamp, emit: &mut dyn FnMut(Even
     // A program, a file or an :include: list stands for the address that led there, the
     // controlling address (sendmail's own DSNs name it, the program going in
     // X-Actual-Recipient): the hub's alias commands are not shown, and one alias with several
-    // such targets is one recipient. A local user an alias named is logged by name alone
-    // (`to=alice, ctladdr=<alias@hub> (8/0)`, or the user's own address as ctladdr): it is
-    // that name at the local domain, which is ctladdr's.
-    let mut addresses: Vec<Cow<'_, [u8]>> = Vec::new();
+    // such targets is one recipient. A local user an alias named is logged by name alone, its
+    // controlling address being the user's own (`to=alice, ctladdr=<alice@hub> (1000/1000)`)
+    // or, for a name that is no user, the alias (`to=gone, ctladdr=<ghost@hub> (8/0)`, which
+    // sendmail's bounce names as Final-Recipient): that address is the recipient.
+    let mut addresses: Vec<&[u8]> = Vec::new();
     for a in listed {
+        let controlling = ctladdr.filter(|c| !c.is_empty());
         let a = if is_program_or_file(a) {
-            match ctladdr {
-                Some(c) if !c.is_empty() => Cow::Borrowed(c),
-                _ => return Outcome::Rejected("program or file delivery without ctladdr="),
+            match controlling {
+                Some(c) => c,
+                None => return Outcome::Rejected("program or file delivery without ctladdr="),
             }
         } else {
-            match ctladdr.and_then(|c| memchr::memrchr(b'@', c).map(|at| &c[at..])) {
-                Some(domain) if memchr::memchr(b'@', a).is_none() => {
-                    Cow::Owned([a, domain].concat())
+            match controlling {
+                Some(c)
+                    if memchr::memchr(b'@', a).is_none() && memchr::memchr(b'@', c).is_some() =>
+                {
+                    c
                 }
-                _ => Cow::Borrowed(a),
+                _ => a,
             }
         };
         if !addresses.contains(&a) {
@@ -348,7 +360,7 @@ fn to_line(queue: &[u8], rest: &[u8], time: Timestamp, emit: &mut dyn FnMut(Even
         .into_iter()
         .map(|address| {
             RecipientFields {
-                final_rcpt: &address,
+                final_rcpt: address,
                 original: None,
                 action,
                 status: dsn,
@@ -628,18 +640,34 @@ mod tests {
             r#"Jun 26 07:24:25 h sm-mta[1]: q5PNOMeP031760: to=alice,"|/usr/bin/handler", ctladdr=staff (8/0), delay=00:00:00, mailer=prog, pri=1, dsn=4.0.0, stat=Deferred: 75"#,
         );
         assert_eq!(e, [deferred("alice"), deferred("staff")]);
-        // A local user an alias named, by name alone: at the local domain, ctladdr's.
+        // A local user an alias named, by name alone: its controlling address, the alias when
+        // the name is no user.
         let (_, e) = parse("Dec  3 06:35:19 vm sm-mta[31673]: 6B36ZJTZ031671: to=mtqpdgone, ctladdr=<ghost@mtqpd-sm.example> (8/0), delay=00:00:00, mailer=local, pri=120168, dsn=5.1.1, reply=550 5.1.1 User unknown, stat=User unknown");
         let Event::Mta(MtaEvent::Recipient { recipient, .. }) = &e[0] else {
             panic!("{e:?}");
         };
-        assert_eq!(&*recipient.final_rcpt, b"mtqpdgone@mtqpd-sm.example");
+        assert_eq!(&*recipient.final_rcpt, b"ghost@mtqpd-sm.example");
+        let (_, e) = parse("Dec  3 06:35:19 vm sm-mta[31706]: 6B36ZJDc031705: to=mtqpdtest, ctladdr=<mtqpdtest@mtqpd-sm.example> (1001/1001), delay=00:00:00, xdelay=00:00:00, mailer=local, pri=60449, dsn=2.0.0, stat=Sent");
+        let Event::Mta(MtaEvent::Recipient { recipient, .. }) = &e[0] else {
+            panic!("{e:?}");
+        };
+        assert_eq!(&*recipient.final_rcpt, b"mtqpdtest@mtqpd-sm.example");
         // A full address keeps its own domain, whoever the controlling user is.
         let (_, e) = parse("Dec  3 06:35:19 vm sm-mta[31704]: 6B36ZJdp031697: to=<someone@dead.example>, ctladdr=<mtqpdtest@mtqpd-sm.example> (1001/1001), delay=00:00:00, xdelay=00:00:00, mailer=esmtp, pri=30167, relay=[127.0.2.9], dsn=4.4.1, stat=Deferred: Connection refused by [127.0.2.9]");
         let Event::Mta(MtaEvent::Recipient { recipient, .. }) = &e[0] else {
             panic!("{e:?}");
         };
         assert_eq!(&*recipient.final_rcpt, b"someone@dead.example");
+        // Debian's queue run (`/etc/init.d/sendmail runq`) logs under its own tag.
+        let (o, e) = parse("Dec  3 06:37:30 vm sm-mta-runq[5556]: 6B36bUwc005548: to=<someone@later.example>, ctladdr=<mtqpdtest@mtqpd-sm.example> (1001/1001), delay=00:00:00, xdelay=00:00:00, mailer=esmtp, pri=120167, relay=[127.0.2.77] [127.0.2.77], dsn=2.0.0, stat=Sent (Ok)");
+        assert_eq!(o, Outcome::Parsed);
+        let Event::Mta(MtaEvent::Recipient { recipient, .. }) = &e[0] else {
+            panic!("{e:?}");
+        };
+        assert_eq!(
+            (&*recipient.final_rcpt, recipient.action),
+            (&b"someone@later.example"[..], Action::Relayed)
+        );
         // Without its controlling address, a command is refused rather than shown.
         let (o, e) = parse(
             r#"Jun 26 07:24:25 h sm-mta[1]: q5PNOMeP031760: to="|/usr/bin/handler", delay=00:00:00, mailer=prog, pri=1, stat=Sent"#,
