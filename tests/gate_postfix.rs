@@ -17,11 +17,11 @@
 //! read from its start and holds earlier runs.
 
 mod common;
-use common::smtp;
+use common::real_mta::{self, track, track_until, Session};
 use common::*;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -52,80 +52,12 @@ const SENDER: &str = "sender@example.net";
 
 /// Whether the test should run; panics under CI when the setup did not say Postfix is ready.
 fn enabled() -> bool {
-    if std::env::var_os("MTQPD_REAL_POSTFIX").is_some_and(|v| v == "1") {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but MTQPD_REAL_POSTFIX=1 is not: .ci/run must run .ci/postfix-setup.sh \
-         and export MTQPD_REAL_POSTFIX=1"
-    );
-    eprintln!(
-        "gate_postfix: skipped (set MTQPD_REAL_POSTFIX=1 after running .ci/postfix-setup.sh as root)"
-    );
-    false
+    real_mta::enabled("MTQPD_REAL_POSTFIX", "gate_postfix", ".ci/postfix-setup.sh")
 }
 
-/// A session through the gate or to Postfix: the harness's SMTP client, each reply checked.
-struct Smtp {
-    client: smtp::Smtp,
-    /// The greeting, as received.
-    banner: String,
-}
-
-impl Smtp {
-    fn connect(stream: TcpStream) -> Smtp {
-        let mut s = Smtp {
-            client: smtp::Smtp::over(stream),
-            banner: String::new(),
-        };
-        s.banner = s.expect("greeting", 220);
-        s
-    }
-
-    /// Reads one (possibly multi-line) reply, checks that every line is `CODE-…` or, the last,
-    /// `CODE …` with one code and a CRLF, and that the code is `code`; returns the reply's text.
-    fn expect(&mut self, what: &str, code: u16) -> String {
-        let text = self.client.reply();
-        let lines: Vec<&str> = text.split_inclusive('\n').collect();
-        for (i, line) in lines.iter().enumerate() {
-            let sep = if i + 1 == lines.len() { ' ' } else { '-' };
-            assert!(
-                line.ends_with("\r\n")
-                    && line.get(..3) == Some(&code.to_string())
-                    && (line.get(3..4) == Some(&sep.to_string()) || *line == format!("{code}\r\n")),
-                "{what}: wanted {code}, got {text:?}"
-            );
-        }
-        text
-    }
-
-    fn command(&mut self, line: &str, code: u16) -> String {
-        self.client.send(format!("{line}\r\n").as_bytes());
-        self.expect(line, code)
-    }
-
-    /// One transaction: `mail` (the whole MAIL command), the RCPT commands, a message with
-    /// this Message-ID whose body holds a line that begins with a dot (sent dot-stuffed).
-    /// Returns the reply to the end of the data.
-    fn transaction(&mut self, mail: &str, rcpts: &[String], message_id: &str) -> String {
-        self.command(mail, 250);
-        for rcpt in rcpts {
-            self.command(rcpt, 250);
-        }
-        self.command("DATA", 354);
-        let data = format!(
-            "From: <{SENDER}>\r\nTo: <{DELIVERED}>\r\nSubject: mtqpd gate test\r\n\
-             Message-ID: <{message_id}>\r\n\r\nA test message of tests/gate_postfix.rs.\r\n\
-             ..a line that begins with a dot\r\n.\r\n"
-        );
-        self.client.send(data.as_bytes());
-        self.expect("end of DATA", 250)
-    }
-
-    fn quit(mut self) {
-        self.command("QUIT", 221);
-    }
+/// The lines of the Postfix log that mention `needle`.
+fn postfix_lines_with(needle: &str) -> Vec<String> {
+    real_mta::log_lines_with(POSTFIX_LOG, needle)
 }
 
 /// The queue id in Postfix's final reply, which the gate relays.
@@ -144,16 +76,6 @@ fn queue_id(reply: &str) -> String {
 /// The EHLO keywords of a reply (each line after the first, without `250-`/`250 `).
 fn ehlo_keywords(reply: &str) -> Vec<String> {
     reply.lines().skip(1).map(|l| l[4..].to_string()).collect()
-}
-
-/// The lines of the Postfix log that mention `needle`.
-fn postfix_lines_with(needle: &str) -> Vec<String> {
-    std::fs::read_to_string(POSTFIX_LOG)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .map(str::to_string)
-        .collect()
 }
 
 /// Waits until Postfix logged `QID: to=<rcpt>, … status=sent`.
@@ -224,61 +146,6 @@ fn secret_with_plus(run: &str, tag: &str) -> (String, String) {
         .expect("a certifier with a '+' in 1000 tries")
 }
 
-/// `mtqpd track --plaintext mtqp://SERVER/track/ENVID` with the secret in `MTQP_SECRET`: the
-/// exit status and standard output.
-fn track(server: SocketAddr, envid: &str, secret: &str) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mtqpd"))
-        .args(["track", "--plaintext"])
-        .arg(format!("mtqp://{server}/track/{envid}"))
-        .env("MTQP_SECRET", secret_b64(secret))
-        .output()
-        .expect("run mtqpd track");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// The lines of the per-recipient block of a tracking body (as `mtqpd track` prints it: LF line
-/// ends, blocks separated by an empty line) whose Final-Recipient is `rcpt`.
-fn recipient_block<'a>(body: &'a str, rcpt: &str) -> Option<Vec<&'a str>> {
-    let final_rcpt = format!("Final-Recipient: rfc822; {rcpt}");
-    body.split("\n\n")
-        .map(|b| b.lines().collect::<Vec<_>>())
-        .find(|b| b.contains(&final_rcpt.as_str()))
-}
-
-/// Polls `mtqpd track` until the answer shows every recipient with every field `want` lists
-/// for it; returns the body.
-fn track_until(
-    serve: &Server,
-    envid: &str,
-    secret: &str,
-    want: &[(&str, &[&str])],
-    exit: i32,
-) -> String {
-    let mut last = (None, String::new(), String::new());
-    let found = eventually_or_none(|| {
-        last = track(serve.addr, envid, secret);
-        let complete = last.0 == Some(exit)
-            && want.iter().all(|(rcpt, fields)| {
-                recipient_block(&last.1, rcpt).is_some_and(|b| fields.iter().all(|f| b.contains(f)))
-            });
-        complete.then(|| last.1.clone())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "mtqpd track {envid} never showed {want:?} (exit {exit})\nlast: exit {:?}\n{}\n{}\
-             \nmtqpd serve stderr:\n{}",
-            last.0,
-            last.1,
-            last.2,
-            serve.stderr()
-        )
-    })
-}
-
 /// `mtqpd serve` on the gate's accept log and Postfix's log.
 fn start_serve(accept_log: &Path) -> Server {
     let native = format!("native:{}", accept_log.display());
@@ -302,14 +169,7 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
     if !enabled() {
         return;
     }
-    let run = format!(
-        "{}.{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos(),
-        std::process::id()
-    );
+    let run = real_mta::run_id();
     let dir = TempDir::new("gate-postfix");
     let accept_log = dir.path("accept.log");
     let accept_arg = accept_log.display().to_string();
@@ -323,7 +183,7 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
     let serve = start_serve(&accept_log);
 
     // What Postfix itself says on its plain listener, to compare with what the gate relays.
-    let mut direct = Smtp::connect(TcpStream::connect(DIRECT_MTA).expect("connect to Postfix"));
+    let mut direct = Session::connect(TcpStream::connect(DIRECT_MTA).expect("connect to Postfix"));
     let direct_ehlo = direct.command("EHLO client.example", 250);
     let direct_banner = direct.banner.clone();
     direct.quit();
@@ -333,7 +193,7 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
     let (secret, certifier) = secret_with_plus(&run, "gate");
     assert_eq!(certifier.len(), 27, "{certifier}");
     let message_id = format!("{run}.gate@mtqpd-test.example");
-    let mut smtp = Smtp::connect(connect_from(CLIENT, gate.addr));
+    let mut smtp = Session::connect(connect_from(CLIENT, gate.addr));
     // The banner is Postfix's, relayed unchanged.
     assert_eq!(smtp.banner, direct_banner);
     let ehlo = smtp.command("EHLO client.example", 250);
@@ -456,6 +316,7 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
             (DEFERRED, &["Action: delayed", "Status: 4.4.1"]),
         ],
         11, // some recipient failed
+        || postfix_lines_with(&qid).join("\n"),
     );
     eprintln!("gate_postfix: mtqpd track {envid} ->\n{body}");
     assert!(
@@ -472,20 +333,14 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
         .nth(1)
         .and_then(|rest| rest.split("\n\nFrom ").next())
         .unwrap_or_else(|| panic!("no copy of <{message_id}> in /var/mail/mtqpdtest"));
-    assert!(
-        copy.contains(
-            "\nA test message of tests/gate_postfix.rs.\n.a line that begins with a dot\n"
-        ),
-        "{copy}"
-    );
+    assert!(copy.contains(real_mta::BODY_DELIVERED), "{copy}");
     // A wrong secret learns nothing.
-    let (exit, _, _) = track(serve.addr, &envid, "not the secret");
-    assert_eq!(exit, Some(12));
+    assert_eq!(track(serve.addr, &envid, "not the secret").exit, Some(12));
 
     // A message without MTRK flows unchanged, and the gate writes nothing for it.
     let log_before = std::fs::read(&accept_log).expect("accept log");
     let plain_id = format!("{run}.plain@mtqpd-test.example");
-    let mut smtp = Smtp::connect(connect_from(CLIENT, gate.addr));
+    let mut smtp = Session::connect(connect_from(CLIENT, gate.addr));
     smtp.command("EHLO client.example", 250);
     let reply = smtp.transaction(
         &format!("MAIL FROM:<{SENDER}> ENVID={run}.plain@envid.example"),
@@ -507,7 +362,7 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
     assert!(status.success(), "mtqpd serve: {status}\n{stderr}");
     let late_envid = format!("{run}.late@envid.example");
     let (late_secret, late_certifier) = secret_with_plus(&run, "late");
-    let mut smtp = Smtp::connect(connect_from(CLIENT, gate.addr));
+    let mut smtp = Session::connect(connect_from(CLIENT, gate.addr));
     smtp.command("EHLO client.example", 250);
     let reply = smtp.transaction(
         &format!("MAIL FROM:<{SENDER}> ENVID={late_envid} MTRK={late_certifier}"),
@@ -534,6 +389,7 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
         &late_secret,
         &[(DELIVERED, &["Action: delivered", "Status: 2.0.0"])],
         0,
+        || postfix_lines_with(&late_qid).join("\n"),
     );
 
     let (status, stderr) = gate.stop("TERM");

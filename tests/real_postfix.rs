@@ -15,12 +15,9 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use common::real_mta::{self, Session};
 
-use mtqpd::protocol::date::Timestamp;
+use std::process::Command;
 
 /// Where the setup script makes Postfix log (`maillog_file`).
 const POSTFIX_LOG: &str = "/var/log/postfix-mtqpd.log";
@@ -32,85 +29,18 @@ const LOCAL_USER: &str = "mtqpdtest";
 
 /// Whether the test should run; panics under CI when the setup did not say Postfix is ready.
 fn enabled() -> bool {
-    if std::env::var_os("MTQPD_REAL_POSTFIX").is_some_and(|v| v == "1") {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI is set but MTQPD_REAL_POSTFIX=1 is not: .ci/run must run .ci/postfix-setup.sh \
-         and export MTQPD_REAL_POSTFIX=1"
-    );
-    eprintln!(
-        "real_postfix: skipped (set MTQPD_REAL_POSTFIX=1 after running .ci/postfix-setup.sh as root)"
-    );
-    false
+    real_mta::enabled("MTQPD_REAL_POSTFIX", "real_postfix", ".ci/postfix-setup.sh")
 }
 
-/// A minimal blocking SMTP client: just enough of RFC 5321 to hand Postfix one message.
-struct Smtp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Smtp {
-    fn connect() -> Smtp {
-        let stream =
-            TcpStream::connect("127.0.0.1:25").expect("connect to Postfix on 127.0.0.1:25");
-        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-        let writer = stream.try_clone().expect("clone");
-        let mut s = Smtp {
-            reader: BufReader::new(stream),
-            writer,
-        };
-        s.expect("greeting", 220);
-        s
-    }
-
-    /// Reads one (possibly multi-line) reply and checks its code; returns its text.
-    fn expect(&mut self, what: &str, code: u16) -> String {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            let n = self.reader.read_line(&mut line).expect("read SMTP reply");
-            assert!(n > 0, "Postfix closed the connection after {what}: {text}");
-            text.push_str(&line);
-            // `250-…` continues, `250 …` ends the reply.
-            if line.as_bytes().get(3) != Some(&b'-') {
-                break;
-            }
-        }
-        assert!(
-            text.starts_with(&code.to_string()),
-            "{what}: wanted {code}, Postfix said: {text}"
-        );
-        text
-    }
-
-    fn command(&mut self, line: &str, code: u16) -> String {
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("send SMTP command");
-        self.expect(line, code)
-    }
-
-    /// Sends one message with the given Message-ID (without angle brackets) to `rcpt`.
-    fn send(&mut self, rcpt: &str, message_id: &str) {
-        let from = format!("{LOCAL_USER}@{HOSTNAME}");
-        self.command(&format!("MAIL FROM:<{from}>"), 250);
-        self.command(&format!("RCPT TO:<{rcpt}>"), 250);
-        self.command("DATA", 354);
-        let body = format!(
-            "From: <{from}>\r\nTo: <{rcpt}>\r\nSubject: mtqpd real Postfix test\r\n\
-             Message-ID: <{message_id}>\r\n\r\nA test message of tests/real_postfix.rs.\r\n.\r\n"
-        );
-        self.writer.write_all(body.as_bytes()).expect("send DATA");
-        let reply = self.expect("end of DATA", 250);
-        eprintln!("real_postfix: {rcpt} <{message_id}>: {}", reply.trim_end());
-    }
-
-    fn quit(mut self) {
-        self.command("QUIT", 221);
-    }
+/// Hands Postfix one message with this Message-ID (without angle brackets) for `rcpt`, from
+/// the local user.
+fn send(smtp: &mut Session, rcpt: &str, message_id: &str) {
+    let reply = smtp.transaction(
+        &format!("MAIL FROM:<{LOCAL_USER}@{HOSTNAME}>"),
+        &[format!("RCPT TO:<{rcpt}>")],
+        message_id,
+    );
+    eprintln!("real_postfix: {rcpt} <{message_id}>: {}", reply.trim_end());
 }
 
 /// One message of the test and what TRACK must show for its recipient.
@@ -157,17 +87,8 @@ fn real_postfix_delivered_bounced_deferred() {
     if !enabled() {
         return;
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    let run = format!("{now}.{}", std::process::id());
-    let mut time = String::new();
-    Timestamp {
-        unix: (now / 1_000_000_000) as i64,
-        offset_minutes: 0,
-    }
-    .write_rfc3339_utc(&mut time);
+    let run = real_mta::run_id();
+    let time = rfc3339(unix_now());
 
     let case = |tag: &str, rcpt: &str, want: &[&str]| Case {
         rcpt: rcpt.to_string(),
@@ -232,10 +153,10 @@ fn real_postfix_delivered_bounced_deferred() {
 
     // Hand Postfix the three messages on one SMTP session, then write what the submitting
     // application would: an accept line per message, keyed by its Message-ID.
-    let mut smtp = Smtp::connect();
+    let mut smtp = Session::to("127.0.0.1:25");
     smtp.command("EHLO mtqpd-test.example", 250);
     for c in &cases {
-        smtp.send(&c.rcpt, &c.message_id);
+        send(&mut smtp, &c.rcpt, &c.message_id);
     }
     smtp.quit();
     for c in &cases {
@@ -301,14 +222,7 @@ fn a_quoted_sender_spelling_an_accept_forges_nothing() {
     if !enabled() {
         return;
     }
-    let run = format!(
-        "{}.{}",
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos(),
-        std::process::id()
-    );
+    let run = real_mta::run_id();
     let time = rfc3339(unix_now());
     let dir = TempDir::new("real-postfix-forgery");
     let native = dir.path("mtqp.log");
@@ -333,9 +247,9 @@ fn a_quoted_sender_spelling_an_accept_forges_nothing() {
         format!("{run}.victim@mtqpd-test.example"),
         format!("{run}.victim@envid.example"),
     );
-    let mut smtp = Smtp::connect();
+    let mut smtp = Session::to("127.0.0.1:25");
     smtp.command("EHLO mtqpd-test.example", 250);
-    smtp.send(&rcpt, &victim_msgid);
+    send(&mut smtp, &rcpt, &victim_msgid);
     smtp.quit();
     append(
         &native,
@@ -361,7 +275,7 @@ fn a_quoted_sender_spelling_an_accept_forges_nothing() {
         "mtqp: event=accept time={time} envid={evil_envid} mtrk={} queue={victim_queue} t=",
         mtrk("evil secret")
     );
-    let mut smtp = Smtp::connect();
+    let mut smtp = Session::to("127.0.0.1:25");
     smtp.command("EHLO evil.example", 250);
     smtp.command(&format!("MAIL FROM:<\"{forged}\"@evil.example>"), 250);
     smtp.command("RCPT TO:<rejected@localhost>", 554);
@@ -372,9 +286,9 @@ fn a_quoted_sender_spelling_an_accept_forges_nothing() {
         format!("{run}.sentinel@mtqpd-test.example"),
         format!("{run}.sentinel@envid.example"),
     );
-    let mut smtp = Smtp::connect();
+    let mut smtp = Session::to("127.0.0.1:25");
     smtp.command("EHLO mtqpd-test.example", 250);
-    smtp.send(&rcpt, &sentinel_msgid);
+    send(&mut smtp, &rcpt, &sentinel_msgid);
     smtp.quit();
     append(
         &native,
@@ -399,18 +313,4 @@ fn a_quoted_sender_spelling_an_accept_forges_nothing() {
     assert_eq!(after, before, "the victim's answer changed");
     let (_, stderr) = s.stop("TERM");
     assert!(!stderr.contains("rejected line"), "{stderr}");
-}
-
-/// Polls `f` until it returns Some, within the harness deadline; None when it never did.
-fn eventually_or_none<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if start.elapsed() >= DEADLINE {
-            return None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }

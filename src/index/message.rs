@@ -254,11 +254,35 @@ pub struct RecipientIndex {
     by_hash: Option<HashMap<u64, Vec<u32>>>,
 }
 
+/// A recipient's identity, (original, final) address, hashed as [`same_recipient`] compares.
 fn address_hash(original: Option<&[u8]>, final_rcpt: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
-    original.hash(&mut h);
-    final_rcpt.hash(&mut h);
+    let mut folded = |a: &[u8]| {
+        a.len().hash(&mut h);
+        a.iter().for_each(|c| c.to_ascii_lowercase().hash(&mut h));
+    };
+    match original {
+        Some(o) => folded(o),
+        None => usize::MAX.hash(&mut h),
+    }
+    final_rcpt
+        .iter()
+        .for_each(|c| c.to_ascii_lowercase().hash(&mut h));
     h.finish()
+}
+
+/// Whether a line's (original, final) addresses name this recipient: equal but for ASCII
+/// case. MTAs write one address in several cases across the lines of one message (Exim prints
+/// the local part as its router folded it beside the address as the sender wrote it, and
+/// Postfix compares `orig_to` ignoring case), and every MTA a hub runs treats local parts
+/// case-insensitively by default; so a deferral and the later delivery update one recipient.
+fn same_recipient(r: &Recipient, original: Option<&[u8]>, final_rcpt: &[u8]) -> bool {
+    r.final_rcpt.eq_ignore_ascii_case(final_rcpt)
+        && match (r.original.as_deref(), original) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            (None, None) => true,
+            _ => false,
+        }
 }
 
 impl RecipientIndex {
@@ -271,8 +295,7 @@ impl RecipientIndex {
         original: Option<&[u8]>,
         final_rcpt: &[u8],
     ) -> Option<usize> {
-        let matches =
-            |r: &Recipient| *r.final_rcpt == *final_rcpt && r.original.as_deref() == original;
+        let matches = |r: &Recipient| same_recipient(r, original, final_rcpt);
         match &self.by_hash {
             None => recipients.iter().position(matches),
             Some(map) => map
@@ -447,6 +470,32 @@ mod tests {
             last_event: 0,
             lookup: RecipientIndex::default(),
             orcpts: Default::default(),
+        }
+    }
+
+    #[test]
+    fn one_recipient_whatever_the_case_of_its_address() {
+        // Below and above the count where the lookup switches from a scan to a hash.
+        for others in [0, RecipientIndex::THRESHOLD + 5] {
+            let mut m = message();
+            for i in 0..others {
+                m.update_recipient(rcpt(i, Action::Delivered, 1));
+            }
+            let mut deferred = rcpt(1, Action::Delayed, 2);
+            deferred.final_rcpt = b"Carol@Hub.Example"[..].into();
+            deferred.original = Some(b"rfc822;Alias@Hub.Example"[..].into());
+            assert!(m.update_recipient(deferred));
+            let mut delivered = rcpt(1, Action::Delivered, 3);
+            delivered.final_rcpt = b"carol@hub.example"[..].into();
+            delivered.original = Some(b"rfc822;alias@hub.example"[..].into());
+            assert!(m.update_recipient(delivered.clone()));
+            assert_eq!(m.recipients.len(), others + 1, "others {others}");
+            assert_eq!(m.recipients.last(), Some(&delivered));
+            // An original on one line and none on the other are two recipients.
+            let mut bare = delivered.clone();
+            bare.original = None;
+            assert!(m.update_recipient(bare));
+            assert_eq!(m.recipients.len(), others + 2);
         }
     }
 

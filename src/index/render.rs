@@ -52,6 +52,27 @@ struct Typed {
     head: &'static [u8],
     /// `type; `.
     default_type: &'static [u8],
+    /// Whether the text before a value's first `;` is a type of this field, rather than part
+    /// of the value: an address's local part may hold a `;` (`"a;b"@relay.test`, which Exim
+    /// even logs unquoted).
+    is_type: fn(&[u8]) -> bool,
+}
+
+/// An RFC 3464 `address-type` mtqpd knows (`rfc822`, `utf-8` of RFC 6533, `x400`, `unknown`)
+/// or an `X-` extension.
+fn is_address_type(t: &[u8]) -> bool {
+    [&b"rfc822"[..], b"utf-8", b"x400", b"unknown"]
+        .iter()
+        .any(|k| t.eq_ignore_ascii_case(k))
+        || (t.len() > 2 && t[..2].eq_ignore_ascii_case(b"x-") && is_atom_type(t))
+}
+
+/// An `mta-name-type` or `diagnostic-type`: an atom (`dns`, `smtp`, `x-unix`).
+fn is_atom_type(t: &[u8]) -> bool {
+    !t.is_empty()
+        && t.len() <= 64
+        && t.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
 }
 
 impl Typed {
@@ -79,22 +100,27 @@ const ORIGINAL_ENVELOPE_ID: &[u8] = b"Original-Envelope-Id: ";
 const ORIGINAL_RECIPIENT: Typed = Typed {
     head: ORIGINAL_RECIPIENT_HEAD,
     default_type: b"rfc822; ",
+    is_type: is_address_type,
 };
 const FINAL_RECIPIENT: Typed = Typed {
     head: FINAL_RECIPIENT_HEAD,
     default_type: b"rfc822; ",
+    is_type: is_address_type,
 };
 const REMOTE_MTA: Typed = Typed {
     head: REMOTE_MTA_HEAD,
     default_type: b"dns; ",
+    is_type: is_atom_type,
 };
 const DIAGNOSTIC_CODE: Typed = Typed {
     head: DIAGNOSTIC_CODE_HEAD,
     default_type: b"smtp; ",
+    is_type: is_atom_type,
 };
 const REPORTING_MTA: Typed = Typed {
     head: REPORTING_MTA_HEAD,
     default_type: b"dns; ",
+    is_type: is_atom_type,
 };
 
 /// The most [`push_field`] writes for a value of `len` octets.
@@ -192,7 +218,7 @@ fn push_value(out: &mut Vec<u8>, mut value: &[u8]) {
 /// `type;value` (as logged) → `type; value` (as RFC 3464 examples write it).
 fn push_typed(out: &mut Vec<u8>, field: &Typed, typed: &[u8]) {
     out.extend_from_slice(field.head);
-    match memchr::memchr(b';', typed) {
+    match memchr::memchr(b';', typed).filter(|&i| (field.is_type)(typed[..i].trim_ascii())) {
         Some(i) => {
             push_value(out, typed[..i].trim_ascii());
             out.extend_from_slice(b"; ");
@@ -371,6 +397,28 @@ mod tests {
         assert!(FRAME_PREFIX
             .windows(head.len())
             .any(|w| w == head.as_bytes()));
+    }
+
+    #[test]
+    fn a_semicolon_in_a_local_part_is_not_an_address_type() {
+        for (logged, shown) in [
+            ("\"a;b\"@relay.test", "rfc822; \"a;b\"@relay.test"),
+            ("a;b@relay.test", "rfc822; a;b@relay.test"),
+            ("rfc822;x@relay.test", "rfc822; x@relay.test"),
+            ("UTF-8;x@relay.test", "UTF-8; x@relay.test"),
+            ("x-custom;x@relay.test", "x-custom; x@relay.test"),
+        ] {
+            let mut r = rcpt("x@y", Action::Relayed, "2.0.0");
+            r.original = None;
+            r.final_rcpt = logged.as_bytes().into();
+            let wire = render(&msg(vec![r]), "example2.com");
+            let want = format!("\r\nFinal-Recipient: {shown}\r\nAction: relayed\r\n");
+            assert!(
+                wire.windows(want.len()).any(|w| w == want.as_bytes()),
+                "{logged}: {}",
+                String::from_utf8_lossy(&wire)
+            );
+        }
     }
 
     #[test]

@@ -20,17 +20,6 @@ use super::timezone::Zone;
 use crate::index::message::Action;
 use crate::protocol::date::Timestamp;
 
-/// Substrings of a transport name that mean the message left Exim for a mailbox or a program
-/// on this host (LMTP included): a delivery through one of them is final, not a relay.
-const LOCAL_TRANSPORTS: [&[u8]; 6] = [
-    b"lmtp",
-    b"local",
-    b"appendfile",
-    b"pipe",
-    b"maildir",
-    b"virtual",
-];
-
 /// What one line meant: `Ok(Some)` an event, `Ok(None)` nothing to track, `Err` a rejection
 /// reason.
 type Parsed = Result<Option<MtaEvent>, &'static str>;
@@ -412,7 +401,7 @@ fn arrival(queue: &[u8], time: Timestamp, args: &[u8]) -> Parsed {
 /// The parts of a `=>`, `->`, `>>`, `**` or `==` line this parser uses.
 #[derive(Default)]
 struct RcptLine<'a> {
-    final_rcpt: &'a [u8],
+    final_rcpt: Address<'a>,
     original: Option<&'a [u8]>,
     blackhole: bool,
     router: Option<&'a [u8]>,
@@ -423,17 +412,23 @@ struct RcptLine<'a> {
     message: Option<&'a [u8]>,
 }
 
-/// `<address>` (or `<address>:` before a message) → (address, message follows).
-fn angle(tok: &[u8]) -> Result<(&[u8], bool), &'static str> {
-    let (tok, colon) = match tok.strip_suffix(b":") {
-        Some(t) => (t, true),
-        None => (tok, false),
-    };
-    let inner = tok
-        .strip_prefix(b"<")
-        .and_then(|t| t.strip_suffix(b">"))
-        .ok_or("unterminated <address> (truncated line?)")?;
-    Ok((inner, colon))
+/// A recipient address as the line gives it, or built from its parts (`log_as_local`).
+#[derive(Default)]
+enum Address<'a> {
+    #[default]
+    Missing,
+    Logged(&'a [u8]),
+    Built(Vec<u8>),
+}
+
+impl Address<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Address::Missing => b"",
+            Address::Logged(a) => a,
+            Address::Built(a) => a,
+        }
+    }
 }
 
 /// `(n)`, `(-n)` and `(n):`: the errno of a deferral, not a parent address.
@@ -445,64 +440,162 @@ fn is_errno(tok: &[u8]) -> bool {
         .is_some_and(|t| digits(t).is_some())
 }
 
-/// Reads `ADDR [(parents)] [<ORIG>] fields… [: MESSAGE]`.
+/// The first of the fields Exim writes after a recipient's address (deliver.c: `F=<sender>`,
+/// `Q=queue`, `P=<return path>`, `R=router`, `T=transport`, in that order, each optional).
+fn starts_fields(tok: &[u8]) -> bool {
+    matches!(tok, [b'F' | b'Q' | b'P' | b'R' | b'T', b'=', ..])
+}
+
+/// The space-separated words of `s` with their offsets (runs of spaces make empty words).
+fn words(s: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut at = 0;
+    s.split(|&c| c == b' ').map(move |w| {
+        let start = at;
+        at += w.len() + 1;
+        (start, w)
+    })
+}
+
+/// Where the address part of a recipient line ends: (the printed address, the top address of
+/// `<…>` if there is one, the rest after them, whether a `:` ended the address part).
+///
+/// Exim writes `PRINTED [(PARENTS)] [<TOP>] FIELDS` (deliver.c `string_log_address`), and
+/// PRINTED is free text: the local part as Exim holds it (unquoted, so `"a b"@x` prints as
+/// `a b@x`), or a pipe command or file name from an alias file. The address part therefore ends
+/// at the first word that starts the fields, at a deferral's `[routing] defer (N)`, or at a word
+/// ending in `:` (the failure message follows); the top address is the `<…>` right before that
+/// end, whose words hold no other angle bracket.
+fn address_part(args: &[u8]) -> (&[u8], Option<&[u8]>, &[u8], bool) {
+    let args = skip_spaces(args);
+    let mut top_start = None;
+    let mut prev: Option<(usize, &[u8])> = None;
+    let mut prev2: Option<(usize, &[u8])> = None;
+    for (at, w) in words(args) {
+        if at > 0 && starts_fields(w) {
+            let (printed, top) = split_top(&args[..at], top_start);
+            return (printed, top, &args[at..], false);
+        }
+        if at > 0 && is_errno(w) {
+            if let Some((d, b"defer")) = prev {
+                let end = match prev2 {
+                    Some((r, b"routing")) => r,
+                    _ => d,
+                };
+                let (printed, top) = split_top(&args[..end], top_start);
+                return (printed, top, &args[end..], false);
+            }
+        }
+        if w.starts_with(b"<") {
+            top_start = Some(at);
+        } else if top_start.is_some()
+            && (memchr(b'<', w).is_some() || !(w.ends_with(b">") || w.ends_with(b">:")))
+            && memchr(b'>', w).is_some()
+        {
+            // A `>` that does not end the word, or a second `<`: that was no address.
+            top_start = None;
+        }
+        let closes_top = top_start.is_none() || w.ends_with(b">:");
+        if w.ends_with(b":") && w != b":blackhole:" && !is_errno(w) && closes_top {
+            let (printed, top) = split_top(&args[..at + w.len() - 1], top_start);
+            return (printed, top, args.get(at + w.len()..).unwrap_or(&[]), true);
+        }
+        prev2 = prev;
+        prev = Some((at, w));
+    }
+    let (printed, top) = split_top(args, top_start);
+    (printed, top, &[], false)
+}
+
+/// `part` split into the printed address and the `<…>` top address (without its brackets)
+/// that starts at `top_start`, when that runs to the end of `part`.
+fn split_top(part: &[u8], top_start: Option<usize>) -> (&[u8], Option<&[u8]>) {
+    let part = trim_end_spaces(part);
+    let top = top_start
+        .filter(|&at| at > 0 && at < part.len())
+        .and_then(|at| Some((at, part[at..].strip_prefix(b"<")?.strip_suffix(b">")?)));
+    match top {
+        Some((at, inner)) => (
+            trim_end_spaces(&part[..at]),
+            (!inner.is_empty()).then_some(inner),
+        ),
+        None => (part, None),
+    }
+}
+
+fn trim_end_spaces(s: &[u8]) -> &[u8] {
+    let n = s.iter().rev().take_while(|&&c| c == b' ').count();
+    &s[..s.len() - n]
+}
+
+/// PRINTED without the `(PARENTS)` Exim adds for `all_parents` and for a pipe or file reached
+/// through an intermediate address.
+fn without_parents(printed: &[u8]) -> &[u8] {
+    if !printed.ends_with(b")") {
+        return printed;
+    }
+    let open = words(printed)
+        .filter(|(at, w)| *at > 0 && w.starts_with(b"("))
+        .map(|(at, _)| at)
+        .next();
+    match open {
+        Some(at) => trim_end_spaces(&printed[..at]),
+        None => printed,
+    }
+}
+
+/// `local@domain` with the domain of `top`: the address a `log_as_local` delivery went to.
+fn local_at_domain_of(local: &[u8], top: &[u8]) -> Address<'static> {
+    let domain = memchr::memrchr(b'@', top).map_or(&[][..], |at| &top[at..]);
+    let mut a = Vec::with_capacity(local.len() + domain.len());
+    a.extend_from_slice(local);
+    a.extend_from_slice(domain);
+    Address::Built(a)
+}
+
+/// Reads `PRINTED [(PARENTS)] [<TOP>] fields… [: MESSAGE]` (see [`address_part`]).
+///
+/// The recipient is identified as in every other line of the message: a pipe, a file, an
+/// autoreply or the blackhole (`|cmd <top>`, `/path <top>`) stands for the address that led
+/// there, TOP; a `log_as_local` delivery (`alice <alice@hub>`, only the local part printed) is
+/// the local part at TOP's domain, which is TOP itself unless an alias changed the local part;
+/// otherwise PRINTED is the address delivered to, and TOP the one the sender gave.
 fn recipient_line(args: &[u8]) -> Result<RcptLine<'_>, &'static str> {
-    let (first, mut rest) = next_token(args).ok_or("Exim delivery line without an address")?;
+    let (printed, top, mut rest, mut ended) = address_part(args);
+    if printed.is_empty() {
+        return Err("Exim delivery line without an address");
+    }
     let mut o = RcptLine::default();
-    let mut ended = false;
-    let special = first == b":blackhole:" || first.starts_with(b"|") || first.starts_with(b"/");
-    if special {
-        // Delivered to the blackhole, a pipe or a file: the recipient is the address that led
-        // there, which Exim writes in `<…>` (a pipe command may hold spaces).
-        o.blackhole = first == b":blackhole:";
-        while let Some((tok, after)) = next_token(rest) {
-            if tok.starts_with(b"<") {
-                rest = after;
-                let (addr, colon) = angle(tok)?;
-                o.final_rcpt = addr;
-                ended = colon;
-                break;
-            }
-            if memchr(b'=', tok).is_some() {
-                break;
-            }
-            rest = after;
+    let pfr = printed == b":blackhole:"
+        || printed.starts_with(b"|")
+        || printed.starts_with(b"/")
+        || printed.starts_with(b">")
+        || printed.starts_with(b"save ");
+    let printed = without_parents(printed);
+    if pfr {
+        // Delivered to the blackhole, a pipe, a file or an autoreply: the recipient is the
+        // address that led there, which Exim writes in `<…>`.
+        o.blackhole = printed == b":blackhole:";
+        o.final_rcpt = Address::Logged(
+            top.ok_or("Exim pipe, file or blackhole delivery without its address")?,
+        );
+    } else if memchr(b'@', printed).is_none() && top.is_some_and(|t| memchr(b'@', t).is_some()) {
+        let top = top.unwrap_or_default();
+        let top_local = &top[..memchr::memrchr(b'@', top).unwrap_or(top.len())];
+        if top_local.eq_ignore_ascii_case(printed) {
+            o.final_rcpt = Address::Logged(top);
+        } else {
+            o.final_rcpt = local_at_domain_of(printed, top);
+            o.original = Some(top);
         }
-        if o.final_rcpt.is_empty() {
-            return Err("Exim pipe, file or blackhole delivery without its address");
-        }
-    } else if let Some(addr) = first.strip_suffix(b":") {
-        o.final_rcpt = addr;
-        ended = true;
     } else {
-        o.final_rcpt = first;
-        // `all_parents`: the intermediate addresses in parentheses.
-        let mut in_parents = false;
-        while let Some((tok, after)) = next_token(rest) {
-            let opens = tok.starts_with(b"(") && !is_errno(tok);
-            if !in_parents && !opens {
-                break;
-            }
-            rest = after;
-            in_parents = !(tok.ends_with(b")") || tok.ends_with(b"):"));
-            if tok.ends_with(b"):") {
-                ended = true;
-                break;
-            }
-        }
-        if !ended {
-            if let Some((tok, after)) = next_token(rest).filter(|(t, _)| t.starts_with(b"<")) {
-                rest = after;
-                let (orig, colon) = angle(tok)?;
-                o.original = (!orig.is_empty()).then_some(orig);
-                ended = colon;
-            }
-        }
+        o.final_rcpt = Address::Logged(printed);
+        o.original = top;
     }
-    if o.final_rcpt.is_empty() || o.final_rcpt.len() > MAX_ADDRESS {
-        return Err("Exim address empty or longer than 512 bytes");
-    }
-    if o.original.is_some_and(|a| a.len() > MAX_ADDRESS) {
+    let final_len = o.final_rcpt.bytes().len();
+    if final_len == 0
+        || final_len > MAX_ADDRESS
+        || o.original.is_some_and(|a| a.len() > MAX_ADDRESS)
+    {
         return Err("Exim address empty or longer than 512 bytes");
     }
     while !ended {
@@ -617,7 +710,7 @@ fn emit_recipient(queue: &[u8], time: Timestamp, o: &RcptLine<'_>, action: Actio
         .host
         .or_else(|| o.message.filter(|_| unfinished).and_then(host_in_message));
     let recipient = RecipientFields {
-        final_rcpt: o.final_rcpt,
+        final_rcpt: o.final_rcpt.bytes(),
         original: o.original,
         action,
         status: reply.and_then(enhanced_code),
@@ -640,16 +733,15 @@ fn delivery(queue: &[u8], time: Timestamp, args: &[u8], split: bool) -> Parsed {
     if o.router.is_none() && o.transport.is_none() && !split {
         return Err("Exim delivery line without R= or T= (truncated?)");
     }
-    let contains = |hay: Option<&[u8]>, needle: &[u8]| {
-        hay.is_some_and(|h| {
-            h.windows(needle.len())
-                .any(|w| w.eq_ignore_ascii_case(needle))
-        })
-    };
-    let local = o.blackhole
-        || o.host.is_none()
-        || LOCAL_TRANSPORTS.iter().any(|t| contains(o.transport, t))
-        || contains(o.router, b":blackhole:");
+    // Exim's local transports (appendfile, pipe, lmtp over a socket, autoreply) never log a
+    // host: a line with `H=` went to another server, which is a relay unless that server
+    // speaks LMTP, the protocol of final delivery (an smtp transport with `protocol = lmtp`,
+    // which the name of the transport is the only sign of in the log).
+    let lmtp = o
+        .transport
+        .is_some_and(|t| t.windows(4).any(|w| w.eq_ignore_ascii_case(b"lmtp")));
+    let blackhole = o.blackhole || o.router == Some(b":blackhole:");
+    let local = blackhole || o.host.is_none() || lmtp;
     let action = if local {
         Action::Delivered
     } else {

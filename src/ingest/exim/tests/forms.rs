@@ -176,12 +176,13 @@ fn delivery_forms() {
         )),
         (Outcome::Ignored, vec![])
     );
-    // Local transports are final even with a host; no C= code means 2.0.0; a 4xx/5xx code
-    // in C= never becomes a delivered status.
+    // A host means another server: a relay, whatever the transport's name says, unless it
+    // speaks LMTP; no C= code means 2.0.0; a 4xx/5xx code in C= never becomes a delivered
+    // status.
     for (transport, action) in [
-        ("local_delivery", Delivered),
         ("dovecot_lmtp", Delivered),
-        ("virtual_maildir", Delivered),
+        ("local_delivery", Relayed),
+        ("remote_smtp_to_local_hub", Relayed),
         ("remote_smtp", Relayed),
     ] {
         assert_eq!(
@@ -257,6 +258,80 @@ fn delivery_forms() {
             t
         )
     );
+    // Debian's `local_user` router has `log_as_local`: the local part, then the address. The
+    // recipient is that address (as its deferral named it); after an alias, the local part at
+    // the address's domain, the alias being the original.
+    let local = |rest: &str, final_rcpt: &'static str, original: Option<&'static str>| {
+        assert_eq!(
+            parse(&at(rest)),
+            expected(
+                Want::Rcpt(q, final_rcpt, original, Delivered, "2.0.0", None, None),
+                t
+            ),
+            "{rest}"
+        );
+    };
+    local(
+        "=> alice <alice@hub.example.test> R=local_user T=mail_spool",
+        "alice@hub.example.test",
+        None,
+    );
+    local(
+        "=> carol <Carol@hub.example.test> R=local_user T=mail_spool",
+        "Carol@hub.example.test",
+        None,
+    );
+    local(
+        "=> alice <postmaster@hub.example.test> R=local_user T=mail_spool",
+        "alice@hub.example.test",
+        Some("postmaster@hub.example.test"),
+    );
+    // A pipe whose command holds `=`, `<` or `(`, with or without the intermediate address.
+    for rest in [
+        "=> |/usr/bin/handler --queue=general <ticket@hub.example.test> R=system_aliases T=address_pipe",
+        "=> |/usr/bin/handler < /etc/in (x) <ticket@hub.example.test> R=system_aliases T=address_pipe",
+        "=> |/usr/bin/handler --queue=general (list@hub.example.test) <ticket@hub.example.test> R=system_aliases T=address_pipe",
+        "=> /var/spool/x=y/mbox <ticket@hub.example.test> F=<s@x.example> R=userforward T=address_file",
+        "=> >ticket@hub.example.test <ticket@hub.example.test> R=userforward T=address_reply",
+    ] {
+        local(rest, "ticket@hub.example.test", None);
+    }
+    // A quoted local part Exim prints unquoted: the address part runs to the fields.
+    assert_eq!(
+        parse(&at(
+            r#"=> a;b R=x@relay.test <"a;b R=x"@relay.test> R=dnslookup T=remote_smtp H=mx.relay.test [192.0.2.7] C="250 OK""#
+        )),
+        expected(
+            Want::Rcpt(
+                q,
+                "a;b",
+                None,
+                Relayed,
+                "2.0.0",
+                Some("mx.relay.test"),
+                None
+            ),
+            t
+        ),
+        "the address part ends at the first field: a sender's quoting only garbles its own"
+    );
+    assert_eq!(
+        parse(&at(
+            r#"=> a;b c@relay.test <"a;b c"@relay.test> R=dnslookup T=remote_smtp H=mx.relay.test [192.0.2.7] C="250 OK""#
+        )),
+        expected(
+            Want::Rcpt(
+                q,
+                "a;b c@relay.test",
+                Some("\"a;b c\"@relay.test"),
+                Relayed,
+                "2.0.0",
+                Some("mx.relay.test"),
+                None
+            ),
+            t
+        )
+    );
     // A blackhole router.
     assert_eq!(
         parse(&at(
@@ -297,6 +372,51 @@ fn failure_and_deferral_codes() {
     assert_eq!(
         parse(&at(&format!("== a@b.example R=dnslookup T=remote_smtp defer (-44) H=mx.b.example [192.0.2.1]: {msg}"))),
         expected(Want::Rcpt(q, "a@b.example", None, Delayed, "4.2.0", Some("mx.b.example"), Some(msg)), t)
+    );
+    // Deferrals without a transport, or without a router, and those of a pipe whose command
+    // holds `=`: the address part ends at `[routing] defer (N)`.
+    for (rest, rcpt, diag) in [
+        (
+            "== a@b.example routing defer (-51): retry time not reached",
+            "a@b.example",
+            "retry time not reached",
+        ),
+        (
+            "== a@b.example R=dnslookup defer (-1): host lookup did not complete",
+            "a@b.example",
+            "host lookup did not complete",
+        ),
+        (
+            "== a@b.example defer (-1): domain held",
+            "a@b.example",
+            "domain held",
+        ),
+        (
+            "== |/usr/bin/handler --queue=general <ticket@hub.example.test> R=system_aliases T=address_pipe defer (0): Child process of address_pipe transport returned 75 (could mean temporary error) from command: /usr/bin/handler",
+            "ticket@hub.example.test",
+            "Child process of address_pipe transport returned 75 (could mean temporary error) from command: /usr/bin/handler",
+        ),
+    ] {
+        assert_eq!(
+            parse(&at(rest)),
+            expected(Want::Rcpt(q, rcpt, None, Delayed, "4.0.0", None, Some(diag)), t),
+            "{rest}"
+        );
+    }
+    assert_eq!(
+        parse(&at("** x@b.example <a@b.example>: Unrouteable address")),
+        expected(
+            Want::Rcpt(
+                q,
+                "x@b.example",
+                Some("a@b.example"),
+                Failed,
+                "5.0.0",
+                None,
+                Some("Unrouteable address")
+            ),
+            t
+        )
     );
     // A code of the wrong class is not used: a deferral stays 4.x.x.
     assert_eq!(
