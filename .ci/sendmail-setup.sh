@@ -302,22 +302,29 @@ rsyslogd -N1 -f "$RSYSLOG_CONF" >/dev/null 2>&1 || {
   fail "rsyslogd rejects $RSYSLOG_CONF"
 }
 
-# The pid in a pid file when that process is alive.
+# Whether process PID runs. An exited daemon is a zombie until init reaps it, which may take
+# seconds in a container: that is not running.
+running() {
+  local state
+  state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+# The pid in a pid file when that process runs.
 alive() {
   local pid
   pid=$(head -n 1 "$1" 2>/dev/null) || return 1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  [ -n "$pid" ] && running "$pid" && echo "$pid"
 }
 # Stops the process of a pid file (ours) and waits for it to go.
 stop() {
   local pid
   pid=$(alive "$1") || return 0
   kill "$pid"
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
+  for _ in $(seq 1 100); do
+    running "$pid" || break
+    sleep 0.05
   done
-  kill -0 "$pid" 2>/dev/null && fail "process $pid of $1 did not stop"
+  running "$pid" && fail "process $pid of $1 did not stop"
   rm -f "$1"
 }
 
