@@ -89,7 +89,11 @@ CLOCK_ENV=()
 if [ -n "$CLOCK" ] && [ "$CLOCK" != real ]; then
   preload=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
   [ -n "$preload" ] || fail "libfaketime is not installed"
-  CLOCK_ENV=(LD_PRELOAD="$preload" FAKETIME="$CLOCK" FAKETIME_DONT_FAKE_MONOTONIC=1)
+  # sendmail empties its environment when it starts, and libfaketime reads FAKETIME again
+  # when its cache expires (10 s by default): without a cache that never expires the daemon and
+  # its children fall back to the real clock 10 s after the start.
+  CLOCK_ENV=(LD_PRELOAD="$preload" FAKETIME="$CLOCK" FAKETIME_DONT_FAKE_MONOTONIC=1
+    FAKETIME_CACHE_DURATION=1000000000)
 fi
 
 export DEBIAN_FRONTEND=noninteractive
