@@ -35,6 +35,8 @@
 #     the sender (a local user, so the bounce is delivered);
 #   - mail to any address at dead.example goes to 127.0.2.9:25, where nothing listens: deferred
 #     (Connection refused), and left in the queue;
+#   - mail to any address at later.example goes to 127.0.2.77:25, where nothing listens until the
+#     test starts an smtp-sink there: deferred, then relayed by a queue run;
 #   - sendmail rejects unknown local users at RCPT (550 5.1.1 User unknown), so a failed local
 #     recipient never reaches the queue: unknown.example is the failed recipient the test tracks.
 #
@@ -68,6 +70,7 @@ GONE_USER=mtqpdgone
 SINK=127.0.2.25
 REJECT_SINK=127.0.2.55
 DEAD=127.0.2.9
+LATER=127.0.2.77
 PACKAGES=(sendmail-bin sendmail-base sendmail-cf)
 
 fail() {
@@ -227,6 +230,7 @@ cat >"$ETC/mailertable" <<EOF
 sink.example	esmtp:[$SINK]
 unknown.example	esmtp:[$REJECT_SINK]
 dead.example	esmtp:[$DEAD]
+later.example	esmtp:[$LATER]
 EOF
 
 # Debian's sendmail.mc (sendmail-cf: cf/debian/sendmail.mc), with the private root's paths.

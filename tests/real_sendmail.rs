@@ -16,6 +16,9 @@
 //!   own DSNs do (issue 14);
 //! - two recipients relayed to an SMTP sink, which sendmail logs on one `to=` line;
 //! - a next hop where nothing listens: delayed;
+//! - a next hop where nothing listens until the test starts an SMTP sink there: delayed, then,
+//!   after a queue run as Debian's `/etc/init.d/sendmail runq` makes it (its own syslog tag,
+//!   `sm-mta-runq`), relayed — in place;
 //! - an alias with two targets (a local user and a program): one recipient.
 //!
 //! Then `mtqpd ingest-check` on the sendmail log must reject no line and list every recipient.
@@ -358,6 +361,88 @@ fn program_alias_delayed_then_delivered_in_place() {
         0,
     );
     std::fs::remove_file(&release).expect("remove the release file");
+}
+
+/// An smtp-sink (Postfix's) on 127.0.2.77:25, where later.example's mail goes, stopped when
+/// dropped.
+struct LaterSink(std::process::Child);
+
+impl LaterSink {
+    fn start() -> LaterSink {
+        let child = Command::new("smtp-sink")
+            .args([
+                "-u",
+                "nobody",
+                "-h",
+                "later.example",
+                "127.0.2.77:25",
+                "100",
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start smtp-sink");
+        let sink = LaterSink(child);
+        eventually("smtp-sink on 127.0.2.77:25", || {
+            std::net::TcpStream::connect("127.0.2.77:25").ok()
+        });
+        sink
+    }
+}
+
+impl Drop for LaterSink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn relay_deferred_then_relayed_after_debians_runq() {
+    if !enabled() {
+        return;
+    }
+    let run = Run::start("real-sendmail-later");
+    let rcpt = "someone@later.example";
+    let sent = run.send("later", &[rcpt]);
+    let qid = wait_queue_id(&sent);
+    let _dequeue = Dequeue(Some(qid.clone()));
+    // Nothing listens yet: `relay=[127.0.2.77] [127.0.2.77], dsn=4.4.1, stat=Deferred:
+    // Connection refused by [127.0.2.77]`.
+    let delayed = only_recipient(
+        &run,
+        &sent,
+        &["Action: delayed", "Status: 4.4.1", "Will-Retry-Until: "],
+        10,
+    );
+    let _sink = LaterSink::start();
+    // What `/etc/init.d/sendmail purgestat` and `runq` run: forget that the host was down (or
+    // the queue run would not try it for 30 minutes), then run the queue under Debian's tag
+    // for it, sm-mta-runq.
+    for args in [
+        vec!["-Am", "-C", CF, "-bH"],
+        vec!["-Am", "-C", CF, "-L", "sm-mta-runq", &format!("-qI{qid}")],
+    ] {
+        let status = Command::new(SENDMAIL)
+            .args(&args)
+            .status()
+            .expect("run sendmail");
+        assert!(status.success(), "sendmail {args:?}: {status}");
+    }
+    let relayed = only_recipient(&run, &sent, &["Action: relayed", "Status: 2.0.0"], 0);
+    assert_eq!(
+        delayed, relayed,
+        "the retry must update the recipient in place"
+    );
+    assert_eq!(delayed, rcpt);
+    let body = run.track_until(
+        &sent,
+        &[(rcpt, &["Action: relayed", "Status: 2.0.0", "Remote-MTA: "])],
+        0,
+    );
+    assert!(
+        body.contains("127.0.2.77"),
+        "the sink as Remote-MTA:\n{body}"
+    );
 }
 
 #[test]

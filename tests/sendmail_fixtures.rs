@@ -155,3 +155,17 @@ fn a_program_alias_deferred_then_sent_is_one_recipient_delivered() {
         &[("deferrer", &["deferrer@mtqpd-sm.example\tdelivered\t2.0.0"])],
     );
 }
+
+/// Debian's queue runs log under their own tags (`sm-mta-runq` for `/etc/init.d/sendmail runq`,
+/// `sm-mta-queue` for the cron job): their lines are sendmail's.
+#[test]
+fn a_relay_deferred_then_sent_by_debians_runq_is_one_recipient_relayed() {
+    let report = ingest_check(
+        "sendmail-debian-relay-retry-runq.log",
+        &[("later", "1796279850351744820.5542.later@mtqpd-test.example")],
+    );
+    check(
+        &report,
+        &[("later", &["someone@later.example\trelayed\t2.0.0"])],
+    );
+}
