@@ -6,8 +6,8 @@
 # aliases and pid file. sendmail.cf is built with m4 from Debian's sendmail-cf macros and a .mc
 # of Debian's default shape (cf/debian/sendmail.mc: OSTYPE(debian), DOMAIN(debian-mta), the same
 # FEATUREs and privacy flags). What differs from it, and why, is said at each line of the .mc.
-# Idempotent: a second run rewrites the configuration and restarts this sendmail and this
-# rsyslogd (never anything else). Works without systemd. Runs as root.
+# Idempotent: a second run rewrites the configuration and restarts this sendmail, this rsyslogd
+# and the two smtp-sinks (never anything else). Works without systemd. Runs as root.
 #
 # What the test relies on:
 #   - sendmail (8.17, Debian's build) listens on 127.0.0.1:10225 only, as the MTA (-Am), its
@@ -37,8 +37,12 @@
 #     (Connection refused), and left in the queue;
 #   - mail to any address at later.example goes to 127.0.2.77:25, where nothing listens until the
 #     test starts an smtp-sink there: deferred, then relayed by a queue run;
-#   - sendmail rejects unknown local users at RCPT (550 5.1.1 User unknown), so a failed local
-#     recipient never reaches the queue: unknown.example is the failed recipient the test tracks.
+#   - sendmail rejects an unknown local user at RCPT (550 5.1.1 User unknown): no queued message
+#     has such a recipient, so the failures the test tracks are ghost@ and unknown.example.
+#
+# Outside ROOT it changes: /etc/hosts (a dotted alias on this host name's line, see below), the
+# system user smmta (Debian's TrustedUser) and the local user mtqpdtest if missing, /dev/log
+# (our rsyslogd's), LOG, and the packages m4, rsyslog, libwrap0 and liblockfile1.
 #
 # With `--faketime OFFSET` (a libfaketime FAKETIME value such as +400d) sendmail and rsyslogd are
 # restarted, with a fresh log, so that both see the clock moved by OFFSET (rsyslogd stamps the
@@ -111,9 +115,20 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "sendmail-setup: installing ${missing[*]}"
   apt-get update -qq >/dev/null || fail "apt-get update"
-  # The package's postinst may try to start rsyslog through the init system; the rsyslogd
-  # started below is ours, with its own configuration.
-  apt-get install -y -qq "${missing[@]}" >/dev/null || fail "apt-get install ${missing[*]}"
+  # rsyslog's postinst would start Debian's rsyslogd, with Debian's configuration, where an init
+  # system runs: the rsyslogd on /dev/log is to be ours. A policy-rc.d that says no (101), for
+  # the install, when there is none.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\n# .ci/sendmail-setup.sh, for one apt-get install\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+  fi
+  apt-get install -y -qq "${missing[@]}" >/dev/null || {
+    [ -z "$policy" ] || rm -f "$policy"
+    fail "apt-get install ${missing[*]}"
+  }
+  [ -z "$policy" ] || rm -f "$policy"
 fi
 
 # Unpacked once; `rm -rf $PKG` to unpack the current candidates again.
@@ -173,9 +188,11 @@ if [[ $host != *.* ]]; then
   names=$(getent hosts "$host" | awk '{ $1 = ""; print }')
   if [ -n "$names" ] && [[ $names != *.* ]]; then
     echo "sendmail-setup: /etc/hosts: adding the alias $host.$DOMAIN_NAME to $host's line"
+    # A name that DNS gave gets a line of its own, its canonical name still first.
     awk -v h="$host" -v fq="$host.$DOMAIN_NAME" '
       !done && $1 !~ /^#/ { for (i = 2; i <= NF; i++) if ($i == h) { $0 = $0 " " fq; done = 1; break } }
-      { print }' /etc/hosts >/etc/hosts.mtqpd-new
+      { print }
+      END { if (!done) print "127.0.0.1 " h " " fq }' /etc/hosts >/etc/hosts.mtqpd-new
     cat /etc/hosts.mtqpd-new >/etc/hosts
     rm -f /etc/hosts.mtqpd-new
   fi
@@ -340,8 +357,8 @@ stop "$PIDFILE"
 stop "$RSYSLOG_PID"
 # /dev/log must be free for our rsyslogd: a socket some other process holds is not ours to take.
 if [ -S /dev/log ]; then
-  owner=$(ss -xlpn 2>/dev/null | awk '$5 == "/dev/log" { print $NF }')
-  [ -z "$owner" ] || fail "/dev/log is held by $owner (another syslog daemon); stop it or use it"
+  owner=$(ss -xapn 2>/dev/null | awk '$5 == "/dev/log" { print $NF }')
+  [ -z "$owner" ] || fail "/dev/log is held by $owner (another syslog daemon): stop it first"
   rm -f /dev/log
 fi
 if [ -n "$CLOCK" ] && [ -f "$LOG" ]; then
