@@ -19,6 +19,10 @@
 #     haproxy: v1 and v2); a third, plain one on 127.0.0.1:10026 is the benchmark's direct path;
 #   - mynetworks is 127.0.0.0/8, so a client on 127.0.0.2 (the gate test's, announced by PROXY v2)
 #     may relay to deferred.example and bench.example as one on 127.0.0.1 may;
+#   - mail to retry.example goes to the pipe transport mtqpdretry, which fails temporarily
+#     (EX_TEMPFAIL: deferred, 4.3.0) until the file /var/tmp/mtqpd-retry/RECIPIENT exists, then
+#     delivers: a test creates the file and asks for a retry with `postqueue -i QUEUEID`;
+#   - mail to sink.example is relayed to 127.0.0.1:10028, where a test runs smtp-sink;
 #   - mail to bench.example is discarded by discard(8) once queued (the benchmark's recipient:
 #     no mailbox or remote delivery competes with smtpd for the CPU);
 #   - smtp-source and smtp-sink (Postfix's load tools, shipped in Debian's postfix package) are
@@ -37,6 +41,11 @@ HOSTNAME_FQDN=mtqpd-ci.example
 TEST_USER=mtqpdtest
 DEFERRED_DOMAIN=deferred.example
 BENCH_DOMAIN=bench.example
+RETRY_DOMAIN=retry.example
+RETRY_FLAGS=/var/tmp/mtqpd-retry
+RETRY_SCRIPT=/usr/local/lib/mtqpd-ci/deliver-once-flagged
+SINK_DOMAIN=sink.example
+SINK_NEXT_HOP=127.0.0.1:10028
 # The gate's MTA listener (PROXY protocol) and the benchmark's direct listener (none).
 GATE_MTA_LISTENER=127.0.0.1:10025
 DIRECT_LISTENER=127.0.0.1:10026
@@ -69,7 +78,19 @@ else
 fi
 
 echo "postfix-setup: configuring"
-printf '%s smtp:[127.0.0.1]:9\n%s discard:\n' "$DEFERRED_DOMAIN" "$BENCH_DOMAIN" >"$TRANSPORT"
+printf '%s smtp:[127.0.0.1]:9\n%s discard:\n%s mtqpdretry:\n%s smtp:[%s]:%s\n' \
+  "$DEFERRED_DOMAIN" "$BENCH_DOMAIN" "$RETRY_DOMAIN" "$SINK_DOMAIN" \
+  "${SINK_NEXT_HOP%:*}" "${SINK_NEXT_HOP##*:}" >"$TRANSPORT"
+# The retry transport's program: a temporary failure until the recipient's flag file exists.
+mkdir -p "$(dirname "$RETRY_SCRIPT")" "$RETRY_FLAGS"
+chmod 0755 "$RETRY_FLAGS"
+cat >"$RETRY_SCRIPT" <<'SCRIPT'
+#!/bin/sh
+# mtqpd CI (.ci/postfix-setup.sh): EX_TEMPFAIL until /var/tmp/mtqpd-retry/RECIPIENT exists.
+[ -e "/var/tmp/mtqpd-retry/$1" ] || { echo "not yet: no flag for $1"; exit 75; }
+cat >/dev/null
+SCRIPT
+chmod 0755 "$RETRY_SCRIPT"
 printf 'rejected@localhost REJECT no such mailbox here\n' >"$REJECTED"
 postconf -e \
   "maillog_file = $LOG" \
@@ -100,6 +121,7 @@ fi
 # syslog_name: their lines are `postfix/smtpd[…]` like port 25's, which mtqpd reads.
 postconf -M "$GATE_MTA_LISTENER/inet=$GATE_MTA_LISTENER inet n - n - - smtpd -o smtpd_upstream_proxy_protocol=haproxy"
 postconf -M "$DIRECT_LISTENER/inet=$DIRECT_LISTENER inet n - n - - smtpd"
+postconf -M "mtqpdretry/unix=mtqpdretry unix - n n - - pipe flags=R user=$TEST_USER argv=$RETRY_SCRIPT \${recipient}"
 [ "$(postconf -P "$GATE_MTA_LISTENER/inet/smtpd_upstream_proxy_protocol")" = \
   "$GATE_MTA_LISTENER/inet/smtpd_upstream_proxy_protocol = haproxy" ] ||
   fail "master.cf: $GATE_MTA_LISTENER has no smtpd_upstream_proxy_protocol = haproxy"

@@ -13,6 +13,9 @@ use crate::index::Index;
 use crate::ingest::native::NativeTags;
 use crate::ingest::{replay, IngestConfig, LogSource};
 
+/// How many missing recipients the report names (it counts them all).
+const MISSING_SHOWN: usize = 20;
+
 /// `mtqpd ingest-check` flags.
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
@@ -107,6 +110,23 @@ pub fn run(args: &CheckArgs) -> Result<(), String> {
         messages.len(),
         r.tracker.unclaimed_queues()
     );
+    let missing = r
+        .tracker
+        .audit()
+        .map(|a| a.missing(&messages))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "recipients missing {} (named by an MTA line of a tracked message, absent from its answer)",
+        missing.len()
+    );
+    for m in missing.iter().take(MISSING_SHOWN) {
+        let _ = writeln!(
+            out,
+            "  missing: {} (queue {}) of {}",
+            m.address, m.queue, m.envid
+        );
+    }
     let (read_back, whole) = crate::ingest::tracker::stored::carried(&index);
     let _ = writeln!(
         out,

@@ -70,11 +70,7 @@ impl Settings {
         if args.tls_required && args.tls_cert.is_empty() {
             return Err("--tls-required needs at least one --tls-cert/--tls-key pair".into());
         }
-        if let Some(h) = &args.hostname {
-            if h.is_empty() || !h.bytes().all(|c| c.is_ascii_graphic()) {
-                return Err("--hostname must be printable ASCII without spaces".into());
-            }
-        }
+        let hostname = hostname_or_system(args.hostname.as_deref())?;
         if let Some(dir) = &args.state_dir {
             crate::ingest::state::check_dir(dir)?;
         }
@@ -94,7 +90,7 @@ impl Settings {
             logs: args.log.clone(),
             log_zone,
             native_tags: NativeTags::new(&args.native_tags),
-            hostname: args.hostname.clone().unwrap_or_else(system_hostname),
+            hostname,
             unknown: args.unknown,
             retention: Retention {
                 after_last_event: args.retention.as_secs() as i64,
@@ -130,7 +126,18 @@ fn is_program_tag(tag: &str) -> bool {
             .all(|c| c.is_ascii_graphic() && c != b':' && c != b'[' && c != b']')
 }
 
-pub(crate) fn system_hostname() -> String {
+/// `--hostname` as given (printable ASCII without spaces), or else the system's host name.
+pub(crate) fn hostname_or_system(given: Option<&str>) -> Result<String, String> {
+    match given {
+        Some(h) if h.is_empty() || !h.bytes().all(|c| c.is_ascii_graphic()) => {
+            Err("--hostname must be printable ASCII without spaces".into())
+        }
+        Some(h) => Ok(h.to_string()),
+        None => Ok(system_hostname()),
+    }
+}
+
+fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

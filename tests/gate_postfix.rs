@@ -17,6 +17,7 @@
 //! read from its start and holds earlier runs.
 
 mod common;
+use common::postfix;
 use common::real_mta::{self, track, track_until, Session};
 use common::*;
 
@@ -24,16 +25,11 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
 use mtqpd::protocol::date::Timestamp;
 use mtqpd::protocol::secret::{decode_hash, encode, sha1};
 use mtqpd::protocol::xtext;
 
-/// Where the setup script makes Postfix log (`maillog_file`).
-const POSTFIX_LOG: &str = "/var/log/postfix-mtqpd.log";
-/// Postfix's `myhostname`, also mtqpd serve's `--hostname`.
-const HOSTNAME: &str = "mtqpd-ci.example";
 /// Postfix's smtpd for the gate: PROXY protocol required.
 const GATE_MTA: &str = "127.0.0.1:10025";
 /// Postfix's plain smtpd (the benchmark's direct path): here, the EHLO reply the gate edits.
@@ -49,16 +45,6 @@ const BOUNCED: &str = "nosuchuser@localhost";
 /// Routed to 127.0.0.1:9, where nothing listens: deferred (4.4.1).
 const DEFERRED: &str = "someone@deferred.example";
 const SENDER: &str = "sender@example.net";
-
-/// Whether the test should run; panics under CI when the setup did not say Postfix is ready.
-fn enabled() -> bool {
-    real_mta::enabled("MTQPD_REAL_POSTFIX", "gate_postfix", ".ci/postfix-setup.sh")
-}
-
-/// The lines of the Postfix log that mention `needle`.
-fn postfix_lines_with(needle: &str) -> Vec<String> {
-    real_mta::log_lines_with(POSTFIX_LOG, needle)
-}
 
 /// The queue id in Postfix's final reply, which the gate relays.
 fn queue_id(reply: &str) -> String {
@@ -82,7 +68,7 @@ fn ehlo_keywords(reply: &str) -> Vec<String> {
 fn wait_delivered(qid: &str, rcpt: &str) {
     let needle = format!(" {qid}: to=<{rcpt}>, ");
     let found = eventually_or_none(|| {
-        postfix_lines_with(&needle)
+        postfix::lines_with(&needle)
             .iter()
             .any(|l| l.contains(", status=sent "))
             .then_some(())
@@ -90,24 +76,8 @@ fn wait_delivered(qid: &str, rcpt: &str) {
     assert!(
         found.is_some(),
         "Postfix never delivered {qid} to {rcpt}:\n{}",
-        postfix_lines_with(qid).join("\n")
+        postfix::lines_with(qid).join("\n")
     );
-}
-
-/// Deletes its queue ids from Postfix's queue when dropped (the deferred recipient's message
-/// would be retried for days), whether the test passed or not.
-struct QueueCleanup(Vec<String>);
-
-impl Drop for QueueCleanup {
-    fn drop(&mut self) {
-        for qid in &self.0 {
-            let _ = Command::new("postsuper")
-                .args(["-d", qid])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
 }
 
 /// A native line's `key=value` pairs (values as written: xtext).
@@ -146,27 +116,9 @@ fn secret_with_plus(run: &str, tag: &str) -> (String, String) {
         .expect("a certifier with a '+' in 1000 tries")
 }
 
-/// `mtqpd serve` on the gate's accept log and Postfix's log.
-fn start_serve(accept_log: &Path) -> Server {
-    let native = format!("native:{}", accept_log.display());
-    let postfix = format!("postfix:{POSTFIX_LOG}");
-    Server::start_caught_up(&[
-        "--log",
-        &native,
-        "--log",
-        &postfix,
-        "--hostname",
-        HOSTNAME,
-        "--log-timezone",
-        "local",
-        "--threads",
-        "1",
-    ])
-}
-
 #[test]
 fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
-    if !enabled() {
+    if !postfix::enabled("gate_postfix") {
         return;
     }
     let run = real_mta::run_id();
@@ -180,7 +132,7 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o640, "accept log mode {mode:o}");
-    let serve = start_serve(&accept_log);
+    let serve = postfix::serve(&accept_log);
 
     // What Postfix itself says on its plain listener, to compare with what the gate relays.
     let mut direct = Session::connect(TcpStream::connect(DIRECT_MTA).expect("connect to Postfix"));
@@ -230,7 +182,7 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
     );
     let after = unix_now();
     let qid = queue_id(&reply);
-    let _cleanup = QueueCleanup(vec![qid.clone()]);
+    let _cleanup = postfix::QueueCleanup(vec![qid.clone()]);
     smtp.quit();
     eprintln!(
         "gate_postfix: tracked message {envid}: {}",
@@ -239,7 +191,7 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
 
     // Postfix saw the client's own address, from the PROXY v2 header.
     let client_line = eventually_or_none(|| {
-        postfix_lines_with(&format!(" {qid}: client="))
+        postfix::lines_with(&format!(" {qid}: client="))
             .into_iter()
             .next()
     })
@@ -316,7 +268,7 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
             (DEFERRED, &["Action: delayed", "Status: 4.4.1"]),
         ],
         11, // some recipient failed
-        || postfix_lines_with(&qid).join("\n"),
+        || postfix::lines_with(&qid).join("\n"),
     );
     eprintln!("gate_postfix: mtqpd track {envid} ->\n{body}");
     assert!(
@@ -382,14 +334,14 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
                 && f.get("queue") == Some(&late_qid.as_str())),
         "no accept line for {late_envid} in queue {late_qid}: {lines:#?}"
     );
-    let serve = start_serve(&accept_log);
+    let serve = postfix::serve(&accept_log);
     track_until(
         &serve,
         &late_envid,
         &late_secret,
         &[(DELIVERED, &["Action: delivered", "Status: 2.0.0"])],
         0,
-        || postfix_lines_with(&late_qid).join("\n"),
+        || postfix::lines_with(&late_qid).join("\n"),
     );
 
     let (status, stderr) = gate.stop("TERM");

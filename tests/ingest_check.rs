@@ -46,6 +46,7 @@ fn reports_tracked_messages_unreadable_lines_and_untrackable_queue_ids() {
          \x20 rejected: delivery line without status=: 1\n\
          \x20 rejected: no syslog prefix: 1\n\
          tracked messages 1; queue ids without an accept line (not trackable) 2\n\
+         recipients missing 0 (named by an MTA line of a tracked message, absent from its answer)\n\
          index records 1: 1 read back from their answers, 0 stored whole\n"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_mtqpd"))

@@ -52,6 +52,23 @@ fn mta(e: Event) -> MtaEvent {
     }
 }
 
+/// `events` is one hand-off of (queue, new queue, recipient) to a next hop on 127.0.0.1, the
+/// recipient relayed to it meanwhile.
+fn assert_handed_off(events: &[MtaEvent], (from, to, rcpt): (&str, &str, &str)) {
+    let [MtaEvent::HandedOff {
+        queue,
+        new_queue,
+        recipient,
+    }] = events
+    else {
+        panic!("not one hand-off: {events:?}");
+    };
+    assert_eq!((queue, new_queue), (&qid(from), &qid(to)));
+    assert_eq!(&*recipient.final_rcpt, rcpt.as_bytes());
+    assert_eq!(recipient.action, Action::Relayed);
+    assert_eq!(recipient.remote_mta.as_deref(), Some(&b"dns;127.0.0.1"[..]));
+}
+
 /// A short name of what a line produced, for the shape table.
 fn kind(outcome: Outcome, events: &[MtaEvent]) -> String {
     match outcome {
@@ -66,6 +83,9 @@ fn kind(outcome: Outcome, events: &[MtaEvent]) -> String {
                     format!("rcpt:{}", recipient.action.name())
                 }
                 MtaEvent::Handoff { .. } => "handoff".into(),
+                MtaEvent::HandedOff { recipient, .. } => {
+                    format!("handed-off:{}", recipient.action.name())
+                }
                 MtaEvent::Expired { .. } => "expired".into(),
                 MtaEvent::Done { .. } => "done".into(),
                 MtaEvent::Notification { .. } => "notification".into(),
@@ -151,7 +171,7 @@ const SHAPES: &[(&str, &str, &str)] = &[
     ("dnsblog_0003", "ignored", "DNSBL lookup warning"),
     ("error_0001", "rcpt:delayed", ""),
     ("error_0002", "rcpt:failed", ""),
-    ("lmtp_0001", "handoff", ""),
+    ("lmtp_0001", "handed-off:relayed", ""),
     ("local_0001", "rcpt:delivered", ""),
     ("local_0002", "rcpt:failed", ""),
     ("local_0003", "ignored", "configuration warning"),
@@ -323,7 +343,7 @@ const SHAPES: &[(&str, &str, &str)] = &[
     ("scache_0004", "ignored", "scache statistics"),
     ("script_0001", "ignored", "postfix-script warning"),
     ("sendmail_0001", "ignored", "sendmail fatal: nothing queued"),
-    ("smtp_0001", "handoff", ""),
+    ("smtp_0001", "handed-off:relayed", ""),
     ("smtp_0002", "rcpt:relayed", ""),
     ("smtp_0003", "ignored", "TLS session"),
     ("smtp_0004", "ignored", "TLS session"),
@@ -561,9 +581,9 @@ fn grok_fixture_values() {
             },
         }]
     );
-    assert_eq!(
-        run("lmtp", "7EE668039: to=<admin@example.com>, relay=127.0.0.1[127.0.0.1]:2525, delay=3.6, delays=0.2/0.02/0.04/3.3, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 153053D)"),
-        [MtaEvent::Handoff { queue: qid("7EE668039"), new_queue: qid("153053D") }]
+    assert_handed_off(
+        &run("lmtp", "7EE668039: to=<admin@example.com>, relay=127.0.0.1[127.0.0.1]:2525, delay=3.6, delays=0.2/0.02/0.04/3.3, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 153053D)"),
+        ("7EE668039", "153053D", "admin@example.com"),
     );
 }
 
@@ -721,9 +741,9 @@ fn helga_rfc3339_log() {
     );
 
     // 1.4.2: the amavis content filter chain.
-    assert_eq!(
+    assert_handed_off(
         events_of(&log, "2023-03-14T17:20:58.135293+01:00 helga postfix/amavis/smtp[374616]: 4Pbf065nmSz3tBr: to=<user01.test@uhu-banane.net>, relay=127.0.0.1[127.0.0.1]:10024, delay=3.7, delays=0.6/0.02/0.01/3, dsn=2.0.0, status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
-        [MtaEvent::Handoff { queue: qid("4Pbf065nmSz3tBr"), new_queue: qid("4Pbf0B0gx2z3tG3") }]
+        ("4Pbf065nmSz3tBr", "4Pbf0B0gx2z3tG3", "user01.test@uhu-banane.net"),
     );
     assert_eq!(
         events_of(&log, "2023-03-14T17:20:58.135481+01:00 helga postfix/qmgr[3163066]: 4Pbf065nmSz3tBr: removed"),
@@ -842,7 +862,7 @@ fn helga_rfc3339_log() {
         [
             "arrival 53",
             "done 28",
-            "handoff 13",
+            "handed-off:relayed 13",
             "ignored 394",
             "message-id 28",
             "notification 2",

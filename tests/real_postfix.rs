@@ -15,22 +15,14 @@
 mod common;
 use common::*;
 
+use common::postfix::{self, HOSTNAME};
 use common::real_mta::{self, Session};
 
 use std::process::Command;
 
-/// Where the setup script makes Postfix log (`maillog_file`).
-const POSTFIX_LOG: &str = "/var/log/postfix-mtqpd.log";
-/// Postfix's `myhostname`, also mtqpd's `--hostname`.
-const HOSTNAME: &str = "mtqpd-ci.example";
 /// A local user the setup script creates. Also the envelope sender, so that the bounce of the
 /// unknown user is delivered rather than bounced again.
 const LOCAL_USER: &str = "mtqpdtest";
-
-/// Whether the test should run; panics under CI when the setup did not say Postfix is ready.
-fn enabled() -> bool {
-    real_mta::enabled("MTQPD_REAL_POSTFIX", "real_postfix", ".ci/postfix-setup.sh")
-}
 
 /// Hands Postfix one message with this Message-ID (without angle brackets) for `rcpt`, from
 /// the local user.
@@ -63,20 +55,10 @@ fn track(s: &Server, envid: &str, secret: &str) -> (String, String) {
     )
 }
 
-/// The lines of the Postfix log that mention `needle`, for failure messages.
-fn log_lines_with(needle: &str) -> String {
-    std::fs::read_to_string(POSTFIX_LOG)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// The queue id Postfix gave the message with this Message-ID, from its cleanup line.
 fn queue_id_of(message_id: &str) -> Option<String> {
     let needle = format!(": message-id=<{message_id}>");
-    let log = std::fs::read_to_string(POSTFIX_LOG).ok()?;
+    let log = std::fs::read_to_string(postfix::LOG).ok()?;
     let line = log.lines().find(|l| l.ends_with(&needle))?;
     let head = &line[..line.len() - needle.len()];
     head.rsplit(' ').next().map(str::to_string)
@@ -84,7 +66,7 @@ fn queue_id_of(message_id: &str) -> Option<String> {
 
 #[test]
 fn real_postfix_delivered_bounced_deferred() {
-    if !enabled() {
+    if !postfix::enabled("real_postfix") {
         return;
     }
     let run = real_mta::run_id();
@@ -136,20 +118,7 @@ fn real_postfix_delivered_bounced_deferred() {
     let dir = TempDir::new("real-postfix");
     let native = dir.path("mtqp.log");
     std::fs::write(&native, b"").expect("create native log");
-    let native_arg = format!("native:{}", native.display());
-    let postfix_arg = format!("postfix:{POSTFIX_LOG}");
-    let s = Server::start_caught_up(&[
-        "--log",
-        &postfix_arg,
-        "--log",
-        &native_arg,
-        "--hostname",
-        HOSTNAME,
-        "--log-timezone",
-        "local",
-        "--threads",
-        "1",
-    ]);
+    let s = postfix::serve(&native);
 
     // Hand Postfix the three messages on one SMTP session, then write what the submitting
     // application would: an accept line per message, keyed by its Message-ID.
@@ -185,7 +154,10 @@ fn real_postfix_delivered_bounced_deferred() {
             c.want,
             last.0,
             last.1,
-            log_lines_with(&queue_id_of(&c.message_id).unwrap_or_else(|| c.message_id.clone())),
+            postfix::lines_with(
+                &queue_id_of(&c.message_id).unwrap_or_else(|| c.message_id.clone())
+            )
+            .join("\n"),
             s.stderr()
         );
         eprintln!("real_postfix: TRACK {} ->\n{}", c.envid, last.1);
@@ -219,7 +191,7 @@ fn real_postfix_delivered_bounced_deferred() {
 /// in its `NOQUEUE: reject:` line; that line is a Postfix line and forges nothing.
 #[test]
 fn a_quoted_sender_spelling_an_accept_forges_nothing() {
-    if !enabled() {
+    if !postfix::enabled("real_postfix") {
         return;
     }
     let run = real_mta::run_id();
@@ -227,20 +199,7 @@ fn a_quoted_sender_spelling_an_accept_forges_nothing() {
     let dir = TempDir::new("real-postfix-forgery");
     let native = dir.path("mtqp.log");
     std::fs::write(&native, b"").expect("create native log");
-    let native_arg = format!("native:{}", native.display());
-    let postfix_arg = format!("postfix:{POSTFIX_LOG}");
-    let s = Server::start_caught_up(&[
-        "--log",
-        &postfix_arg,
-        "--log",
-        &native_arg,
-        "--hostname",
-        HOSTNAME,
-        "--log-timezone",
-        "local",
-        "--threads",
-        "1",
-    ]);
+    let s = postfix::serve(&native);
     let rcpt = format!("{LOCAL_USER}@localhost");
     // The victim's message, delivered, and its answer.
     let (victim_msgid, victim_envid) = (
@@ -302,7 +261,7 @@ fn a_quoted_sender_spelling_an_accept_forges_nothing() {
     delivered(&sentinel_envid, "sentinel").expect("the sentinel's delivery");
 
     // Postfix did log the forged text verbatim: the attack was real.
-    let reject = log_lines_with(&evil_envid);
+    let reject = postfix::lines_with(&evil_envid).join("\n");
     assert!(
         reject.contains("NOQUEUE: reject:") && reject.contains(&forged),
         "Postfix did not log the sender as expected:\n{reject}"
@@ -313,4 +272,152 @@ fn a_quoted_sender_spelling_an_accept_forges_nothing() {
     assert_eq!(after, before, "the victim's answer changed");
     let (_, stderr) = s.stop("TERM");
     assert!(!stderr.contains("rejected line"), "{stderr}");
+}
+
+/// smtp-sink (Postfix's test server) on the next hop of `sink.example`, stopped when dropped.
+struct Sink(std::process::Child);
+
+impl Sink {
+    fn start() -> Sink {
+        let child = Command::new("smtp-sink")
+            .args(["-u", "nobody", SINK_NEXT_HOP, "10"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start smtp-sink");
+        let up = eventually_or_none(|| std::net::TcpStream::connect(SINK_NEXT_HOP).ok());
+        assert!(up.is_some(), "smtp-sink never listened on {SINK_NEXT_HOP}");
+        Sink(child)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Where `sink.example` is relayed to (.ci/postfix-setup.sh).
+const SINK_NEXT_HOP: &str = "127.0.0.1:10028";
+/// The retry transport delivers once this directory holds a file named after the recipient.
+const RETRY_FLAGS: &str = "/var/tmp/mtqpd-retry";
+
+/// One message to every kind of recipient (issue 14): delivered locally, failed (unknown user),
+/// delayed by a dead next hop, delayed by a transport that fails until a flag file exists and
+/// then delivered after a retry, relayed to a sink. Each appears exactly once with its Action
+/// and Status, and the retried one turns from delayed to delivered in place.
+#[test]
+fn every_recipient_once_and_a_retry_delivered_in_place() {
+    if !postfix::enabled("real_postfix") {
+        return;
+    }
+    let run = real_mta::run_id();
+    let time = rfc3339(unix_now());
+    let _sink = Sink::start();
+    let dir = TempDir::new("real-postfix-retry");
+    let native = dir.path("mtqp.log");
+    std::fs::write(&native, b"").expect("create native log");
+    let s = postfix::serve(&native);
+
+    let retry = format!("r{}@retry.example", run.replace('.', "-"));
+    let delivered = format!("{LOCAL_USER}@localhost");
+    let sink = format!("s{}@sink.example", run.replace('.', "-"));
+    let rcpts = [
+        delivered.as_str(),
+        "nosuchuser@localhost",
+        "someone@deferred.example",
+        retry.as_str(),
+        sink.as_str(),
+    ];
+    let message_id = format!("{run}.every@mtqpd-test.example");
+    let (envid, secret) = (
+        format!("{run}.every@envid.example"),
+        format!("s-every-{run}"),
+    );
+    let mut smtp = Session::to("127.0.0.1:25");
+    smtp.command("EHLO mtqpd-test.example", 250);
+    let reply = smtp.transaction(
+        &format!("MAIL FROM:<{LOCAL_USER}@{HOSTNAME}>"),
+        &rcpts.map(|r| format!("RCPT TO:<{r}>")),
+        &message_id,
+    );
+    smtp.quit();
+    let qid = reply
+        .trim_end()
+        .rsplit(' ')
+        .next()
+        .expect("queue id in the reply")
+        .to_string();
+    let _cleanup = postfix::QueueCleanup(vec![qid.clone()]);
+    append(
+        &native,
+        &accept_line(&time, &envid, &secret, &format!("msgid={message_id}")),
+    );
+
+    let log = || postfix::lines_with(&qid).join("\n");
+    let before = real_mta::track_until(
+        &s,
+        &envid,
+        &secret,
+        &[
+            (&delivered, &["Action: delivered", "Status: 2.0.0"]),
+            ("nosuchuser@localhost", &["Action: failed", "Status: 5.1.1"]),
+            (
+                "someone@deferred.example",
+                &["Action: delayed", "Status: 4.4.1"],
+            ),
+            (&retry, &["Action: delayed", "Status: 4.3.0"]),
+            (
+                &sink,
+                &[
+                    "Action: relayed",
+                    "Status: 2.0.0",
+                    "Remote-MTA: dns; 127.0.0.1",
+                ],
+            ),
+        ],
+        11,
+        log,
+    );
+    assert_eq!(before.matches("Final-Recipient:").count(), 5, "{before}");
+
+    // The flag, then a retry of this message only: the same recipient, now delivered.
+    std::fs::write(format!("{RETRY_FLAGS}/{retry}"), b"").expect("create the retry flag");
+    let status = Command::new("postqueue")
+        .args(["-i", &qid])
+        .status()
+        .expect("run postqueue");
+    assert!(status.success(), "postqueue -i {qid}: {status}");
+    let after = real_mta::track_until(
+        &s,
+        &envid,
+        &secret,
+        &[(&retry, &["Action: delivered", "Status: 2.0.0"])],
+        11,
+        log,
+    );
+    eprintln!("real_postfix: mtqpd track {envid} ->\n{after}");
+    assert_eq!(after.matches("Final-Recipient:").count(), 5, "{after}");
+    let order = |body: &str| {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("Final-Recipient: rfc822; "))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(order(&after), order(&before), "the retried recipient moved");
+    let _ = std::fs::remove_file(format!("{RETRY_FLAGS}/{retry}"));
+
+    // The offline check over the whole log this Postfix wrote: every line read, and no
+    // recipient a line named absent from its message's answer.
+    let out = Command::new(env!("CARGO_BIN_EXE_mtqpd"))
+        .args(["ingest-check", "--counts-only", "--log-timezone", "local"])
+        .arg(format!("--log=postfix:{}", postfix::LOG))
+        .arg(format!("--log=native:{}", native.display()))
+        .output()
+        .expect("run mtqpd ingest-check");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains(", rejected 0, "), "{report}");
+    assert!(report.contains("\nrecipients missing 0 "), "{report}");
+    assert!(!report.contains("tracked messages 0;"), "{report}");
 }

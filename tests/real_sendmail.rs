@@ -21,7 +21,8 @@
 //!   `sm-mta-runq`), relayed — in place;
 //! - an alias with two targets (a local user and a program): one recipient.
 //!
-//! Then `mtqpd ingest-check` on the sendmail log must reject no line and list every recipient.
+//! Then `mtqpd ingest-check` on the sendmail log must reject no line, find no recipient missing
+//! from its answer, and list every recipient of a message of each kind once.
 //!
 //! The tests run only when `MTQPD_REAL_SENDMAIL=1` (what `.ci/run` exports after the setup
 //! script succeeded); otherwise they say they were skipped, except under CI (`CI` set), where a
@@ -506,8 +507,8 @@ fn alias_with_two_targets_is_one_recipient() {
     );
 }
 
-/// `mtqpd ingest-check` on the real log: no line rejected, and every recipient of a message of
-/// each kind listed once with its action.
+/// `mtqpd ingest-check` on the real log: no line rejected, no recipient missing from its answer,
+/// and every recipient of a message of each kind listed once with its action.
 #[test]
 fn ingest_check_reads_every_line_and_lists_every_recipient() {
     if !enabled() {
@@ -576,6 +577,10 @@ fn ingest_check_reads_every_line_and_lists_every_recipient() {
         .expect("the counts line");
     if !counts.contains(", rejected 0,") {
         problems.push(format!("rejected lines: {counts}"));
+    }
+    if !report.contains("\nrecipients missing 0 ") {
+        problems
+            .push("recipients missing from their answers (named by a sendmail line):".to_string());
     }
     for (sent, rcpts) in &cases {
         // The message's block: `message ENVID (arrived …)`, then `  RCPT<TAB>ACTION<TAB>…`.

@@ -1,8 +1,9 @@
 //! The sendmail parser against the real sendmail's log of a CI run (tests/data/real-logs,
 //! `sendmail-debian-*.log`, see its SOURCES.md): `mtqpd ingest-check` on each excerpt, with a
-//! native accept line per message keyed by its Message-ID, must reject no line and list every
-//! recipient once, by its address, with the action the log gives it. The same checks as
-//! tests/real_sendmail.rs makes against the live sendmail, offline: they run everywhere.
+//! native accept line per message keyed by its Message-ID, must reject no line, find no recipient
+//! missing from its answer, and list every recipient once, by its address, with the action the
+//! log gives it: the checks tests/real_sendmail.rs makes against the live sendmail, offline, so
+//! that they run everywhere.
 
 mod common;
 use common::*;
@@ -73,8 +74,8 @@ fn recipients(report: &str, tag: &str) -> Vec<String> {
         .collect()
 }
 
-/// Checks every message's recipients (in any order), then that no line was rejected; all
-/// failures at once.
+/// Checks every message's recipients (in any order), then that no line was rejected and no
+/// recipient is missing; all failures at once.
 fn check(report: &str, want: &[(&str, &[&str])]) {
     let mut problems = Vec::new();
     for (tag, rcpts) in want {
@@ -92,6 +93,9 @@ fn check(report: &str, want: &[(&str, &[&str])]) {
         .unwrap_or("");
     if !counts.contains(", rejected 0,") {
         problems.push(format!("rejected lines: {counts}"));
+    }
+    if !report.contains("\nrecipients missing 0 ") {
+        problems.push("recipients missing from their answers".to_string());
     }
     assert!(
         problems.is_empty(),

@@ -126,11 +126,7 @@ impl GateSettings {
         if args.drain_timeout > Duration::from_secs(10) {
             return Err("--drain-timeout must be at most 10s".into());
         }
-        if let Some(h) = &args.hostname {
-            if h.is_empty() || !h.bytes().all(|c| c.is_ascii_graphic()) {
-                return Err("--hostname must be printable ASCII without spaces".into());
-            }
-        }
+        let hostname = crate::settings::hostname_or_system(args.hostname.as_deref())?;
         let mut queue_id_patterns = QueueIdPattern::built_in();
         queue_id_patterns.extend(args.queue_id_pattern.iter().cloned());
         Ok(GateSettings {
@@ -138,10 +134,7 @@ impl GateSettings {
             mta,
             proxy_v2: args.proxy_protocol == ProxyProtocol::V2,
             accept_log,
-            hostname: args
-                .hostname
-                .clone()
-                .unwrap_or_else(crate::settings::system_hostname),
+            hostname,
             tls: args
                 .tls_cert
                 .iter()

@@ -18,6 +18,7 @@ use super::accept_log::Done;
 use super::session::{Ctx, Next, Session};
 use super::stats::GateStats;
 use super::GateShared;
+use crate::server::listen::{self, Accepted};
 
 /// The waker's token; listeners count down from just below it.
 const WAKER: Token = Token(usize::MAX);
@@ -232,29 +233,34 @@ impl Worker {
             let Some(Some(l)) = self.listeners.get(listener) else {
                 return;
             };
-            match l.accept() {
-                Ok((stream, peer)) => {
+            match listen::accept(l) {
+                Accepted::Client(stream, peer) => {
                     let local = self.listen_addrs[listener];
                     if let Some(slot) = self.admit(stream, peer, local) {
                         touched.push(slot);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Out of descriptors, or one client's aborted connection: come back to the
-                    // backlog shortly rather than spin; say so once in a thousand.
-                    self.accept_failures += 1;
-                    if self.accept_failures % 1000 == 1 {
-                        eprintln!(
-                            "mtqpd gate: accept failed: {e} ({} time(s) on this thread)",
-                            self.accept_failures
-                        );
-                    }
+                Accepted::Drained => return,
+                // One client's aborted connection: the next may be fine.
+                Accepted::ClientFailed(e) => self.accept_failed(&e),
+                Accepted::OutOfDescriptors(e) => {
+                    // Come back to the backlog shortly rather than spin on it.
+                    self.accept_failed(&e);
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             }
+        }
+    }
+
+    /// Counts a failed accept and says so, once in a thousand.
+    fn accept_failed(&mut self, e: &io::Error) {
+        self.accept_failures += 1;
+        if self.accept_failures % 1000 == 1 {
+            eprintln!(
+                "mtqpd gate: accept failed: {e} ({} time(s) on this thread)",
+                self.accept_failures
+            );
         }
     }
 

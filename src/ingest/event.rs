@@ -44,6 +44,10 @@ pub struct RcptUpdate {
     /// where an MTA's original (the address before aliasing) gives way to the one the SMTP
     /// gate declared ([`Orcpt`]).
     pub keeps_original: bool,
+    /// A hand-off's `relayed` ([`MtaEvent::HandedOff`]): it sets a recipient the message does
+    /// not have yet or one still delayed, never one already final (the follow-up queue's own
+    /// delivery may be logged before the hand-off line, in the same second).
+    pub provisional: bool,
 }
 
 /// The SMTP gate declared the ORCPT a client gave with one RCPT TO of a tracked message
@@ -84,6 +88,17 @@ pub enum MtaEvent {
     /// The message went on under another queue id of this host (a content filter's `queued as`,
     /// a local `forwarded as`, sendmail's MSP→MTA hop): the new id is the same message.
     Handoff { queue: QueueId, new_queue: QueueId },
+    /// A recipient was handed to a next hop on this host that queued it as `new_queue` (Postfix
+    /// `relay=127.0.0.1[127.0.0.1]:N … queued as NEW`): a content filter whose re-injection
+    /// this log shows under `new_queue`, or another MTA (an outbound relay, a second instance,
+    /// a smarthost on localhost) whose lines may never come. The recipient shows `relayed` to
+    /// that hop until the lines of `new_queue` give it a state, and never replaces one they gave
+    /// ([`RcptUpdate::provisional`]).
+    HandedOff {
+        queue: QueueId,
+        new_queue: QueueId,
+        recipient: Recipient,
+    },
     /// The MTA gave up (Postfix `status=expired`): every recipient still delayed has failed.
     Expired { queue: QueueId, time: Timestamp },
     /// The queue id is finished and may be reused (Postfix `removed`, Exim `Completed`).
@@ -112,7 +127,9 @@ impl Event {
             Event::Mta(MtaEvent::Arrival { time, .. })
             | Event::Mta(MtaEvent::Expired { time, .. })
             | Event::Mta(MtaEvent::Done { time, .. }) => Some(time.unix),
-            Event::Mta(MtaEvent::Recipient { recipient, .. }) => Some(recipient.at),
+            Event::Mta(
+                MtaEvent::Recipient { recipient, .. } | MtaEvent::HandedOff { recipient, .. },
+            ) => Some(recipient.at),
             Event::Mta(
                 MtaEvent::MessageId { .. }
                 | MtaEvent::Handoff { .. }

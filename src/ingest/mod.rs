@@ -451,7 +451,8 @@ pub fn replay(config: &IngestConfig, index: &Index) -> Replay {
     let stats = IngestStats::default();
     let mut fresh = config.clone();
     fresh.state_dir = None;
-    let (tracker, sources) = restore(&fresh);
+    let (mut tracker, sources) = restore(&fresh);
+    tracker.enable_audit();
     let mut p = Pipeline {
         sources,
         tracker,

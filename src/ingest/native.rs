@@ -304,6 +304,7 @@ fn rcpt(f: Fields<'_>) -> Parsed {
         message,
         hash,
         keeps_original: recipient.original.is_some(),
+        provisional: false,
         recipient,
     })))
 }

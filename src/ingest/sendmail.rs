@@ -5,6 +5,8 @@
 //! ids with tracked messages, fill in retry deadlines or keep per-message state: the tracker
 //! does that. The only state kept between lines is the syslog clock's year.
 
+use std::borrow::Cow;
+
 use super::event::{Event, LineParser, MtaEvent, Outcome};
 use super::mta::{status_class, RecipientFields};
 use super::native::{self, NativeTags};
@@ -190,6 +192,55 @@ fn from_line(queue: &[u8], rest: &[u8], time: Timestamp, emit: &mut dyn FnMut(Ev
     Outcome::Parsed
 }
 
+/// The addresses of a `to=` list: split at commas outside double quotes and angle brackets
+/// (a program's command may hold commas: `to="|/usr/bin/x a,b"`).
+struct List<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for List<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let (mut quoted, mut angle) = (false, false);
+        let mut end = self.rest.len();
+        for (i, &c) in self.rest.iter().enumerate() {
+            match c {
+                b'"' => quoted = !quoted,
+                b'<' if !quoted => angle = true,
+                b'>' if !quoted => angle = false,
+                b',' if !quoted && !angle => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let item = &self.rest[..end];
+        self.rest = self.rest.get(end + 1..).unwrap_or(&[]);
+        Some(item)
+    }
+}
+
+/// A `to=` entry that is a program (`"|cmd"`), a file (`/path`) or an `:include:` list.
+fn is_program_or_file(a: &[u8]) -> bool {
+    let a = a.strip_prefix(b"\"").unwrap_or(a);
+    a.starts_with(b"|") || a.starts_with(b"/") || a.starts_with(b":include:")
+}
+
+/// The address of `ctladdr=<addr> (uid/gid)`.
+fn controlling_address(v: &[u8]) -> &[u8] {
+    let v = trim(v);
+    let v = match v.iter().rposition(|&c| c == b'(') {
+        Some(open) if v.ends_with(b")") => &v[..open],
+        _ => v,
+    };
+    unbracket(v)
+}
+
 /// The relay's host name (the first word of `relay=`), without a trailing dot.
 fn relay_host(relay: &[u8]) -> &[u8] {
     let host = relay.split(|&b| b == b' ').next().unwrap_or(relay);
@@ -215,9 +266,11 @@ fn accepted_as(stat: &[u8]) -> Option<&[u8]> {
 /// event per address, or the hand-off of the MSP to the local MTA.
 fn to_line(queue: &[u8], rest: &[u8], time: Timestamp, emit: &mut dyn FnMut(Event)) -> Outcome {
     let (mut to, mut mailer, mut relay, mut dsn, mut stat) = (None, None, None, None, None);
+    let mut ctladdr = None;
     for (key, value) in (Fields { rest }) {
         match key {
             b"to" => to = Some(value),
+            b"ctladdr" => ctladdr = Some(controlling_address(value)),
             b"mailer" => mailer = Some(value),
             b"relay" => relay = Some(value),
             b"dsn" => dsn = Some(value),
@@ -229,13 +282,37 @@ fn to_line(queue: &[u8], rest: &[u8], time: Timestamp, emit: &mut dyn FnMut(Even
         return Outcome::Rejected("to= without stat=");
     };
     // `[more]` marks a list split over several lines, each with the full delivery fields.
-    let mut addresses = to
-        .unwrap_or(&[])
-        .split(|&b| b == b',')
-        .map(unbracket)
-        .filter(|a| !a.is_empty() && *a != b"[more]")
-        .peekable();
-    if addresses.peek().is_none() {
+    let listed = List {
+        rest: to.unwrap_or(&[]),
+    }
+    .map(unbracket)
+    .filter(|a| !a.is_empty() && *a != b"[more]");
+    // A program, a file or an :include: list stands for the address that led there, the
+    // controlling address (sendmail's own DSNs name it, the program going in
+    // X-Actual-Recipient): the hub's alias commands are not shown, and one alias with several
+    // such targets is one recipient. A local user an alias named is logged by name alone
+    // (`to=alice, ctladdr=<alias@hub> (8/0)`, or the user's own address as ctladdr): it is
+    // that name at the local domain, which is ctladdr's.
+    let mut addresses: Vec<Cow<'_, [u8]>> = Vec::new();
+    for a in listed {
+        let a = if is_program_or_file(a) {
+            match ctladdr {
+                Some(c) if !c.is_empty() => Cow::Borrowed(c),
+                _ => return Outcome::Rejected("program or file delivery without ctladdr="),
+            }
+        } else {
+            match ctladdr.and_then(|c| memchr::memrchr(b'@', c).map(|at| &c[at..])) {
+                Some(domain) if memchr::memchr(b'@', a).is_none() => {
+                    Cow::Owned([a, domain].concat())
+                }
+                _ => Cow::Borrowed(a),
+            }
+        };
+        if !addresses.contains(&a) {
+            addresses.push(a);
+        }
+    }
+    if addresses.is_empty() {
         return Outcome::Rejected("to= without an address");
     }
     let mailer = mailer.unwrap_or(&[]);
@@ -268,9 +345,10 @@ fn to_line(queue: &[u8], rest: &[u8], time: Timestamp, emit: &mut dyn FnMut(Even
     };
     // Every address is checked before any is emitted: a line is taken whole or refused.
     let recipients = addresses
+        .into_iter()
         .map(|address| {
             RecipientFields {
-                final_rcpt: address,
+                final_rcpt: &address,
                 original: None,
                 action,
                 status: dsn,
@@ -515,6 +593,59 @@ mod tests {
             })
             .collect();
         assert_eq!(e, expect);
+    }
+
+    #[test]
+    fn a_program_file_or_include_is_its_controlling_address() {
+        let t = time("2026-06-26T07:24:25Z");
+        let deferred = |addr: &str| {
+            rcpt(
+                "q5PNOMeP031760",
+                state(
+                    addr,
+                    Action::Delayed,
+                    "4.0.0",
+                    None,
+                    Some("smtp;Deferred: 75"),
+                    t,
+                ),
+            )
+        };
+        // The alias command is never the recipient, nor shown; two commands of one alias are
+        // one recipient; a command with a comma is one entry.
+        for to in [
+            r#"to="|/usr/bin/handler --queue=general""#,
+            r#"to="|/usr/bin/handler a,b","|/usr/bin/other""#,
+            r#"to=/var/spool/tickets"#,
+            r#"to=:include:/etc/mail/tickets.list"#,
+        ] {
+            let (o, e) = parse(&format!("Jun 26 07:24:25 h sm-mta[1]: q5PNOMeP031760: {to}, ctladdr=<deferrer@hub.example.test> (8/0), delay=00:00:00, xdelay=00:00:00, mailer=prog, pri=30833, dsn=4.0.0, stat=Deferred: 75"));
+            assert_eq!(o, Outcome::Parsed, "{to}");
+            assert_eq!(e, [deferred("deferrer@hub.example.test")], "{to}");
+        }
+        // A user beside the command keeps its own address.
+        let (_, e) = parse(
+            r#"Jun 26 07:24:25 h sm-mta[1]: q5PNOMeP031760: to=alice,"|/usr/bin/handler", ctladdr=staff (8/0), delay=00:00:00, mailer=prog, pri=1, dsn=4.0.0, stat=Deferred: 75"#,
+        );
+        assert_eq!(e, [deferred("alice"), deferred("staff")]);
+        // A local user an alias named, by name alone: at the local domain, ctladdr's.
+        let (_, e) = parse("Dec  3 06:35:19 vm sm-mta[31673]: 6B36ZJTZ031671: to=mtqpdgone, ctladdr=<ghost@mtqpd-sm.example> (8/0), delay=00:00:00, mailer=local, pri=120168, dsn=5.1.1, reply=550 5.1.1 User unknown, stat=User unknown");
+        let Event::Mta(MtaEvent::Recipient { recipient, .. }) = &e[0] else {
+            panic!("{e:?}");
+        };
+        assert_eq!(&*recipient.final_rcpt, b"mtqpdgone@mtqpd-sm.example");
+        // A full address keeps its own domain, whoever the controlling user is.
+        let (_, e) = parse("Dec  3 06:35:19 vm sm-mta[31704]: 6B36ZJdp031697: to=<someone@dead.example>, ctladdr=<mtqpdtest@mtqpd-sm.example> (1001/1001), delay=00:00:00, xdelay=00:00:00, mailer=esmtp, pri=30167, relay=[127.0.2.9], dsn=4.4.1, stat=Deferred: Connection refused by [127.0.2.9]");
+        let Event::Mta(MtaEvent::Recipient { recipient, .. }) = &e[0] else {
+            panic!("{e:?}");
+        };
+        assert_eq!(&*recipient.final_rcpt, b"someone@dead.example");
+        // Without its controlling address, a command is refused rather than shown.
+        let (o, e) = parse(
+            r#"Jun 26 07:24:25 h sm-mta[1]: q5PNOMeP031760: to="|/usr/bin/handler", delay=00:00:00, mailer=prog, pri=1, stat=Sent"#,
+        );
+        assert!(matches!(o, Outcome::Rejected(_)), "{o:?}");
+        assert!(e.is_empty());
     }
 
     #[test]

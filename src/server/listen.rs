@@ -6,6 +6,36 @@ use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+/// `accept(2)` errors that mean this process, or the system, is out of descriptors.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+/// What one `accept` on a non-blocking listener came to.
+pub(crate) enum Accepted {
+    Client(mio::net::TcpStream, SocketAddr),
+    /// The backlog is empty (WouldBlock).
+    Drained,
+    /// Out of descriptors: the caller pauses accepting rather than spin on a full backlog.
+    OutOfDescriptors(io::Error),
+    /// A failure that concerns one client only (ECONNABORTED and the like).
+    ClientFailed(io::Error),
+}
+
+/// Accepts one client from `listener`, retrying when interrupted.
+pub(crate) fn accept(listener: &mio::net::TcpListener) -> Accepted {
+    loop {
+        return match listener.accept() {
+            Ok((stream, peer)) => Accepted::Client(stream, peer),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Accepted::Drained,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.raw_os_error(), Some(EMFILE | ENFILE)) => {
+                Accepted::OutOfDescriptors(e)
+            }
+            Err(e) => Accepted::ClientFailed(e),
+        };
+    }
+}
+
 /// Pending connections the kernel may queue per listener.
 const BACKLOG: i32 = 1024;
 

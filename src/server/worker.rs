@@ -18,6 +18,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::conn::{Conn, Next};
+use super::listen::{self, Accepted};
 use super::Shared;
 use crate::clock::unix_now;
 use crate::protocol::reply;
@@ -33,9 +34,6 @@ const TICK: Duration = Duration::from_secs(1);
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// How long a shutdown waits for answers already owed to be written.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
-/// Linux (and BSD) errno values for "too many open files" (per process, system-wide).
-const EMFILE: i32 = 24;
-const ENFILE: i32 = 23;
 
 fn listener_token(i: usize) -> Token {
     Token(usize::MAX - 1 - i)
@@ -199,25 +197,21 @@ impl Worker {
             let Some(Some(l)) = self.listeners.get(listener) else {
                 return;
             };
-            match l.accept() {
-                Ok((stream, peer)) => {
+            match listen::accept(l) {
+                Accepted::Client(stream, peer) => {
                     self.stats.counters.accepted += 1;
                     if let Some(id) = self.admit(stream, peer.ip()) {
                         touched.push(id);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if matches!(e.raw_os_error(), Some(EMFILE | ENFILE)) => {
+                Accepted::Drained => return,
+                Accepted::OutOfDescriptors(_) => {
                     self.stats.counters.accept_errors += 1;
                     self.refuse_one_without_descriptors(listener);
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
-                Err(_) => {
-                    // ECONNABORTED and the like concern one client only.
-                    self.stats.counters.accept_errors += 1;
-                }
+                Accepted::ClientFailed(_) => self.stats.counters.accept_errors += 1,
             }
         }
     }

@@ -60,7 +60,10 @@ impl EximParser {
     }
 
     fn line(&mut self, line: &[u8]) -> Parsed {
-        if line.iter().all(|&c| c == b' ' || c == b'\t') {
+        // Exim writes the later lines of a multi-line entry (`Warning: No server certificate
+        // defined …` at every daemon start on Debian) indented: they continue an entry that
+        // names no message.
+        if matches!(line.first(), None | Some(b' ' | b'\t')) {
             return Ok(None);
         }
         if let Some((time, rest)) = exim_header(line, &self.zone)? {

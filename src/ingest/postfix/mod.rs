@@ -476,12 +476,18 @@ fn delivery(
                 }
             }
             if let (Some((host, addr)), Some(new)) = (relay, queued_as(d.text)) {
-                // A content filter on this host took the message and re-injected it: not a
-                // final state, the message goes on under the new id.
+                // A next hop on this host queued it: a content filter re-injecting into this
+                // Postfix (the message goes on under the new id) or another MTA whose lines
+                // this log never shows. Relayed to that hop until the new id's lines say more.
                 if is_loopback(host, addr) && new != queue {
-                    emit(MtaEvent::Handoff {
+                    let r = match recipient(time, &d, Action::Relayed, Some(host)) {
+                        Ok(r) => r,
+                        Err(reason) => return Outcome::Rejected(reason),
+                    };
+                    emit(MtaEvent::HandedOff {
                         queue: queue.into(),
                         new_queue: new.into(),
+                        recipient: r,
                     });
                     return Outcome::Parsed;
                 }

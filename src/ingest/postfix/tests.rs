@@ -380,16 +380,19 @@ fn quoted_local_parts() {
 }
 
 #[test]
-fn content_filter_hop_is_a_handoff_only() {
-    for (daemon, text) in [
-        ("smtp", "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=127.0.0.1[127.0.0.1]:10024, delay=3.7, delays=0.6/0.02/0.01/3, dsn=2.0.0, status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
-        ("lmtp", "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=localhost[::1]:10024, delay=3.7, delays=0.6/0.02/0.01/3, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
-        ("smtp", "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=filter[::1]:10024, delay=3.7, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
+fn a_next_hop_on_this_host_is_relayed_and_handed_off() {
+    for (daemon, host, text) in [
+        ("smtp", "127.0.0.1", "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=127.0.0.1[127.0.0.1]:10024, delay=3.7, delays=0.6/0.02/0.01/3, dsn=2.0.0, status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
+        ("lmtp", "localhost", "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=localhost[::1]:10024, delay=3.7, delays=0.6/0.02/0.01/3, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
+        ("smtp", "filter", "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=filter[::1]:10024, delay=3.7, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
     ] {
-        assert_eq!(
-            one(daemon, text),
-            MtaEvent::Handoff { queue: qid("4Pbf065nmSz3tBr"), new_queue: qid("4Pbf0B0gx2z3tG3") }
-        );
+        let MtaEvent::HandedOff { queue, new_queue, recipient } = one(daemon, text) else {
+            panic!("not a hand-off: {text}");
+        };
+        assert_eq!((queue, new_queue), (qid("4Pbf065nmSz3tBr"), qid("4Pbf0B0gx2z3tG3")));
+        assert_eq!(&*recipient.final_rcpt, b"u@uhu-banane.net");
+        assert_eq!(recipient.action, Action::Relayed, "{text}");
+        assert_eq!(recipient.remote_mta.as_deref(), Some(format!("dns;{host}").as_bytes()));
     }
     // The next hop's `queued as` names another host's queue: relayed.
     let r = rcpt("smtp", "0D9633D: to=<jos@example.com>, orig_to=<bestuur@example.com>, relay=mail1.example.net[10.74.103.11]:25, delay=11, delays=5.4/0.06/5.1/0.03, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as F12DF84004)");

@@ -5,7 +5,7 @@
 use super::refs::{EnvidIds, MessageIdClaim, QueueInfo};
 use super::stored::Stored;
 use super::{Id, Tracker, UNCLAIMED_GRACE, UNKNOWN_MESSAGE};
-use crate::index::message::{Action, Message};
+use crate::index::message::{Action, Message, Recipient};
 use crate::ingest::event::{Accept, MessageRef, MtaEvent, Orcpt, RcptUpdate};
 use crate::ingest::queue_id::QueueId;
 use crate::protocol::secret::Hash;
@@ -56,6 +56,9 @@ impl Tracker {
                 if self.queues.get(&queue).is_some_and(|q| q.done) {
                     // Postfix reuses short queue ids: this is a new message.
                     self.forget_queue(&queue);
+                    if let Some(a) = &mut self.audit {
+                        a.reused(&queue);
+                    }
                 }
                 self.touch_queue(&queue, time.unix);
                 if let Some(m) = message_id {
@@ -66,17 +69,15 @@ impl Tracker {
                 self.note_message_id(queue, message_id);
             }
             MtaEvent::Recipient { queue, recipient } => {
-                self.advance_log_clock(recipient.at);
-                self.touch_queue(&queue, recipient.at);
-                if self.queues.get(&queue).is_some_and(|q| q.notification) {
-                    return;
-                }
-                self.rcpt(RcptUpdate {
-                    message: MessageRef::Queue(queue),
-                    hash: None,
-                    recipient,
-                    keeps_original: false,
-                });
+                self.queue_recipient(queue, recipient, false);
+            }
+            MtaEvent::HandedOff {
+                queue,
+                new_queue,
+                recipient,
+            } => {
+                self.queue_recipient(queue.clone(), recipient, true);
+                self.mta(MtaEvent::Handoff { queue, new_queue });
             }
             MtaEvent::Handoff { queue, new_queue } => {
                 let now = self.log_clock;
@@ -126,6 +127,26 @@ impl Tracker {
         }
     }
 
+    /// A recipient's new state from a line of `queue` (not tracked for a notification's own
+    /// queue); `provisional` for a hand-off's `relayed` ([`RcptUpdate::provisional`]).
+    fn queue_recipient(&mut self, queue: QueueId, recipient: Recipient, provisional: bool) {
+        self.advance_log_clock(recipient.at);
+        self.touch_queue(&queue, recipient.at);
+        if self.queues.get(&queue).is_some_and(|q| q.notification) {
+            return;
+        }
+        if let Some(a) = &mut self.audit {
+            a.named(&queue, &recipient.final_rcpt);
+        }
+        self.rcpt(RcptUpdate {
+            message: MessageRef::Queue(queue),
+            hash: None,
+            recipient,
+            keeps_original: false,
+            provisional,
+        });
+    }
+
     fn note_message_id(&mut self, queue: QueueId, message_id: Box<[u8]>) {
         self.with_queue(&queue, self.log_clock, |q| {
             q.message_id = Some(message_id.clone())
@@ -152,16 +173,21 @@ impl Tracker {
             return;
         }
         self.by_queue.insert(queue.clone(), id);
+        if let (Some(a), Some(m)) = (&mut self.audit, self.messages.get(&id)) {
+            a.linked(&queue, m.envid(), m.hash());
+        }
         let handoffs = self
             .queues
             .get_mut(&queue)
             .map(|q| std::mem::take(&mut q.handoffs))
             .unwrap_or_default();
-        for update in self.orphans.take(&MessageRef::Queue(queue)) {
-            self.rcpt(update);
-        }
+        // The queues it went on to first: their lines are later news of the same recipients, and
+        // a hand-off's provisional `relayed` held here must not get in before them.
         for next in handoffs {
             self.link_queue(next, id, depth + 1);
+        }
+        for update in self.orphans.take(&MessageRef::Queue(queue)) {
+            self.rcpt(update);
         }
     }
 
@@ -323,6 +349,15 @@ impl Tracker {
         }
         if !r.keeps_original {
             msg.orcpts.apply(&mut r.recipient);
+        }
+        let settled = |i: usize| {
+            msg.recipients
+                .get(i)
+                .is_some_and(|o| !o.action.is_pending())
+        };
+        let held = msg.recipient_position(r.recipient.original.as_deref(), &r.recipient.final_rcpt);
+        if r.provisional && held.is_some_and(settled) {
+            return;
         }
         msg.update_recipient(r.recipient);
         // Unpacked: published (and packed) again whether it changed or not.

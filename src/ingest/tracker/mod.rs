@@ -31,6 +31,7 @@
 //! ([`stored`], [`read_back`], [`codec`]), snapshots ([`snapshot`]), the maps' hasher
 //! ([`hasher`]).
 
+pub mod audit;
 mod codec;
 mod correlate;
 mod hasher;
@@ -116,6 +117,8 @@ pub struct Tracker {
     wire_buf: Vec<u8>,
     sidecar_buf: Vec<u8>,
     entry_buf: Vec<u8>,
+    /// `mtqpd ingest-check`'s audit, when enabled ([`Tracker::enable_audit`]).
+    audit: Option<Box<audit::Audit>>,
 }
 
 impl Tracker {
@@ -142,7 +145,20 @@ impl Tracker {
             wire_buf: Vec::new(),
             sidecar_buf: Vec::new(),
             entry_buf: Vec::new(),
+            audit: None,
         }
+    }
+
+    /// Records, from now on, every recipient MTA lines name and the message each queue id
+    /// turns out to be, for [`audit::Audit::missing`]. Memory grows with the logs read: for
+    /// an offline replay only.
+    pub fn enable_audit(&mut self) {
+        self.audit = Some(Box::default());
+    }
+
+    /// The audit, when enabled.
+    pub fn audit(&self) -> Option<&audit::Audit> {
+        self.audit.as_deref()
     }
 
     /// Applies one event. Changes reach the index at the next [`Tracker::publish`]. A message

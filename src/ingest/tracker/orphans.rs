@@ -191,6 +191,7 @@ mod tests {
                 at,
             },
             keeps_original: false,
+            provisional: false,
         }
     }
 

@@ -234,7 +234,7 @@ impl Tracker {
                     enc.buf.extend_from_slice(h);
                 }
             }
-            enc.u8(u8::from(r.keeps_original));
+            enc.u8(u8::from(r.keeps_original) | u8::from(r.provisional) << 1);
             put_recipient(enc, &r.recipient);
         }
     }
@@ -330,17 +330,20 @@ impl Tracker {
                 1 => Some(dec.hash()?),
                 x => return Err(Corrupt(format!("bad hash tag {x}"))),
             };
-            let keeps_original = match dec.u8()? {
-                0 => false,
-                1 => true,
-                x => return Err(Corrupt(format!("bad original flag {x}"))),
+            // Bit 0: keeps_original; bit 1: provisional (a snapshot older than that flag
+            // has only bit 0).
+            let flags = match dec.u8()? {
+                x @ 0..=3 => x,
+                x => return Err(Corrupt(format!("bad update flags {x}"))),
             };
+            let (keeps_original, provisional) = (flags & 1 != 0, flags & 2 != 0);
             let recipient = get_recipient(dec)?;
             t.orphans.hold(RcptUpdate {
                 message,
                 hash,
                 recipient,
                 keeps_original,
+                provisional,
             });
         }
         t.queues_after_sweep = t.queues.len();

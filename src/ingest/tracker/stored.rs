@@ -192,6 +192,14 @@ impl Stored {
         }
     }
 
+    /// The message's envid.
+    pub(super) fn envid(&self) -> &[u8] {
+        match self {
+            Stored::Live(m) => &m.envid,
+            Stored::Packed { entry, .. } => entry.envid(),
+        }
+    }
+
     /// The hash of the message's secret.
     pub(super) fn hash(&self) -> &Hash {
         match self {

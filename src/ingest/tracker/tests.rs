@@ -202,6 +202,73 @@ fn handoffs_follow_content_filters_and_forwarding_either_order() {
     }));
 }
 
+/// Postfix's `relay=127.0.0.1[127.0.0.1]:N … queued as NEW`, for `to` at `at`.
+fn handed_off(queue: &str, new_queue: &str, to: &str, at: i64) -> Event {
+    let Event::Mta(MtaEvent::Recipient { recipient, .. }) =
+        mta_rcpt(queue, to, Action::Relayed, at)
+    else {
+        unreachable!()
+    };
+    mta(MtaEvent::HandedOff {
+        queue: qid(queue),
+        new_queue: qid(new_queue),
+        recipient,
+    })
+}
+
+#[test]
+fn a_hand_off_shows_relayed_until_the_next_queue_says_more() {
+    let mut tr = tracker();
+    // The next hop's lines never come (another MTA on loopback): relayed, for good.
+    tr.apply(accept("e1@x", Some("Q1"), None, 100));
+    tr.apply(mta_rcpt("Q1", "a@x", Action::Delayed, 101));
+    tr.apply(handed_off("Q1", "Q2", "a@x", 102));
+    assert_eq!(state(&tr, "e1@x"), vec![("a@x".into(), Action::Relayed)]);
+    // A content filter: the re-injected queue's delivery replaces it.
+    tr.apply(mta_rcpt("Q2", "a@x", Action::Delivered, 103));
+    assert_eq!(state(&tr, "e1@x"), vec![("a@x".into(), Action::Delivered)]);
+
+    // The re-injected queue delivered before the hand-off line was logged (later in the same
+    // second, or the next): the delivery stands. Its deferral would not.
+    tr.apply(accept("e2@x", Some("R1"), None, 200));
+    tr.apply(mta(MtaEvent::Handoff {
+        queue: qid("R1"),
+        new_queue: qid("R2"),
+    }));
+    tr.apply(mta_rcpt("R2", "b@x", Action::Delivered, 201));
+    tr.apply(mta_rcpt("R2", "c@x", Action::Delayed, 201));
+    tr.apply(handed_off("R1", "R2", "b@x", 202));
+    tr.apply(handed_off("R1", "R2", "c@x", 202));
+    assert_eq!(
+        state(&tr, "e2@x"),
+        vec![
+            ("b@x".into(), Action::Delivered),
+            ("c@x".into(), Action::Relayed)
+        ]
+    );
+
+    // Held before its accept line, and through a snapshot: still only provisional.
+    tr.apply(mta_rcpt("S2", "d@x", Action::Delivered, 301));
+    tr.apply(handed_off("S1", "S2", "d@x", 302));
+    let mut enc = Encoder::default();
+    tr.encode(&mut enc, &tr.ix);
+    let mut back = Fixture {
+        tr: Tracker::decode(
+            &mut Decoder::new(&enc.buf),
+            "hub.example".into(),
+            tr.retention,
+            i64::MAX,
+        )
+        .unwrap(),
+        ix: Index::new(1),
+    };
+    back.apply(accept("e3@x", Some("S1"), None, 300));
+    assert_eq!(
+        state(&back, "e3@x"),
+        vec![("d@x".into(), Action::Delivered)]
+    );
+}
+
 #[test]
 fn notifications_are_not_tracked_and_expiry_fails_pending_recipients() {
     let mut tr = tracker();
@@ -395,6 +462,7 @@ fn envid_rcpt(envid: &str, to: &str, action: Action, at: i64) -> Event {
         hash: None,
         recipient,
         keeps_original: false,
+        provisional: false,
     })
 }
 
@@ -528,6 +596,7 @@ fn a_queue_id_only_native_lines_name_holds_a_finished_message_for_the_grace_peri
             hash: None,
             recipient,
             keeps_original: false,
+            provisional: false,
         })
     };
     let mut tr = tracker();
@@ -766,6 +835,7 @@ fn a_fix_up_that_makes_two_recipients_one_keeps_the_newer_state() {
         message: MessageRef::Envid(q("e1@x")),
         hash: None,
         keeps_original: true,
+        provisional: false,
         ..match envid_rcpt("e1@x", "a@x", Action::Delayed, 101) {
             Event::Rcpt(mut r) => {
                 r.recipient.original = Some(q("rfc822;a@orcpt"));
@@ -925,6 +995,7 @@ fn waiting_updates_get_the_declarations_and_keep_their_flag_across_a_snapshot() 
         message: MessageRef::Queue(qid("Q1")),
         hash: None,
         keeps_original: true,
+        provisional: false,
         ..match envid_rcpt("e1@x", "b@x", Action::Delivered, 101) {
             Event::Rcpt(mut r) => {
                 r.recipient.original = Some(q("rfc822;own@y"));

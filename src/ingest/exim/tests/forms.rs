@@ -479,6 +479,10 @@ fn other_message_lines_are_ignored() {
         "2021-07-17 23:20:49 [1234] exim 4.97 daemon started: pid=1234",
         "",
         "   ",
+        // Debian's Exim at every daemon start: a two-line entry, the second indented.
+        "2026-12-03 06:33:50 Warning: No server certificate defined; will use a selfsigned one.",
+        " Suggested action: either install a certificate or change tls_advertise_hosts option",
+        "\t1iGHiT-00007b-Na => a@b.example R=r T=t",
     ] {
         assert_eq!(parse(line), (Outcome::Ignored, vec![]), "{line}");
     }
