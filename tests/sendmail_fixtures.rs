@@ -74,16 +74,6 @@ fn recipients(report: &str, tag: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether the recipient line `got` is `want`, whose action may be `A|B` (either).
-fn matches(got: &str, want: &str) -> bool {
-    let (g, w): (Vec<&str>, Vec<&str>) = (got.split('\t').collect(), want.split('\t').collect());
-    g.len() == 3
-        && w.len() == 3
-        && g[0] == w[0]
-        && w[1].split('|').any(|a| a == g[1])
-        && g[2] == w[2]
-}
-
 /// Checks every message's recipients (in any order), then that no line was rejected and no
 /// recipient is missing; all failures at once.
 fn check(report: &str, want: &[(&str, &[&str])]) {
@@ -93,7 +83,7 @@ fn check(report: &str, want: &[(&str, &[&str])]) {
         let complete = got.len() == rcpts.len()
             && rcpts
                 .iter()
-                .all(|w| got.iter().filter(|g| matches(g, w)).count() == 1);
+                .all(|w| got.iter().filter(|g| g == w).count() == 1);
         if !complete {
             problems.push(format!("{tag}: got {got:?}, want {rcpts:?}"));
         }
@@ -149,12 +139,15 @@ fn every_scenario_of_the_ci_run() {
                 ],
             ),
             ("dead", &["someone@dead.example\tdelayed\t4.4.1"]),
-            // One alias, two targets (a program, and the local user whose own ctladdr the line
-            // gives): one recipient, delivered or expanded (sendmail's own return receipt says
-            // `<team@mtqpd-sm.example>... expanded to multiple addresses`).
+            // One alias, two targets: the program stands for the alias (its ctladdr), the local
+            // user is itself (its own ctladdr: sendmail logs no trace of the alias on its line),
+            // each once.
             (
                 "team",
-                &["team@mtqpd-sm.example\tdelivered|expanded\t2.0.0"],
+                &[
+                    "team@mtqpd-sm.example\tdelivered\t2.0.0",
+                    "mtqpdtest@mtqpd-sm.example\tdelivered\t2.0.0",
+                ],
             ),
         ],
     );
