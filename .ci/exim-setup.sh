@@ -79,19 +79,11 @@ SINK_PIDFILE=$RUN/smtp-sink.pid
 DEAD_HOP=127.0.0.3:9
 PACKAGES="exim4-daemon-light exim4-base exim4-config"
 
-fail() {
-  echo "exim-setup: FAILED: $*" >&2
-  exit 1
-}
-
-[ "$(id -u)" = 0 ] || fail "must run as root (apt-get, useradd, a setuid Exim)"
-
-CLOCK=""
-case "${1:-}" in
-  "") ;;
-  --faketime) CLOCK=${2:-} && [ -n "$CLOCK" ] || fail "--faketime needs an offset or 'real'" ;;
-  *) fail "usage: exim-setup.sh [--faketime OFFSET|real]" ;;
-esac
+SETUP=exim-setup
+ROOT_FOR="apt-get, useradd, a setuid Exim"
+# shellcheck source=.ci/mta-setup-args.sh
+source "$(dirname "$0")/mta-setup-args.sh"
+setup_args "$@"
 
 export DEBIAN_FRONTEND=noninteractive
 

@@ -50,19 +50,11 @@ SINK_NEXT_HOP=127.0.0.1:10028
 GATE_MTA_LISTENER=127.0.0.1:10025
 DIRECT_LISTENER=127.0.0.1:10026
 
-fail() {
-  echo "postfix-setup: FAILED: $*" >&2
-  exit 1
-}
-
-[ "$(id -u)" = 0 ] || fail "must run as root (apt-get, postconf, postfix start)"
-
-CLOCK=""
-case "${1:-}" in
-  "") ;;
-  --faketime) CLOCK=${2:-} && [ -n "$CLOCK" ] || fail "--faketime needs an offset or 'real'" ;;
-  *) fail "usage: postfix-setup.sh [--faketime OFFSET|real]" ;;
-esac
+SETUP=postfix-setup
+ROOT_FOR="apt-get, postconf, postfix start"
+# shellcheck source=.ci/mta-setup-args.sh
+source "$(dirname "$0")/mta-setup-args.sh"
+setup_args "$@"
 
 export DEBIAN_FRONTEND=noninteractive
 if ! command -v postfix >/dev/null 2>&1 || ! command -v postconf >/dev/null 2>&1; then

@@ -77,19 +77,11 @@ DEAD=127.0.2.9
 LATER=127.0.2.77
 PACKAGES=(sendmail-bin sendmail-base sendmail-cf)
 
-fail() {
-  echo "sendmail-setup: FAILED: $*" >&2
-  exit 1
-}
-
-[ "$(id -u)" = 0 ] || fail "must run as root (apt-get, /dev/log, the queue)"
-
-CLOCK=""
-case "${1:-}" in
-  "") ;;
-  --faketime) CLOCK=${2:-} && [ -n "$CLOCK" ] || fail "--faketime needs an offset or 'real'" ;;
-  *) fail "usage: sendmail-setup.sh [--faketime OFFSET|real]" ;;
-esac
+SETUP=sendmail-setup
+ROOT_FOR="apt-get, /dev/log, the queue"
+# shellcheck source=.ci/mta-setup-args.sh
+source "$(dirname "$0")/mta-setup-args.sh"
+setup_args "$@"
 
 # The environment of every process started here: the moved clock, or none.
 CLOCK_ENV=()

@@ -226,20 +226,7 @@ fn real_exim_delivered_failed_retried_piped_relayed_deferred() {
     let dir = TempDir::new("real-exim");
     let native = dir.path("mtqp.log");
     std::fs::write(&native, b"").expect("create native log");
-    let native_arg = format!("native:{}", native.display());
-    let exim_arg = format!("exim:{EXIM_LOG}");
-    let server = Server::start_caught_up(&[
-        "--log",
-        &exim_arg,
-        "--log",
-        &native_arg,
-        "--hostname",
-        HOSTNAME,
-        "--log-timezone",
-        "local",
-        "--threads",
-        "1",
-    ]);
+    let server = real_mta::serve(&format!("exim:{EXIM_LOG}"), &native, HOSTNAME);
 
     // Hand Exim the messages on one SMTP session, then write what the submitting application
     // would: an accept line per message, keyed by its Message-ID.
@@ -366,19 +353,10 @@ fn real_exim_delivered_failed_retried_piped_relayed_deferred() {
     // `mtqpd ingest-check` on Exim's log as the run leaves it (under CI: the daemon's start and
     // this test; the setup begins a fresh log whenever it moves the clock): no line rejected,
     // every recipient of the run once.
-    let out = Command::new(env!("CARGO_BIN_EXE_mtqpd"))
-        .args([
-            "ingest-check",
-            "--log-timezone",
-            "local",
-            "--log",
-            &exim_arg,
-        ])
-        .args(["--log", &native_arg])
-        .output()
-        .expect("run mtqpd ingest-check");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "ingest-check: {out:?}");
+    let report = real_mta::ingest_check(&[
+        &format!("exim:{EXIM_LOG}"),
+        &format!("native:{}", native.display()),
+    ]);
     let counts = report
         .lines()
         .find(|l| l.starts_with("lines "))

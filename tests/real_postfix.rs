@@ -409,14 +409,10 @@ fn every_recipient_once_and_a_retry_delivered_in_place() {
 
     // The offline check over the whole log this Postfix wrote: every line read, and no
     // recipient a line named absent from its message's answer.
-    let out = Command::new(env!("CARGO_BIN_EXE_mtqpd"))
-        .args(["ingest-check", "--counts-only", "--log-timezone", "local"])
-        .arg(format!("--log=postfix:{}", postfix::LOG))
-        .arg(format!("--log=native:{}", native.display()))
-        .output()
-        .expect("run mtqpd ingest-check");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{report}");
+    let report = real_mta::ingest_check(&[
+        &format!("postfix:{}", postfix::LOG),
+        &format!("native:{}", native.display()),
+    ]);
     assert!(report.contains(", rejected 0, "), "{report}");
     assert!(report.contains("\nrecipients missing 0 "), "{report}");
     assert!(!report.contains("tracked messages 0;"), "{report}");

@@ -83,20 +83,7 @@ impl Run {
         let dir = TempDir::new(name);
         let native = dir.path("mtqp.log");
         std::fs::write(&native, b"").expect("create native log");
-        let native_arg = format!("native:{}", native.display());
-        let sendmail_arg = format!("sendmail:{SENDMAIL_LOG}");
-        let serve = Server::start_caught_up(&[
-            "--log",
-            &sendmail_arg,
-            "--log",
-            &native_arg,
-            "--hostname",
-            DOMAIN,
-            "--log-timezone",
-            "local",
-            "--threads",
-            "1",
-        ]);
+        let serve = real_mta::serve(&format!("sendmail:{SENDMAIL_LOG}"), &native, DOMAIN);
         Run {
             id: real_mta::run_id(),
             time: rfc3339(unix_now()),
@@ -561,19 +548,10 @@ fn ingest_check_reads_every_line_and_lists_every_recipient() {
             (t.body.matches("Final-Recipient:").count() >= rcpts.len()).then_some(())
         });
     }
-    let native_arg = format!("native:{}", run.native.display());
-    let sendmail_arg = format!("sendmail:{SENDMAIL_LOG}");
-    let out = Command::new(env!("CARGO_BIN_EXE_mtqpd"))
-        .args(["ingest-check", "--log", &sendmail_arg, "--log", &native_arg])
-        .args(["--log-timezone", "local"])
-        .output()
-        .expect("run mtqpd ingest-check");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = real_mta::ingest_check(&[
+        &format!("sendmail:{SENDMAIL_LOG}"),
+        &format!("native:{}", run.native.display()),
+    ]);
     let mut problems = Vec::new();
     let counts = report
         .lines()

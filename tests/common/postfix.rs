@@ -24,20 +24,7 @@ pub fn lines_with(needle: &str) -> Vec<String> {
 
 /// `mtqpd serve` following Postfix's log (from its start) and the native log `native`.
 pub fn serve(native: &Path) -> Server {
-    let native = format!("native:{}", native.display());
-    let postfix = format!("postfix:{LOG}");
-    Server::start_caught_up(&[
-        "--log",
-        &postfix,
-        "--log",
-        &native,
-        "--hostname",
-        HOSTNAME,
-        "--log-timezone",
-        "local",
-        "--threads",
-        "1",
-    ])
+    real_mta::serve(&format!("postfix:{LOG}"), native, HOSTNAME)
 }
 
 /// Deletes its queue ids from Postfix's queue when dropped (a deferred recipient's message

@@ -6,6 +6,7 @@
 //! before the tests; the script's success is announced to the tests by an environment variable.
 
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::Command;
 
 use super::smtp;
@@ -23,6 +24,41 @@ pub fn enabled(var: &str, test: &str, setup: &str) -> bool {
     );
     eprintln!("{test}: skipped (set {var}=1 after running {setup} as root)");
     false
+}
+
+/// `mtqpd serve` following a real MTA's log `mta_log` (`FORMAT:PATH`, from its start) and the
+/// native log `native`, answering as `hostname`.
+pub fn serve(mta_log: &str, native: &Path, hostname: &str) -> Server {
+    let native = format!("native:{}", native.display());
+    Server::start_caught_up(&[
+        "--log",
+        mta_log,
+        "--log",
+        &native,
+        "--hostname",
+        hostname,
+        "--log-timezone",
+        "local",
+        "--threads",
+        "1",
+    ])
+}
+
+/// `mtqpd ingest-check --log-timezone local` over `logs` (each `FORMAT:PATH`): its report.
+pub fn ingest_check(logs: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtqpd"));
+    cmd.args(["ingest-check", "--log-timezone", "local"]);
+    for log in logs {
+        cmd.args(["--log", log]);
+    }
+    let out = cmd.output().expect("run mtqpd ingest-check");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ingest-check failed: {report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
 }
 
 /// A string unique to this test run (nanoseconds and process id), for Message-IDs, envids and
