@@ -153,6 +153,85 @@ fn postfix_debian_ci_log_every_kind_of_recipient() {
     assert!(stderr.contains(" rejected 0 "), "{stderr}");
 }
 
+/// Real runs of Debian's Exim in CI (tests/data/real-logs/SOURCES.md), one file a scenario, each
+/// message's recipient once with its last state: `log_as_local` deliveries by their address, a
+/// retry delivered in place, a `.forward` pipe with `=` in its command by the address that led
+/// there, and the daemon's two-line start entry read without a rejection.
+#[test]
+fn exim_debian_ci_logs_every_scenario() {
+    let dir = TempDir::new("mta-exim-ci");
+    let log = dir.path("mainlog");
+    let mut text = String::new();
+    for name in [
+        "daemon-start",
+        "delivered",
+        "unknown-user",
+        "retried",
+        "pipe",
+        "relayed",
+        "dead-hop",
+    ] {
+        text.push_str(&fixture(&format!("exim-debian-{name}.log")));
+    }
+    let id = "1796279630740658049.27534";
+    for tag in [
+        "delivered",
+        "failed",
+        "retried",
+        "piped",
+        "relayed",
+        "deferred",
+    ] {
+        // An ACL's logwrite line, as the gate or an application's accept would be.
+        text.push_str(&format!(
+            "2026-12-03 06:35:00 {}",
+            accept_line(
+                "2026-12-03T06:33:50Z",
+                &format!("{tag}@envid.example"),
+                "s",
+                &format!("msgid={id}.{tag}@mtqpd-test.example")
+            )
+        ));
+    }
+    std::fs::write(&log, text).unwrap();
+    let s = start("exim", &log, "2026-12-03T07:00:00Z");
+    for (tag, want) in [
+        (
+            "delivered",
+            "mtqpdtest@mtqpd-ci.example | Action: delivered | Status: 2.0.0",
+        ),
+        (
+            "failed",
+            "nosuchuser@mtqpd-ci.example | Action: failed | Status: 5.0.0",
+        ),
+        (
+            "retried",
+            "mtqpdretry@mtqpd-ci.example | Action: delivered | Status: 2.0.0",
+        ),
+        (
+            "piped",
+            "mtqpdpipe@mtqpd-ci.example | Action: delivered | Status: 2.0.0",
+        ),
+        (
+            "relayed",
+            "someone@sink.example | Action: relayed | Status: 2.0.0 | Remote-MTA: dns; 127.0.0.2",
+        ),
+        // The host refusing is on a line of its own, before the deferral, which names none.
+        (
+            "deferred",
+            "someone@dead.example | Action: delayed | Status: 4.0.0",
+        ),
+    ] {
+        assert_eq!(
+            recipients(&track(&s, &format!("{tag}@envid.example"), "s")),
+            [format!("Final-Recipient: rfc822; {want}")],
+            "{tag}"
+        );
+    }
+    let (_, stderr) = s.stop("TERM");
+    assert!(stderr.contains(" rejected 0 "), "{stderr}");
+}
+
 #[test]
 fn exim_test_log_with_accepts_keyed_by_message_id_of_exim() {
     let dir = TempDir::new("mta-exim");
