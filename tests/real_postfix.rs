@@ -18,6 +18,7 @@ use common::*;
 use common::postfix::{self, HOSTNAME};
 use common::real_mta::{self, Session};
 
+use std::path::Path;
 use std::process::Command;
 
 /// A local user the setup script creates. Also the envelope sender, so that the bounce of the
@@ -299,6 +300,8 @@ impl Drop for Sink {
 
 /// Where `sink.example` is relayed to (.ci/postfix-setup.sh).
 const SINK_NEXT_HOP: &str = "127.0.0.1:10028";
+/// Postfix's `queue_directory` on Debian.
+const POSTFIX_QUEUE: &str = "/var/spool/postfix";
 /// The retry transport delivers once this directory holds a file named after the recipient.
 const RETRY_FLAGS: &str = "/var/tmp/mtqpd-retry";
 
@@ -381,8 +384,23 @@ fn every_recipient_once_and_a_retry_delivered_in_place() {
     );
     assert_eq!(before.matches("Final-Recipient:").count(), 5, "{before}");
 
-    // The flag, then a retry of this message only: the same recipient, now delivered.
+    // The flag, then a retry of this message only: the same recipient, now delivered. The
+    // retry is asked for once the queue manager has put the message in the deferred queue
+    // (`postqueue -i` does nothing for a message still active).
     std::fs::write(format!("{RETRY_FLAGS}/{retry}"), b"").expect("create the retry flag");
+    let deferred = |qid: &str| {
+        // hash_queue_depth = 1 (Postfix's default): deferred/FIRST-CHARACTER/QUEUE-ID.
+        Path::new(POSTFIX_QUEUE)
+            .join("deferred")
+            .join(&qid[..1])
+            .join(qid)
+            .exists()
+    };
+    assert!(
+        eventually_or_none(|| deferred(&qid).then_some(())).is_some(),
+        "{qid} never reached the deferred queue:\n{}",
+        log()
+    );
     let status = Command::new("postqueue")
         .args(["-i", &qid])
         .status()
