@@ -135,7 +135,10 @@ if [ -n "$CLOCK" ]; then
   if [ "$CLOCK" != real ]; then
     preload=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
     [ -n "$preload" ] || fail "libfaketime is not installed"
-    environment="$environment LD_PRELOAD=$preload FAKETIME=$CLOCK FAKETIME_DONT_FAKE_MONOTONIC=1"
+    # NO_FAKE_STAT: file times read back as written. Postfix dates a deferred queue file by its
+    # mtime (the next retry, set from the moved clock); libfaketime would move it again when
+    # qmgr reads it, and the retry would never come due.
+    environment="$environment LD_PRELOAD=$preload FAKETIME=$CLOCK FAKETIME_DONT_FAKE_MONOTONIC=1 NO_FAKE_STAT=1"
   fi
   postconf -e "import_environment = $environment"
   if postfix status >/dev/null 2>&1; then
