@@ -210,19 +210,42 @@ impl Worker {
     }
 
     fn drive(&mut self, slot: usize) {
-        let (Some(session), mut ctx) = self.ctx(slot) else {
-            return;
+        let next = {
+            let (Some(session), mut ctx) = self.ctx(slot) else {
+                return;
+            };
+            session.drive(&mut ctx)
         };
-        match session.drive(&mut ctx) {
-            Next::Wait => {}
-            Next::Again => {
-                if !session.scheduled {
-                    session.scheduled = true;
-                    self.again.push_back(slot);
-                }
-            }
-            Next::Close => self.close(slot),
+        if next == Next::Close || self.watch_writable(slot).is_err() {
+            self.close(slot);
+            return;
         }
+        if let (Next::Again, Some(Some(session))) = (next, self.sessions.get_mut(slot)) {
+            if !session.scheduled {
+                session.scheduled = true;
+                self.again.push_back(slot);
+            }
+        }
+    }
+
+    /// Adds writability to what epoll watches of a session's sockets once the session first
+    /// asks for it ([`Session::wants_writable`]).
+    fn watch_writable(&mut self, slot: usize) -> io::Result<()> {
+        let Some(Some(session)) = self.sessions.get_mut(slot) else {
+            return Ok(());
+        };
+        let (wants, watching) = (session.wants_writable(), session.watching_writable);
+        let both = Interest::READABLE | Interest::WRITABLE;
+        let registry = self.poll.registry();
+        if wants.client && !watching.client {
+            session.watching_writable.client = true;
+            registry.reregister(&mut session.client.stream, Token(2 * slot), both)?;
+        }
+        if wants.mta && !watching.mta {
+            session.watching_writable.mta = true;
+            registry.reregister(&mut session.mta, Token(2 * slot + 1), both)?;
+        }
+        Ok(())
     }
 
     fn accept_all(&mut self, listener: usize, touched: &mut Vec<usize>) {
@@ -326,11 +349,18 @@ impl Worker {
             self.next_generation,
             Instant::now(),
         );
-        let interest = Interest::READABLE | Interest::WRITABLE;
+        // Writability is watched only once the session asks (Session::wants_writable), after
+        // its first turn.
         let registry = self.poll.registry();
         let registered = registry
-            .register(&mut session.client.stream, Token(2 * slot), interest)
-            .and_then(|()| registry.register(&mut session.mta, Token(2 * slot + 1), interest));
+            .register(
+                &mut session.client.stream,
+                Token(2 * slot),
+                Interest::READABLE,
+            )
+            .and_then(|()| {
+                registry.register(&mut session.mta, Token(2 * slot + 1), Interest::READABLE)
+            });
         self.sessions[slot] = Some(session);
         if registered.is_err() {
             self.close(slot);

@@ -144,6 +144,15 @@ pub struct Session {
     draining: bool,
     /// Queued in the worker's list of sessions to drive again.
     pub scheduled: bool,
+    /// Which sockets epoll also watches for writability (see [`Session::wants_writable`]).
+    pub watching_writable: Sides,
+}
+
+/// One flag for each of a session's two sockets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sides {
+    pub client: bool,
+    pub mta: bool,
 }
 
 impl Session {
@@ -189,6 +198,19 @@ impl Session {
             untracked_logged: false,
             draining: false,
             scheduled: false,
+            watching_writable: Sides::default(),
+        }
+    }
+
+    /// The sockets whose writability the session now waits for: one holding output that would
+    /// not go (an SMTP reply or command is one write, so nearly never), a TLS client (rustls'
+    /// records), the MTA socket while its connection is made. Both sockets are registered for
+    /// readability only, which spares the writable event each would report at once: two of the
+    /// ~16 wake-ups a message costs; the worker adds writability when this first asks for it.
+    pub fn wants_writable(&self) -> Sides {
+        Sides {
+            client: self.client.is_tls() || !self.client_out.is_empty(),
+            mta: !self.mta_out.is_empty(),
         }
     }
 
