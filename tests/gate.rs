@@ -171,6 +171,53 @@ fn a_tracked_message_reaches_the_mta_byte_for_byte_and_its_lines_the_accept_log(
     assert_eq!(written, expected_lines(&time, "s3cret", "127.0.0.1"));
 }
 
+/// A message larger than every socket buffer between client and MTA (Linux lets loopback buffers
+/// grow to 4 MiB to send and 6 MiB to receive), to an MTA that reads only after a pause: the
+/// gate's writes to the MTA would block, it waits for writability (which it watches only from
+/// then on) and relays every octet, in order.
+#[test]
+fn a_message_larger_than_the_socket_buffers_reaches_a_slow_mta_whole() {
+    let line = format!("{}\r\n", "x".repeat(998));
+    let body: String = line.repeat(16 * 1024);
+    let mta = FakeMta::start(|conn| {
+        conn.proxy_header();
+        conn.send(BANNER);
+        for reply in ["250 mta.test\r\n", "250 2.1.0 Ok\r\n", "250 2.1.5 Ok\r\n"] {
+            conn.line();
+            conn.send(reply);
+        }
+        assert_eq!(conn.line(), "DATA\r\n");
+        conn.send("354 End data with <CR><LF>.<CR><LF>\r\n");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let mut data = Vec::new();
+        let mut chunk = [0u8; 65536];
+        while !data.ends_with(b"\r\n.\r\n") {
+            let n = std::io::Read::read(&mut conn.stream, &mut chunk).unwrap();
+            assert!(n > 0, "closed inside the data");
+            data.extend_from_slice(&chunk[..n]);
+        }
+        conn.received = data;
+        conn.send(QUEUED);
+    });
+    let g = gate("gate-large", &mta, &[]);
+    let mut c = g.client();
+    assert_eq!(c.reply(), BANNER);
+    assert_eq!(c.command("HELO client.test"), "250 mta.test\r\n");
+    assert_eq!(c.command("MAIL FROM:<a@example.net>"), "250 2.1.0 Ok\r\n");
+    assert_eq!(c.command("RCPT TO:<b@example.org>"), "250 2.1.5 Ok\r\n");
+    assert_eq!(c.command("DATA"), "354 End data with <CR><LF>.<CR><LF>\r\n");
+    let writer = {
+        let mut stream = c.stream.try_clone().unwrap();
+        let data = format!("{body}.\r\n");
+        std::thread::spawn(move || std::io::Write::write_all(&mut stream, data.as_bytes()))
+    };
+    assert_eq!(c.reply(), QUEUED);
+    writer.join().unwrap().unwrap();
+    let conn = mta.finished();
+    assert_eq!(conn.received.len(), body.len() + 3);
+    assert!(conn.received == format!("{body}.\r\n").into_bytes());
+}
+
 /// Under strace: the gate's fdatasync of the accept log returns before it writes the MTA's 250
 /// to the client.
 #[test]
@@ -220,7 +267,25 @@ fn the_native_lines_are_durable_before_the_client_sees_250() {
         .unwrap()
         .contains("event=accept"));
     c.command("QUIT");
-    drop(server);
+    // strace's child is the gate: stop it, and strace exits with it (killing strace would leave
+    // the gate running).
+    let strace = server.pid();
+    let children = std::fs::read_to_string(format!("/proc/{strace}/task/{strace}/children"))
+        .expect("strace's children");
+    let gate_pid = children
+        .split_whitespace()
+        .next()
+        .expect("the gate under strace");
+    let killed = Command::new("kill")
+        .args(["-TERM", gate_pid])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let (status, stderr) = server.stop("TERM");
+    assert!(
+        status.success() || status.code().is_none(),
+        "strace: {status}\n{stderr}"
+    );
     let trace = std::fs::read_to_string(&trace).unwrap();
     let lines: Vec<&str> = trace.lines().collect();
     let find = |what: &dyn Fn(&str) -> bool, name: &str| {
