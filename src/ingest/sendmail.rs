@@ -757,6 +757,23 @@ mod tests {
         );
     }
 
+    /// A sender's quoted local part spelling sendmail's fields (`ctladdr=`, another queue id):
+    /// only its own message's recipient changes, never another message's.
+    #[test]
+    fn a_to_address_spelling_fields_names_only_its_own_message() {
+        let (_, e) = parse(
+            r#"Dec  3 06:35:19 vm sm-mta[1]: 6B36ZJTZ031671: to=<"x, ctladdr=<victim@hub> (8/0), 6B36ZJRh031661: to=victim"@relay.test>, ctladdr=<s@hub> (1001/1001), delay=00:00:00, mailer=esmtp, pri=1, relay=mx. [192.0.2.1], dsn=2.0.0, stat=Sent (ok)"#,
+        );
+        assert!(!e.is_empty());
+        for event in &e {
+            let Event::Mta(MtaEvent::Recipient { queue, recipient }) = event else {
+                panic!("{event:?}");
+            };
+            assert_eq!(&**queue, b"6B36ZJTZ031671");
+            assert_ne!(&*recipient.final_rcpt, b"victim@hub");
+        }
+    }
+
     #[test]
     fn ignored_and_rejected_lines() {
         for (line, outcome) in [

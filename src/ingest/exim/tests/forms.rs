@@ -528,6 +528,32 @@ fn truncated_and_malformed_lines_are_rejected() {
     assert!(matches!(parse(&long).0, Outcome::Rejected(_)));
 }
 
+/// A sender's quoted local part, which Exim prints unquoted, spelling another message's id,
+/// fields and a top address: the line still names only its own message, and the garbled
+/// recipient is the sender's own.
+#[test]
+fn an_address_part_spelling_another_message_names_only_its_own() {
+    let own = "1xZ0O6-0007AC-2X";
+    for rest in [
+        r#"=> x 1xZ0O6-0007AC-2S => victim <victim@hub.example> R=local_user T=mail_spool@relay.test <"x 1xZ0O6-0007AC-2S => victim <victim@hub.example> R=local_user T=mail_spool"@relay.test> R=dnslookup T=remote_smtp H=mx [192.0.2.1] C="250 OK""#,
+        r#"** x: Completed <y@z>@relay.test <"x: Completed <y@z>"@relay.test> R=dnslookup T=remote_smtp: 550 5.1.1 no"#,
+        r#"== |x <victim@hub.example> R=a T=b defer (-1): <"|x <victim@hub.example> R=a T=b defer (-1):"@relay.test> R=dnslookup T=remote_smtp defer (-1): later"#,
+    ] {
+        let line = format!("2026-12-03 06:34:11 {own} {rest}");
+        let (outcome, events) = parse(&line);
+        for e in &events {
+            let MtaEvent::Recipient { queue, .. } = e else {
+                panic!("{line}: {e:?}");
+            };
+            assert_eq!(&**queue, own.as_bytes(), "{line}");
+        }
+        assert!(
+            matches!(outcome, Outcome::Parsed | Outcome::Rejected(_)),
+            "{line}: {outcome:?}"
+        );
+    }
+}
+
 #[test]
 fn hostile_input_never_panics() {
     let mut p = parser_in("UTC");
