@@ -10,6 +10,8 @@
 //! guesses retry deadlines. It must not panic on any input, and it allocates nothing for a line
 //! beyond the owned fields of the event it emits.
 
+use std::borrow::Cow;
+
 use memchr::{memchr, memchr2_iter, memchr_iter, memmem};
 
 use super::event::{Event, LineParser, MtaEvent, Outcome};
@@ -404,7 +406,8 @@ fn arrival(queue: &[u8], time: Timestamp, args: &[u8]) -> Parsed {
 /// The parts of a `=>`, `->`, `>>`, `**` or `==` line this parser uses.
 #[derive(Default)]
 struct RcptLine<'a> {
-    final_rcpt: Address<'a>,
+    /// As the line gives it, or built from its parts (`log_as_local` after an alias).
+    final_rcpt: Cow<'a, [u8]>,
     original: Option<&'a [u8]>,
     blackhole: bool,
     router: Option<&'a [u8]>,
@@ -413,25 +416,6 @@ struct RcptLine<'a> {
     confirmation: Option<&'a [u8]>,
     /// The text after the fields' `:` (failures and deferrals).
     message: Option<&'a [u8]>,
-}
-
-/// A recipient address as the line gives it, or built from its parts (`log_as_local`).
-#[derive(Default)]
-enum Address<'a> {
-    #[default]
-    Missing,
-    Logged(&'a [u8]),
-    Built(Vec<u8>),
-}
-
-impl Address<'_> {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Address::Missing => b"",
-            Address::Logged(a) => a,
-            Address::Built(a) => a,
-        }
-    }
 }
 
 /// `(n)`, `(-n)` and `(n):`: the errno of a deferral, not a parent address.
@@ -547,12 +531,9 @@ fn without_parents(printed: &[u8]) -> &[u8] {
 }
 
 /// `local@domain` with the domain of `top`: the address a `log_as_local` delivery went to.
-fn local_at_domain_of(local: &[u8], top: &[u8]) -> Address<'static> {
+fn local_at_domain_of(local: &[u8], top: &[u8]) -> Vec<u8> {
     let domain = memchr::memrchr(b'@', top).map_or(&[][..], |at| &top[at..]);
-    let mut a = Vec::with_capacity(local.len() + domain.len());
-    a.extend_from_slice(local);
-    a.extend_from_slice(domain);
-    Address::Built(a)
+    [local, domain].concat()
 }
 
 /// Reads `PRINTED [(PARENTS)] [<TOP>] fields… [: MESSAGE]` (see [`address_part`]).
@@ -578,23 +559,22 @@ fn recipient_line(args: &[u8]) -> Result<RcptLine<'_>, &'static str> {
         // Delivered to the blackhole, a pipe, a file or an autoreply: the recipient is the
         // address that led there, which Exim writes in `<…>`.
         o.blackhole = printed == b":blackhole:";
-        o.final_rcpt = Address::Logged(
-            top.ok_or("Exim pipe, file or blackhole delivery without its address")?,
-        );
+        o.final_rcpt =
+            Cow::Borrowed(top.ok_or("Exim pipe, file or blackhole delivery without its address")?);
     } else if memchr(b'@', printed).is_none() && top.is_some_and(|t| memchr(b'@', t).is_some()) {
         let top = top.unwrap_or_default();
         let top_local = &top[..memchr::memrchr(b'@', top).unwrap_or(top.len())];
         if top_local.eq_ignore_ascii_case(printed) {
-            o.final_rcpt = Address::Logged(top);
+            o.final_rcpt = Cow::Borrowed(top);
         } else {
-            o.final_rcpt = local_at_domain_of(printed, top);
+            o.final_rcpt = Cow::Owned(local_at_domain_of(printed, top));
             o.original = Some(top);
         }
     } else {
-        o.final_rcpt = Address::Logged(printed);
+        o.final_rcpt = Cow::Borrowed(printed);
         o.original = top;
     }
-    let final_len = o.final_rcpt.bytes().len();
+    let final_len = o.final_rcpt.len();
     if final_len == 0
         || final_len > MAX_ADDRESS
         || o.original.is_some_and(|a| a.len() > MAX_ADDRESS)
@@ -713,7 +693,7 @@ fn emit_recipient(queue: &[u8], time: Timestamp, o: &RcptLine<'_>, action: Actio
         .host
         .or_else(|| o.message.filter(|_| unfinished).and_then(host_in_message));
     let recipient = RecipientFields {
-        final_rcpt: o.final_rcpt.bytes(),
+        final_rcpt: &o.final_rcpt,
         original: o.original,
         action,
         status: reply.and_then(enhanced_code),
