@@ -169,7 +169,9 @@ if [ "$clock" != real ]; then
   libfaketime=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
   [ -n "$libfaketime" ] || fail "libfaketime is not installed"
   install -m 4644 "$libfaketime" "$(dirname "$(dirname "$libfaketime")")/libmtqpd-faketime.so.1"
-  environment=(LD_PRELOAD=libmtqpd-faketime.so.1 FAKETIME="$clock" FAKETIME_DONT_FAKE_MONOTONIC=1)
+  # NO_FAKE_STAT: file times read back as written (as for Postfix in .ci/postfix-setup.sh).
+  environment=(LD_PRELOAD=libmtqpd-faketime.so.1 FAKETIME="$clock" FAKETIME_DONT_FAKE_MONOTONIC=1
+    NO_FAKE_STAT=1)
 fi
 
 # The configuration: Debian's answers for an internet site listening on loopback

@@ -90,9 +90,11 @@ if [ -n "$CLOCK" ] && [ "$CLOCK" != real ]; then
   [ -n "$preload" ] || fail "libfaketime is not installed"
   # sendmail empties its environment when it starts, and libfaketime reads FAKETIME again
   # when its cache expires (10 s by default): without a cache that never expires the daemon and
-  # its children fall back to the real clock 10 s after the start.
+  # its children fall back to the real clock 10 s after the start. NO_FAKE_STAT: file times
+  # read back as written (sendmail ages its host status and queue files by them; libfaketime
+  # would move them a second time).
   CLOCK_ENV=(LD_PRELOAD="$preload" FAKETIME="$CLOCK" FAKETIME_DONT_FAKE_MONOTONIC=1
-    FAKETIME_CACHE_DURATION=1000000000)
+    FAKETIME_CACHE_DURATION=1000000000 NO_FAKE_STAT=1)
 fi
 
 export DEBIAN_FRONTEND=noninteractive
@@ -376,6 +378,8 @@ start_sink "$SINK_PID" -u nobody -h sink.example "$SINK:25" 100
 start_sink "$REJECT_SINK_PID" -u nobody -h unknown.example -f rcpt "$REJECT_SINK:25" 100
 
 # --- 5. sendmail -------------------------------------------------------------------------------
+# No host status of an earlier run (another clock, other sinks): a next hop is judged afresh.
+find "$LIB/host_status" -mindepth 1 -delete
 # As Debian's init script starts the MTA: -Am -L sm-mta -bd, with a queue run every 10 minutes.
 env "${CLOCK_ENV[@]}" "$SENDMAIL" -Am -C "$CF" -L sm-mta -bd -q10m || fail "sendmail -bd"
 
