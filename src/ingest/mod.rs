@@ -13,6 +13,7 @@ pub mod postfix;
 pub mod queue_id;
 pub mod sendmail;
 pub mod state;
+pub mod stream;
 pub mod syslog;
 pub mod tail;
 pub mod timezone;
