@@ -6,6 +6,7 @@
 
 pub mod event;
 pub mod exim;
+pub mod hosts;
 mod idset;
 pub mod mta;
 pub mod native;
@@ -64,29 +65,74 @@ impl LogFormat {
     }
 }
 
-/// One `--log FORMAT:PATH`.
+/// Where the lines of one `--log` come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogInput {
+    /// A file, followed like `tail -F`.
+    File(PathBuf),
+    /// The systemd journal, followed through `journalctl` (all of it, or one unit's lines).
+    Journal { unit: Option<String> },
+}
+
+/// One `--log FORMAT:PATH[,host=NAME]` or `--log FORMAT:journal[:UNIT][,host=NAME]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSource {
     pub format: LogFormat,
-    pub path: PathBuf,
+    pub input: LogInput,
+    /// The host whose lines these are when a line names none (Exim's mainlog, a native file);
+    /// None: this machine's name.
+    pub host: Option<String>,
+}
+
+impl LogSource {
+    /// A file of `format`, of this host.
+    pub fn file(format: LogFormat, path: impl Into<PathBuf>) -> LogSource {
+        LogSource {
+            format,
+            input: LogInput::File(path.into()),
+            host: None,
+        }
+    }
+
+    /// The file followed, when the lines come from a file.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.input {
+            LogInput::File(p) => Some(p),
+            LogInput::Journal { .. } => None,
+        }
+    }
 }
 
 impl std::str::FromStr for LogSource {
     type Err = String;
 
     fn from_str(s: &str) -> Result<LogSource, String> {
-        let (format, path) = s
+        let (format, rest) = s
             .split_once(':')
             .ok_or_else(|| format!("'{s}' is not FORMAT:PATH (e.g. native:/var/log/mtqp.log)"))?;
         let format = LogFormat::parse(format).ok_or_else(|| {
             format!("unknown log format '{format}' (known: native, postfix, exim, sendmail)")
         })?;
-        if path.is_empty() {
-            return Err(format!("'{s}' has no path"));
-        }
+        let (rest, host) = match rest.rsplit_once(",host=") {
+            Some((rest, host)) => {
+                hosts::check_host_name(host).map_err(|e| format!("'{s}': host= {e}"))?;
+                (rest, Some(host.to_owned()))
+            }
+            None => (rest, None),
+        };
+        let input = match rest.split_once(':') {
+            _ if rest == "journal" => LogInput::Journal { unit: None },
+            Some(("journal", "")) => return Err(format!("'{s}' names no journal unit")),
+            Some(("journal", unit)) => LogInput::Journal {
+                unit: Some(unit.to_owned()),
+            },
+            _ if rest.is_empty() => return Err(format!("'{s}' has no path")),
+            _ => LogInput::File(PathBuf::from(rest)),
+        };
         Ok(LogSource {
             format,
-            path: PathBuf::from(path),
+            input,
+            host,
         })
     }
 }
@@ -159,20 +205,20 @@ impl Ingest {
 /// Checks that every log can be followed: its directory must exist and be readable, and the
 /// file, when it exists, must be readable. A missing file is fine: it is waited for.
 pub fn check_sources(sources: &[LogSource]) -> Result<(), String> {
-    for s in sources {
-        let dir = match s.path.parent() {
+    for path in sources.iter().filter_map(LogSource::path) {
+        let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
         std::fs::read_dir(dir)
             .map_err(|e| format!("log directory {} is not readable: {e}", dir.display()))?;
-        match std::fs::File::open(&s.path) {
+        match std::fs::File::open(path) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("log {} is not readable: {e}", s.path.display())),
+            Err(e) => return Err(format!("log {} is not readable: {e}", path.display())),
         }
-        if s.path.is_dir() {
-            return Err(format!("log {} is a directory", s.path.display()));
+        if path.is_dir() {
+            return Err(format!("log {} is a directory", path.display()));
         }
     }
     Ok(())
@@ -286,9 +332,11 @@ fn restore(config: &IngestConfig) -> (Tracker, Vec<Source>) {
         let sources = config
             .sources
             .iter()
-            .map(|s| Source {
-                follower: Follower::new(s.path.clone(), MAX_LOG_LINE),
-                parser: parser_for(s.format, &config.log_zone, &config.native_tags),
+            .filter_map(|s| {
+                Some(Source {
+                    follower: Follower::new(s.path()?.to_path_buf(), MAX_LOG_LINE),
+                    parser: parser_for(s.format, &config.log_zone, &config.native_tags),
+                })
             })
             .collect();
         (tracker, sources)
@@ -320,19 +368,20 @@ fn restore(config: &IngestConfig) -> (Tracker, Vec<Source>) {
             let sources = config
                 .sources
                 .iter()
-                .map(|s| {
+                .filter_map(|s| {
+                    let path = s.path()?.to_path_buf();
                     let saved = positions
                         .iter()
-                        .find(|(p, _)| *p == s.path)
+                        .find(|(p, _)| *p == path)
                         .map(|(_, pos)| pos.clone());
                     let follower = match saved {
-                        Some(pos) => Follower::resume(s.path.clone(), MAX_LOG_LINE, pos),
-                        None => Follower::new(s.path.clone(), MAX_LOG_LINE),
+                        Some(pos) => Follower::resume(path, MAX_LOG_LINE, pos),
+                        None => Follower::new(path, MAX_LOG_LINE),
                     };
-                    Source {
+                    Some(Source {
                         follower,
                         parser: parser_for(s.format, &config.log_zone, &config.native_tags),
-                    }
+                    })
                 })
                 .collect();
             eprintln!(

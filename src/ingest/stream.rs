@@ -61,7 +61,11 @@ mod tests {
     fn lines_come_back_as_pushed() {
         let mut b = Batch::default();
         assert!(b.is_empty());
-        for line in [&b"Dec  3 08:00:00 hub postfix/qmgr[1]: A: removed"[..], b"", b"x"] {
+        for line in [
+            &b"Dec  3 08:00:00 hub postfix/qmgr[1]: A: removed"[..],
+            b"",
+            b"x",
+        ] {
             b.push(line);
         }
         let lines: Vec<_> = b.lines().collect();
