@@ -72,6 +72,8 @@ fn main() {
         snapshot_interval: Duration::from_secs(30),
         log_zone: Zone::utc(),
         native_tags: NativeTags::default(),
+        local_host: "hub".into(),
+        cluster_hosts: Vec::new(),
     };
     let index = Arc::new(Index::new(32));
     let before = rss_kib();

@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::index::message::{Message, Retention};
 use crate::index::Index;
+use crate::ingest::hosts::ClusterHost;
 use crate::ingest::native::NativeTags;
 use crate::ingest::{replay, IngestConfig, LogSource};
 
@@ -29,6 +30,9 @@ pub struct CheckArgs {
     /// `serve`; repeatable).
     #[arg(long = "native-tag", value_name = "TAG", default_values_t = NativeTags::DEFAULT.map(String::from))]
     pub native_tags: Vec<String>,
+    /// A host of the mail cluster, NAME=ADDR[:PORT] (as for `serve`; repeatable).
+    #[arg(long = "cluster-host", value_name = "NAME=ADDR[:PORT]")]
+    pub cluster_hosts: Vec<ClusterHost>,
     /// Print only the counts, not one block per message.
     #[arg(long)]
     pub counts_only: bool,
@@ -77,6 +81,8 @@ pub fn run(args: &CheckArgs) -> Result<(), String> {
         snapshot_interval: Duration::from_secs(30),
         log_zone,
         native_tags: NativeTags::new(&args.native_tags),
+        local_host: crate::settings::system_hostname(),
+        cluster_hosts: args.cluster_hosts.clone(),
     };
     let index = Index::new(1);
     let r = replay(&config, &index);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::clock::parse_duration;
+use crate::ingest::hosts::ClusterHost;
 use crate::ingest::native::NativeTags;
 use crate::ingest::LogSource;
 
@@ -70,8 +71,9 @@ pub struct ServeArgs {
     /// Event-loop threads [default: number of cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// A log to follow, FORMAT:PATH (repeatable; given here, replaces the config file's list).
-    /// FORMAT: native, postfix, exim or sendmail.
+    /// A log to follow, FORMAT:PATH or FORMAT:journal[:UNIT], with `,host=NAME` (the host whose
+    /// log it is) or `,host=*` (each line names its host) after it (repeatable; given here,
+    /// replaces the config file's list). FORMAT: native, postfix, exim or sendmail.
     #[arg(long, value_name = "FORMAT:PATH")]
     pub log: Vec<LogSource>,
     /// Time zone of log timestamps that carry none (classic syslog, Exim without +ZZZZ): local,
@@ -83,6 +85,11 @@ pub struct ServeArgs {
     /// is trusted; an MTA's own lines never are.
     #[arg(long = "native-tag", value_name = "TAG", default_values_t = NativeTags::DEFAULT.map(String::from))]
     pub native_tags: Vec<String>,
+    /// A host of the mail cluster, NAME=ADDR[:PORT] (repeatable; given here, replaces the config
+    /// file's list): NAME as its log lines name it, ADDR[:PORT] where it takes mail, so that a
+    /// message another host relays there is followed on it (docs/cluster.md).
+    #[arg(long = "cluster-host", value_name = "NAME=ADDR[:PORT]")]
+    pub cluster_hosts: Vec<ClusterHost>,
     /// Name in the greeting and the Reporting-MTA of answers [default: this host's name].
     #[arg(long)]
     pub hostname: Option<String>,

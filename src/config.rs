@@ -29,6 +29,7 @@ use toml::Spanned;
 
 use crate::cli::{Cli, Command, ServeArgs, Unknown};
 use crate::clock::parse_duration;
+use crate::ingest::hosts::ClusterHost;
 use crate::ingest::LogSource;
 use crate::settings::Settings;
 
@@ -74,6 +75,7 @@ struct File {
     log: Option<Vec<Spanned<String>>>,
     log_timezone: Option<String>,
     native_tags: Option<Vec<String>>,
+    cluster_hosts: Option<Vec<Spanned<String>>>,
     hostname: Option<String>,
     unknown: Option<Spanned<String>>,
     retention: Option<Spanned<String>>,
@@ -205,6 +207,14 @@ fn merge_text(text: &str, matches: &ArgMatches, args: &mut ServeArgs) -> Result<
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
+    let cluster_hosts = file
+        .cluster_hosts
+        .map(|list| {
+            list.iter()
+                .map(|v| ClusterHost::from_str(v.get_ref()).map_err(|e| bad("cluster_hosts", v, e)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
     let unknown = file
         .unknown
         .map(|v| {
@@ -241,6 +251,11 @@ fn merge_text(text: &str, matches: &ArgMatches, args: &mut ServeArgs) -> Result<
         &mut args.native_tags,
         file.native_tags,
         given("native_tags"),
+    );
+    set(
+        &mut args.cluster_hosts,
+        cluster_hosts,
+        given("cluster_hosts"),
     );
     set(
         &mut args.hostname,
@@ -362,7 +377,7 @@ mod tests {
                 "tls_cert" => "tls = []".to_string(),
                 "threads" | "max_connections" | "max_connections_per_ip" => format!("{id} = 1"),
                 "tls_required" => format!("{id} = false"),
-                "listen" | "log" | "native_tags" => format!("{id} = []"),
+                "listen" | "log" | "native_tags" | "cluster_hosts" => format!("{id} = []"),
                 _ => format!("{id} = \"x\""),
             })
             .collect();
@@ -380,6 +395,7 @@ mod tests {
             log: Some(_),
             log_timezone: Some(_),
             native_tags: Some(_),
+            cluster_hosts: Some(_),
             hostname: Some(_),
             unknown: Some(_),
             retention: Some(_),

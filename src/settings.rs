@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::cli::{ServeArgs, Unknown};
 use crate::index::message::Retention;
+use crate::ingest::hosts::ClusterHost;
 use crate::ingest::native::NativeTags;
 use crate::ingest::timezone::Zone;
 use crate::ingest::LogSource;
@@ -25,6 +26,8 @@ pub struct Settings {
     pub log_zone: Zone,
     /// The program tags whose lines in an MTA's log may be native lines.
     pub native_tags: NativeTags,
+    /// `--cluster-host`: where the other hosts of the cluster take mail.
+    pub cluster_hosts: Vec<ClusterHost>,
     /// The greeting's name and every answer's Reporting-MTA.
     pub hostname: String,
     pub unknown: Unknown,
@@ -90,6 +93,7 @@ impl Settings {
             logs: args.log.clone(),
             log_zone,
             native_tags: NativeTags::new(&args.native_tags),
+            cluster_hosts: args.cluster_hosts.clone(),
             hostname,
             unknown: args.unknown,
             retention: Retention {
@@ -137,7 +141,7 @@ pub(crate) fn hostname_or_system(given: Option<&str>) -> Result<String, String> 
     }
 }
 
-fn system_hostname() -> String {
+pub(crate) fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use mtqpd::index::message::{Action, Recipient};
-use mtqpd::ingest::event::{Event, LineParser, MtaEvent, Outcome};
+use mtqpd::ingest::event::{Event, LineParser, MtaEvent, NextHop, Outcome};
 use mtqpd::ingest::native::NativeTags;
 use mtqpd::ingest::postfix::PostfixParser;
 use mtqpd::ingest::syslog::SyslogClock;
@@ -59,11 +59,13 @@ fn assert_handed_off(events: &[MtaEvent], (from, to, rcpt): (&str, &str, &str)) 
         queue,
         new_queue,
         recipient,
+        hop,
     }] = events
     else {
         panic!("not one hand-off: {events:?}");
     };
     assert_eq!((queue, new_queue), (&qid(from), &qid(to)));
+    assert_eq!(hop.addr, Some("127.0.0.1".parse().unwrap()));
     assert_eq!(&*recipient.final_rcpt, rcpt.as_bytes());
     assert_eq!(recipient.action, Action::Relayed);
     assert_eq!(recipient.remote_mta.as_deref(), Some(&b"dns;127.0.0.1"[..]));
@@ -344,7 +346,7 @@ const SHAPES: &[(&str, &str, &str)] = &[
     ("script_0001", "ignored", "postfix-script warning"),
     ("sendmail_0001", "ignored", "sendmail fatal: nothing queued"),
     ("smtp_0001", "handed-off:relayed", ""),
-    ("smtp_0002", "rcpt:relayed", ""),
+    ("smtp_0002", "handed-off:relayed", ""),
     ("smtp_0003", "ignored", "TLS session"),
     ("smtp_0004", "ignored", "TLS session"),
     (
@@ -458,12 +460,12 @@ const SHAPES: &[(&str, &str, &str)] = &[
     ("smtpd_0037", "ignored", "TLS session"),
     ("smtpd_0038", "ignored", "NOQUEUE milter-reject"),
     ("smtpd_0039", "ignored", "EHLO keyword discard"),
-    ("tls_features_0001", "rcpt:relayed", ""),
-    ("tls_features_0002", "rcpt:relayed", ""),
-    ("tls_features_0003", "rcpt:relayed", ""),
-    ("tls_features_0004", "rcpt:relayed", ""),
-    ("tls_features_0005", "rcpt:relayed", ""),
-    ("tls_features_0006", "rcpt:relayed", ""),
+    ("tls_features_0001", "handed-off:relayed", ""),
+    ("tls_features_0002", "handed-off:relayed", ""),
+    ("tls_features_0003", "handed-off:relayed", ""),
+    ("tls_features_0004", "handed-off:relayed", ""),
+    ("tls_features_0005", "handed-off:relayed", ""),
+    ("tls_features_0006", "handed-off:relayed", ""),
     ("tls_features_0007", "ignored", "fragment: a tls= value"),
     ("tls_features_0008", "ignored", "fragment: a tls= value"),
     ("tls_features_0009", "ignored", "fragment: a tls= value"),
@@ -687,13 +689,24 @@ fn youyo_rfc3164_log() {
                 message_id: b("153915476795520900002087@example.aaa")
             },
             arrival("6526CDB7400B", at("15:59:31")),
-            // `queued as` from a remote relay is the next hop's id, not a hand-off.
-            relayed(
-                "6526CDB7400B",
-                "test@example.ccc",
-                "example.ccc",
-                at("15:59:31")
-            ),
+            // `queued as` from a remote relay: a hand-off, which the tracker follows only to a
+            // host of the cluster (a stranger's MX says what it likes).
+            {
+                let MtaEvent::Recipient { queue, recipient } = relayed(
+                    "6526CDB7400B",
+                    "test@example.ccc",
+                    "example.ccc",
+                    at("15:59:31"),
+                ) else {
+                    unreachable!()
+                };
+                MtaEvent::HandedOff {
+                    queue,
+                    new_queue: qid("71111424269E"),
+                    recipient,
+                    hop: NextHop::new(b"example.ccc", b"192.168.0.10", Some(b"25")),
+                }
+            },
             MtaEvent::Done {
                 queue: qid("6526CDB7400B"),
                 time: at("15:59:31")

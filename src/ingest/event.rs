@@ -2,6 +2,7 @@
 //! one recipient's state changed, or the SMTP gate declared a recipient's ORCPT. Parsers
 //! produce them; [`super::tracker`] applies them.
 
+use super::hosts::HostId;
 use super::queue_id::QueueId;
 use crate::index::message::Recipient;
 use crate::protocol::date::Timestamp;
@@ -26,6 +27,9 @@ pub struct Accept {
     pub hash: Hash,
     pub timeout: Option<u32>,
     pub queue: Option<QueueId>,
+    /// The host whose MTA gave `queue`, when the line names it (native `host=`); else the
+    /// host the line's source belongs to.
+    pub host: Option<Box<[u8]>>,
     pub message_id: Option<Box<[u8]>>,
     /// Extra outer-header lines for the tracking answer.
     pub headers: Vec<Box<[u8]>>,
@@ -36,6 +40,8 @@ pub struct Accept {
 pub struct RcptUpdate {
     /// Which message; when it names the envid, `hash` may pick among messages sharing it.
     pub message: MessageRef,
+    /// The host of a queue id in `message`, when the line names it (native `host=`).
+    pub host: Option<Box<[u8]>>,
     pub hash: Option<Hash>,
     /// The new state; `at` is the event time. A `delayed` state without Will-Retry-Until gets
     /// one from the message's arrival and the queue lifetime when applied.
@@ -88,16 +94,18 @@ pub enum MtaEvent {
     /// The message went on under another queue id of this host (a content filter's `queued as`,
     /// a local `forwarded as`, sendmail's MSP→MTA hop): the new id is the same message.
     Handoff { queue: QueueId, new_queue: QueueId },
-    /// A recipient was handed to a next hop on this host that queued it as `new_queue` (Postfix
-    /// `relay=127.0.0.1[127.0.0.1]:N … queued as NEW`): a content filter whose re-injection
-    /// this log shows under `new_queue`, or another MTA (an outbound relay, a second instance,
-    /// a smarthost on localhost) whose lines may never come. The recipient shows `relayed` to
-    /// that hop until the lines of `new_queue` give it a state, and never replaces one they gave
-    /// ([`RcptUpdate::provisional`]).
+    /// A recipient was handed to a next hop that queued it as `new_queue` (Postfix
+    /// `relay=hub2[10.0.0.2]:25 … queued as NEW`). When the hop is a host of the cluster
+    /// ([`super::hosts::Hosts::next_hop`]) — this host's content filter re-injecting, another
+    /// instance, another hub whose lines come in the stream — the message goes on as
+    /// `new_queue` there: the recipient shows `relayed` to that hop until the lines of
+    /// `new_queue` give it a state, and never replaces one they gave
+    /// ([`RcptUpdate::provisional`]). Otherwise the recipient is simply `relayed`.
     HandedOff {
         queue: QueueId,
         new_queue: QueueId,
         recipient: Recipient,
+        hop: NextHop,
     },
     /// The MTA gave up (Postfix `status=expired`): every recipient still delayed has failed.
     Expired { queue: QueueId, time: Timestamp },
@@ -106,6 +114,31 @@ pub enum MtaEvent {
     /// `queue` is a notification the MTA generated (a bounce, a delay warning): not a message of
     /// the sender, so none of its lines is tracked.
     Notification { queue: QueueId },
+}
+
+/// The next hop of a hand-off, as the delivery line names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextHop {
+    /// The host name (`relay=NAME[…]`, `H=NAME`), without a trailing dot.
+    pub name: Box<[u8]>,
+    pub addr: Option<std::net::IpAddr>,
+    pub port: Option<u16>,
+}
+
+impl NextHop {
+    /// A hop named `name` at `addr` (an IP address as a line writes it, possibly `IPv6:`
+    /// prefixed) and `port`, when they parse.
+    pub fn new(name: &[u8], addr: &[u8], port: Option<&[u8]>) -> NextHop {
+        let addr = addr.strip_prefix(b"IPv6:").unwrap_or(addr);
+        fn parse<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
+            std::str::from_utf8(b).ok()?.parse().ok()
+        }
+        NextHop {
+            name: name.strip_suffix(b".").unwrap_or(name).into(),
+            addr: parse(addr),
+            port: port.and_then(parse),
+        }
+    }
 }
 
 /// What a log line meant.
@@ -118,6 +151,49 @@ pub enum Event {
 }
 
 impl Event {
+    /// Puts every queue id the line names on `host`, the host that logged it (a hand-off's new
+    /// id too: the tracker moves it when the hop was another host). An accept or update line
+    /// that names its own host is qualified by the caller, before.
+    pub fn qualify(&mut self, host: HostId) {
+        match self {
+            Event::Accept(Accept { queue, .. }) => {
+                if let Some(q) = queue {
+                    q.set_host(host);
+                }
+            }
+            Event::Rcpt(r) => {
+                if let MessageRef::Queue(q) = &mut r.message {
+                    q.set_host(host);
+                }
+            }
+            Event::Orcpt(_) => {}
+            Event::Mta(m) => match m {
+                MtaEvent::Arrival { queue, .. }
+                | MtaEvent::MessageId { queue, .. }
+                | MtaEvent::Recipient { queue, .. }
+                | MtaEvent::Expired { queue, .. }
+                | MtaEvent::Done { queue, .. }
+                | MtaEvent::Notification { queue } => queue.set_host(host),
+                MtaEvent::Handoff { queue, new_queue }
+                | MtaEvent::HandedOff {
+                    queue, new_queue, ..
+                } => {
+                    queue.set_host(host);
+                    new_queue.set_host(host);
+                }
+            },
+        }
+    }
+
+    /// The host a line names for its queue id (native `host=`), if any.
+    pub fn declared_host(&self) -> Option<&[u8]> {
+        match self {
+            Event::Accept(a) => a.host.as_deref(),
+            Event::Rcpt(r) => r.host.as_deref(),
+            _ => None,
+        }
+    }
+
     /// When it happened (unix seconds), for the events that say.
     pub fn time(&self) -> Option<i64> {
         match self {

@@ -215,8 +215,15 @@ impl Hosts {
     /// (`relay=`/`H=`), at `addr`:`port`, went to; None when it left the cluster.
     ///
     /// In order: a `--cluster-host` address (with its port, when it names one); a host whose
-    /// lines are read, by the hop's name; a loopback address with no `--cluster-host` entry is
-    /// `from` itself (a content filter re-injecting, a second instance that logs as this host).
+    /// lines are read, by the hop's exact name; a loopback address with no `--cluster-host`
+    /// entry is `from` itself (a content filter re-injecting, a second instance that logs as
+    /// this host).
+    ///
+    /// A hop's name is matched whole, never by its first label: the name comes from DNS, and
+    /// anyone's domain can have an MX named `hub2.attacker.example` whose reply says `queued as`
+    /// one of hub2's queue ids — followed, it would show a stranger's message in the
+    /// attacker's answer. Where lines carry short names and `relay=` FQDNs, `--cluster-host`
+    /// (or rsyslog's `preserveFQDN`) tells the hosts apart (docs/cluster.md).
     pub fn next_hop(
         &mut self,
         from: HostId,
@@ -237,7 +244,7 @@ impl Hosts {
             let mut lower = std::mem::take(&mut self.scratch);
             lower.clear();
             lower.extend(name.iter().map(u8::to_ascii_lowercase));
-            let found = self.find_lower(&lower);
+            let found = self.by_name.get(&lower[..]).copied();
             self.scratch = lower;
             if let Some(id) = found.filter(|id| self.hosts[usize::from(id.0)].logs) {
                 return Some(id);
@@ -297,11 +304,19 @@ mod tests {
         assert_eq!(h.next_hop(hub1, b"127.0.0.1", lo, Some(10025)), Some(hub1));
         let ext = Some("192.0.2.7".parse().unwrap());
         assert_eq!(h.next_hop(hub1, b"mx.example.net", ext, Some(25)), None);
-        // hub3 logs: its name in relay= leads there, wherever it is.
-        let hub3 = h.intern(b"hub3", true).unwrap();
+        // hub3 logs: its name in relay= leads there, wherever it is, but only its whole name.
+        let hub3 = h.intern(b"hub3.example.com", true).unwrap();
         assert_eq!(
-            h.next_hop(hub1, b"hub3.example.com", ext, Some(25)),
+            h.next_hop(hub1, b"HUB3.example.com", ext, Some(25)),
             Some(hub3)
+        );
+        assert_eq!(h.next_hop(hub1, b"hub3", ext, Some(25)), None);
+        let hub5 = h.intern(b"hub5", true).unwrap();
+        assert_eq!(h.next_hop(hub1, b"hub5", ext, Some(25)), Some(hub5));
+        // An attacker's MX named after a cluster host's first label leads nowhere.
+        assert_eq!(
+            h.next_hop(hub1, b"hub5.attacker.example", ext, Some(25)),
+            None
         );
         // A host only named by a setting, whose lines never came, is reached by address only.
         h.add_cluster(&["hub4=10.0.0.4".parse().unwrap()]);

@@ -8,6 +8,7 @@ pub mod event;
 pub mod exim;
 pub mod hosts;
 mod idset;
+mod line_host;
 pub mod mta;
 pub mod native;
 pub mod postfix;
@@ -34,6 +35,8 @@ use crate::clock::unix_now;
 use crate::index::message::Retention;
 use crate::index::Index;
 use event::{LineParser, Outcome};
+use hosts::HostId;
+use line_host::LineHost;
 use native::NativeTags;
 use tail::Follower;
 use tracker::Tracker;
@@ -74,14 +77,28 @@ pub enum LogInput {
     Journal { unit: Option<String> },
 }
 
-/// One `--log FORMAT:PATH[,host=NAME]` or `--log FORMAT:journal[:UNIT][,host=NAME]`.
+/// Which host the lines of a `--log` belong to (queue ids are unique per host only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinesOf {
+    /// This machine (`host=` not given for a file): a file is one host's log, whatever names
+    /// its lines carry (postlogd writes myhostname's first label, rsyslog the system's name).
+    ThisHost,
+    /// `host=NAME`.
+    Named(String),
+    /// `host=*` (the journal's default): each line's own host field (syslog HOSTNAME,
+    /// journal `_HOSTNAME`); this machine for a line without one. For a collector's file
+    /// holding many hosts' lines.
+    EachLine,
+}
+
+/// One `--log FORMAT:PATH[,host=NAME|*]` or `--log FORMAT:journal[:UNIT][,host=NAME|*]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSource {
     pub format: LogFormat,
     pub input: LogInput,
-    /// The host whose lines these are when a line names none (Exim's mainlog, a native file);
-    /// None: this machine's name.
-    pub host: Option<String>,
+    /// Whose lines these are. A native line's own `host=` names the host of its queue id
+    /// whatever this says.
+    pub host: LinesOf,
 }
 
 impl LogSource {
@@ -90,7 +107,7 @@ impl LogSource {
         LogSource {
             format,
             input: LogInput::File(path.into()),
-            host: None,
+            host: LinesOf::ThisHost,
         }
     }
 
@@ -114,9 +131,10 @@ impl std::str::FromStr for LogSource {
             format!("unknown log format '{format}' (known: native, postfix, exim, sendmail)")
         })?;
         let (rest, host) = match rest.rsplit_once(",host=") {
+            Some((rest, "*")) => (rest, Some(LinesOf::EachLine)),
             Some((rest, host)) => {
                 hosts::check_host_name(host).map_err(|e| format!("'{s}': host= {e}"))?;
-                (rest, Some(host.to_owned()))
+                (rest, Some(LinesOf::Named(host.to_owned())))
             }
             None => (rest, None),
         };
@@ -129,6 +147,10 @@ impl std::str::FromStr for LogSource {
             _ if rest.is_empty() => return Err(format!("'{s}' has no path")),
             _ => LogInput::File(PathBuf::from(rest)),
         };
+        let host = host.unwrap_or(match input {
+            LogInput::File(_) => LinesOf::ThisHost,
+            LogInput::Journal { .. } => LinesOf::EachLine,
+        });
         Ok(LogSource {
             format,
             input,
@@ -152,6 +174,10 @@ pub struct IngestConfig {
     pub log_zone: timezone::Zone,
     /// The program tags whose lines in an MTA's log may be native lines.
     pub native_tags: NativeTags,
+    /// This machine's name: the host of a file's lines unless its `--log` names another.
+    pub local_host: String,
+    /// `--cluster-host`: where the other hosts of the cluster take mail.
+    pub cluster_hosts: Vec<hosts::ClusterHost>,
 }
 
 /// Counters the ingest thread keeps, read at shutdown.
@@ -301,10 +327,11 @@ pub fn spawn(config: IngestConfig, index: Arc<Index>) -> std::io::Result<Ingest>
     })
 }
 
-/// One followed file and the parser of its format.
+/// One followed file, the parser of its format, and whose lines it holds.
 struct Source {
     follower: Follower,
     parser: Box<dyn LineParser + Send>,
+    host: LineHost,
 }
 
 /// A fresh parser for one file of `format`. In an MTA's log, native lines count only under the
@@ -324,25 +351,12 @@ pub fn parser_for(
     }
 }
 
-/// The tracker and files as the state directory left them, or fresh ones (reading every log
-/// from its start) when there is no usable snapshot.
-fn restore(config: &IngestConfig) -> (Tracker, Vec<Source>) {
-    let fresh = |config: &IngestConfig| {
-        let tracker = Tracker::new(config.reporting_mta.clone(), config.retention);
-        let sources = config
-            .sources
-            .iter()
-            .filter_map(|s| {
-                Some(Source {
-                    follower: Follower::new(s.path()?.to_path_buf(), MAX_LOG_LINE),
-                    parser: parser_for(s.format, &config.log_zone, &config.native_tags),
-                })
-            })
-            .collect();
-        (tracker, sources)
-    };
+/// The tracker as the state directory left it, or a fresh one, with the files' positions
+/// (none: every file is read from its start) when there is a usable snapshot.
+fn restore(config: &IngestConfig) -> (Tracker, Vec<(PathBuf, tail::Position)>) {
+    let fresh = || Tracker::new(config.reporting_mta.clone(), config.retention);
     let Some(dir) = &config.state_dir else {
-        return fresh(config);
+        return (fresh(), Vec::new());
     };
     let started = Instant::now();
     let decoded = state::load(dir).and_then(|payload| {
@@ -363,43 +377,78 @@ fn restore(config: &IngestConfig) -> (Tracker, Vec<Source>) {
         Ok(Some((positions, tracker)))
     });
     match decoded {
-        Ok(None) => fresh(config),
+        Ok(None) => (fresh(), Vec::new()),
         Ok(Some((positions, tracker))) => {
-            let sources = config
-                .sources
-                .iter()
-                .filter_map(|s| {
-                    let path = s.path()?.to_path_buf();
-                    let saved = positions
-                        .iter()
-                        .find(|(p, _)| *p == path)
-                        .map(|(_, pos)| pos.clone());
-                    let follower = match saved {
-                        Some(pos) => Follower::resume(path, MAX_LOG_LINE, pos),
-                        None => Follower::new(path, MAX_LOG_LINE),
-                    };
-                    Some(Source {
-                        follower,
-                        parser: parser_for(s.format, &config.log_zone, &config.native_tags),
-                    })
-                })
-                .collect();
             eprintln!(
                 "mtqpd: state: restored {} messages from {} in {} ms",
                 tracker.restored_records(),
                 dir.display(),
                 started.elapsed().as_millis()
             );
-            (tracker, sources)
+            (tracker, positions)
         }
         Err(state::Corrupt(why)) => {
             eprintln!(
                 "mtqpd: state: {} is unusable ({why}); rebuilding from the logs",
                 dir.display()
             );
-            fresh(config)
+            (fresh(), Vec::new())
         }
     }
+}
+
+/// The host a source's lines belong to, `local` being this machine's.
+fn line_host(
+    config: &IngestConfig,
+    of: &LinesOf,
+    local: HostId,
+    tracker: &mut Tracker,
+) -> LineHost {
+    match of {
+        LinesOf::ThisHost => LineHost::Fixed(local),
+        // Checked as a host name when parsed: the table refuses only when full.
+        LinesOf::Named(name) => LineHost::Fixed(
+            tracker
+                .hosts_mut()
+                .intern(name.as_bytes(), true)
+                .unwrap_or(local),
+        ),
+        LinesOf::EachLine => LineHost::each_line(
+            syslog::SyslogClock::new(config.log_zone.clone(), unix_now()),
+            local,
+        ),
+    }
+}
+
+/// The tracker and the files to follow, each from its saved position if there is one.
+fn open(config: &IngestConfig) -> (Tracker, Vec<Source>) {
+    let (mut tracker, positions) = restore(config);
+    tracker.hosts_mut().add_cluster(&config.cluster_hosts);
+    let local = tracker
+        .hosts_mut()
+        .intern(config.local_host.as_bytes(), true)
+        .unwrap_or_default();
+    let sources = config
+        .sources
+        .iter()
+        .filter_map(|s| {
+            let path = s.path()?.to_path_buf();
+            let saved = positions
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map(|(_, pos)| pos.clone());
+            let follower = match saved {
+                Some(pos) => Follower::resume(path, MAX_LOG_LINE, pos),
+                None => Follower::new(path, MAX_LOG_LINE),
+            };
+            Some(Source {
+                follower,
+                parser: parser_for(s.format, &config.log_zone, &config.native_tags),
+                host: line_host(config, &s.host, local, &mut tracker),
+            })
+        })
+        .collect();
+    (tracker, sources)
 }
 
 /// Writes the snapshot: every file's position and the tracker, together.
@@ -436,17 +485,20 @@ impl Pipeline<'_> {
         let latest = unix_now().saturating_add(MAX_AHEAD);
         for source in &mut self.sources {
             let path = source.follower.path().to_path_buf();
-            let parser = &mut source.parser;
+            let (parser, line_host) = (&mut source.parser, &mut source.host);
             let mut on_line = |line: &[u8]| {
                 stats.lines.fetch_add(1, Ordering::Relaxed);
                 let mut refused = None;
-                let outcome = parser.parse(line, &mut |event| {
-                    if event.time().is_some_and(|t| t > latest) {
-                        refused = Some(AHEAD);
-                    } else if let Err(why) = tracker.apply(event, index) {
-                        refused = Some(why);
-                    }
-                });
+                let outcome = match line_host.of(line, tracker.hosts_mut()) {
+                    Ok(host) => parser.parse(line, &mut |event| {
+                        if event.time().is_some_and(|t| t > latest) {
+                            refused = Some(AHEAD);
+                        } else if let Err(why) = line_host::apply(event, host, tracker, index) {
+                            refused = Some(why);
+                        }
+                    }),
+                    Err(why) => Outcome::Rejected(why),
+                };
                 let outcome = match (outcome, refused) {
                     (Outcome::Parsed, Some(why)) => Outcome::Rejected(why),
                     (outcome, _) => outcome,
@@ -501,7 +553,7 @@ pub fn replay(config: &IngestConfig, index: &Index) -> Replay {
     let stats = IngestStats::default();
     let mut fresh = config.clone();
     fresh.state_dir = None;
-    let (mut tracker, sources) = restore(&fresh);
+    let (mut tracker, sources) = open(&fresh);
     tracker.enable_audit();
     let mut p = Pipeline {
         sources,
@@ -524,7 +576,7 @@ pub fn replay(config: &IngestConfig, index: &Index) -> Replay {
 }
 
 fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver<()>) {
-    let (tracker, sources) = restore(&config);
+    let (tracker, sources) = open(&config);
     index.reserve(tracker.restored_records());
     let mut p = Pipeline {
         sources,

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use super::event::{Accept, Event, LineParser, MessageRef, Orcpt, Outcome, RcptUpdate};
+use super::hosts::check_host_name;
 use super::queue_id::QueueId;
 use super::syslog::{parse_prefix, Prefix, SyslogClock};
 use crate::index::message::{Action, Recipient};
@@ -40,6 +41,7 @@ pub enum NativeError {
     MissingMtrk,
     BadMtrk,
     BadTimeout,
+    BadHost,
     BadHeader,
     TooManyHeaders,
     MissingMessageRef,
@@ -73,6 +75,7 @@ impl NativeError {
             MissingMtrk => "accept without mtrk=",
             BadMtrk => "mtrk= is not a base64 SHA-1 hash",
             BadTimeout => "timeout= is not 1 to 9 digits",
+            BadHost => "host= is not a host name",
             BadHeader => "header= is not a valid header line",
             TooManyHeaders => "more than 8 header= keys",
             MissingMessageRef => "rcpt without envid=, queue= or msgid=",
@@ -104,6 +107,7 @@ struct Fields<'a> {
     mtrk: Option<&'a [u8]>,
     timeout: Option<&'a [u8]>,
     queue: Option<&'a [u8]>,
+    host: Option<&'a [u8]>,
     msgid: Option<&'a [u8]>,
     orcpt: Option<&'a [u8]>,
     rcpt: Option<&'a [u8]>,
@@ -137,6 +141,7 @@ fn split_fields(text: &[u8]) -> Result<Fields<'_>, NativeError> {
             b"mtrk" => set(&mut f.mtrk, value)?,
             b"timeout" => set(&mut f.timeout, value)?,
             b"queue" => set(&mut f.queue, value)?,
+            b"host" => set(&mut f.host, value)?,
             b"msgid" => set(&mut f.msgid, value)?,
             b"orcpt" => set(&mut f.orcpt, value)?,
             b"rcpt" => set(&mut f.rcpt, value)?,
@@ -232,6 +237,14 @@ fn mtrk(v: &[u8]) -> Result<Hash, NativeError> {
     decode_hash(&raw).ok_or(NativeError::BadMtrk)
 }
 
+/// `host=`: the host whose MTA gave `queue=` (the SMTP gate's `--mta-host`), a host name.
+fn host(v: Option<&[u8]>) -> Result<Option<Box<[u8]>>, NativeError> {
+    let Some(v) = v else { return Ok(None) };
+    let name = std::str::from_utf8(v).map_err(|_| NativeError::BadHost)?;
+    check_host_name(name).map_err(|_| NativeError::BadHost)?;
+    Ok(Some(v.into()))
+}
+
 fn accept(f: Fields<'_>) -> Parsed {
     let time = time(f.time)?;
     let envid = envid(f.envid.ok_or(NativeError::MissingEnvid)?)?;
@@ -258,6 +271,7 @@ fn accept(f: Fields<'_>) -> Parsed {
         hash,
         timeout,
         queue: decode_opt(f.queue)?.map(QueueId::from),
+        host: host(f.host)?,
         message_id: decode_opt(f.msgid)?,
         headers,
     })))
@@ -302,6 +316,7 @@ fn rcpt(f: Fields<'_>) -> Parsed {
     let hash = f.mtrk.map(mtrk).transpose()?;
     Ok(Some(Event::Rcpt(RcptUpdate {
         message,
+        host: host(f.host)?,
         hash,
         keeps_original: recipient.original.is_some(),
         provisional: false,

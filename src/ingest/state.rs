@@ -26,7 +26,8 @@ const MAGIC: &[u8; 8] = b"MTQPDST\x01";
 /// 3: a Message-ID of an accept line keeps its time and whether it tied a queue id.
 /// 4: a message keeps the ORCPTs the SMTP gate declared; a waiting update, whether it keeps
 ///    the ORCPT its native line gave.
-const VERSION: u32 = 4;
+/// 5: the hosts of the cluster, and every queue id with the number of its host.
+const VERSION: u32 = 5;
 const FILE: &str = "state.bin";
 
 /// Appends primitive values to a payload.
@@ -38,6 +39,9 @@ pub struct Encoder {
 impl Encoder {
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
+    }
+    pub fn u16(&mut self, v: u16) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
     }
     pub fn u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_le_bytes());
@@ -110,6 +114,9 @@ impl<'a> Decoder<'a> {
     }
     pub fn u8(&mut self) -> Result<u8, Corrupt> {
         Ok(self.take(1)?[0])
+    }
+    pub fn u16(&mut self) -> Result<u16, Corrupt> {
+        Ok(u16::from_le_bytes(self.array()?))
     }
     pub fn u32(&mut self) -> Result<u32, Corrupt> {
         Ok(u32::from_le_bytes(self.array()?))

@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 use memchr::{memchr, memmem, memrchr};
 
-use super::event::{Event, LineParser, MtaEvent, Outcome};
+use super::event::{Event, LineParser, MtaEvent, NextHop, Outcome};
 use super::mta::{status_class, RecipientFields, MAX_ADDRESS, MAX_MESSAGE_ID};
 use super::native::{self, NativeTags};
 use super::syslog::{parse_prefix, SyslogClock};
@@ -407,12 +407,23 @@ fn bare_address_end(s: &[u8], separator: &[u8]) -> usize {
     find_separator(s, separator).unwrap_or(s.len())
 }
 
-/// `relay=HOST[ADDR]:PORT` (or `HOST[ADDR]`) as (HOST, ADDR); `none`, `local`, `virtual` and
-/// pipe transport names (`dovecot`) have no brackets.
-fn relay_parts(relay: &[u8]) -> Option<(&[u8], &[u8])> {
+/// The parts of `relay=HOST[ADDR]:PORT`.
+struct Relay<'a> {
+    host: &'a [u8],
+    addr: &'a [u8],
+    port: Option<&'a [u8]>,
+}
+
+/// `relay=HOST[ADDR]:PORT` (or `HOST[ADDR]`); `none`, `local`, `virtual` and pipe transport
+/// names (`dovecot`) have no brackets.
+fn relay_parts(relay: &[u8]) -> Option<Relay<'_>> {
     let open = memchr(b'[', relay)?;
     let close = open + memchr(b']', &relay[open..])?;
-    Some((&relay[..open], &relay[open + 1..close]))
+    Some(Relay {
+        host: &relay[..open],
+        addr: &relay[open + 1..close],
+        port: relay[close + 1..].strip_prefix(b":"),
+    })
 }
 
 /// A relay on this host (a content filter such as amavis on 127.0.0.1:10024).
@@ -475,11 +486,15 @@ fn delivery(
                     return Outcome::Parsed;
                 }
             }
-            if let (Some((host, addr)), Some(new)) = (relay, queued_as(d.text)) {
-                // A next hop on this host queued it: a content filter re-injecting into this
-                // Postfix (the message goes on under the new id) or another MTA whose lines
-                // this log never shows. Relayed to that hop until the new id's lines say more.
-                if is_loopback(host, addr) && new != queue {
+            if let (Some(Relay { host, addr, port }), Some(new)) = (&relay, queued_as(d.text)) {
+                // A next hop queued it: on this host a content filter re-injecting into this
+                // Postfix or another instance, elsewhere another hub of the cluster or a
+                // stranger's MX. The tracker decides whether the message goes on under the new
+                // id ([`crate::ingest::hosts::Hosts::next_hop`]); relayed to that hop until the
+                // new id's lines say more. Only the smtp client relays (an lmtp reply that
+                // says `queued as` from a remote store is a delivery) unless on this host.
+                let here = is_loopback(host, addr);
+                if (daemon == b"smtp" || here) && !(here && new == queue) {
                     let r = match recipient(time, &d, Action::Relayed, Some(host)) {
                         Ok(r) => r,
                         Err(reason) => return Outcome::Rejected(reason),
@@ -488,6 +503,7 @@ fn delivery(
                         queue: queue.into(),
                         new_queue: new.into(),
                         recipient: r,
+                        hop: NextHop::new(host, addr, *port),
                     });
                     return Outcome::Parsed;
                 }
@@ -510,7 +526,7 @@ fn delivery(
     // A unix-socket relay (`host[private/dovecot-lmtp]`) and the transport names of local
     // deliveries name no remote MTA.
     let remote_host = match relay {
-        Some((host, addr)) if memchr(b'/', addr).is_none() => Some(host),
+        Some(Relay { host, addr, .. }) if memchr(b'/', addr).is_none() => Some(host),
         _ => None,
     };
     if d.dsn.is_some_and(|dsn| status_class(dsn).is_none()) {

@@ -380,23 +380,29 @@ fn quoted_local_parts() {
 }
 
 #[test]
-fn a_next_hop_on_this_host_is_relayed_and_handed_off() {
-    for (daemon, host, text) in [
-        ("smtp", "127.0.0.1", "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=127.0.0.1[127.0.0.1]:10024, delay=3.7, delays=0.6/0.02/0.01/3, dsn=2.0.0, status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
-        ("lmtp", "localhost", "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=localhost[::1]:10024, delay=3.7, delays=0.6/0.02/0.01/3, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
-        ("smtp", "filter", "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=filter[::1]:10024, delay=3.7, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
+fn a_next_hop_that_queued_the_message_is_a_hand_off() {
+    for (daemon, host, hop, text) in [
+        ("smtp", "127.0.0.1", ("127.0.0.1", Some("127.0.0.1"), Some(10024)), "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=127.0.0.1[127.0.0.1]:10024, delay=3.7, delays=0.6/0.02/0.01/3, dsn=2.0.0, status=sent (250 2.0.0 from MTA(smtp:[127.0.0.1]:10025): 250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
+        ("lmtp", "localhost", ("localhost", Some("::1"), Some(10024)), "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=localhost[::1]:10024, delay=3.7, delays=0.6/0.02/0.01/3, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
+        ("smtp", "filter", ("filter", Some("::1"), Some(10024)), "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=filter[::1]:10024, delay=3.7, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
+        // Another host: the tracker follows it only to a host of the cluster.
+        ("smtp", "hub2.example.com", ("hub2.example.com", Some("10.0.0.2"), Some(25)), "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=hub2.example.com[10.0.0.2]:25, delay=3.7, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
+        ("smtp", "hub2", ("hub2", Some("2001:db8::2"), None), "4Pbf065nmSz3tBr: to=<u@uhu-banane.net>, relay=hub2[IPv6:2001:db8::2], delay=3.7, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)"),
     ] {
-        let MtaEvent::HandedOff { queue, new_queue, recipient } = one(daemon, text) else {
+        let MtaEvent::HandedOff { queue, new_queue, recipient, hop: got } = one(daemon, text) else {
             panic!("not a hand-off: {text}");
         };
         assert_eq!((queue, new_queue), (qid("4Pbf065nmSz3tBr"), qid("4Pbf0B0gx2z3tG3")));
         assert_eq!(&*recipient.final_rcpt, b"u@uhu-banane.net");
         assert_eq!(recipient.action, Action::Relayed, "{text}");
         assert_eq!(recipient.remote_mta.as_deref(), Some(format!("dns;{host}").as_bytes()));
+        assert_eq!(&*got.name, hop.0.as_bytes(), "{text}");
+        assert_eq!(got.addr, hop.1.map(|a| a.parse().unwrap()), "{text}");
+        assert_eq!(got.port, hop.2, "{text}");
     }
-    // The next hop's `queued as` names another host's queue: relayed.
-    let r = rcpt("smtp", "0D9633D: to=<jos@example.com>, orig_to=<bestuur@example.com>, relay=mail1.example.net[10.74.103.11]:25, delay=11, delays=5.4/0.06/5.1/0.03, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as F12DF84004)");
-    assert_eq!(r.action, Action::Relayed);
+    // A remote store's lmtp reply that says `queued as` is a delivery, not a hop.
+    let r = rcpt("lmtp", "A: to=<a@b>, relay=store.example.net[10.0.0.9]:24, delay=1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4Pbf0B0gx2z3tG3)");
+    assert_eq!(r.action, Action::Delivered);
     // A local relay that does not re-queue (LMTP to a local store) delivers.
     let r = rcpt("lmtp", "A: to=<a@b>, relay=127.0.0.1[127.0.0.1]:24, delay=1, dsn=2.0.0, status=sent (250 2.0.0 <a@b> Saved)");
     assert_eq!(r.action, Action::Delivered);

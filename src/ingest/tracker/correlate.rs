@@ -22,12 +22,12 @@ impl Tracker {
     /// Notes a line about `queue` logged at `seen` (the line's own time; the log clock for lines
     /// that carry none), remembering the queue id if new. Looks up before inserting: the common
     /// case is a known queue id, and `entry` would allocate its key on every line.
-    fn touch_queue(&mut self, queue: &[u8], seen: i64) {
+    fn touch_queue(&mut self, queue: &QueueId, seen: i64) {
         match self.queues.get_mut(queue) {
             Some(info) => info.seen = info.seen.max(seen),
             None => {
                 self.queues.insert(
-                    queue.into(),
+                    queue.clone(),
                     QueueInfo {
                         seen,
                         ..QueueInfo::default()
@@ -38,7 +38,7 @@ impl Tracker {
     }
 
     /// Notes a line about `queue` logged at `seen` and changes its state.
-    fn with_queue(&mut self, queue: &[u8], seen: i64, change: impl FnOnce(&mut QueueInfo)) {
+    fn with_queue(&mut self, queue: &QueueId, seen: i64, change: impl FnOnce(&mut QueueInfo)) {
         self.touch_queue(queue, seen);
         if let Some(info) = self.queues.get_mut(queue) {
             change(info);
@@ -75,9 +75,20 @@ impl Tracker {
                 queue,
                 new_queue,
                 recipient,
+                hop,
             } => {
-                self.queue_recipient(queue.clone(), recipient, true);
-                self.mta(MtaEvent::Handoff { queue, new_queue });
+                let to = self
+                    .hosts
+                    .next_hop(queue.host(), &hop.name, hop.addr, hop.port);
+                match to {
+                    Some(host) => {
+                        self.queue_recipient(queue.clone(), recipient, true);
+                        let new_queue = new_queue.on_host(host);
+                        self.mta(MtaEvent::Handoff { queue, new_queue });
+                    }
+                    // Out of the cluster: the hop's reply is a stranger's, its id means nothing.
+                    None => self.queue_recipient(queue, recipient, false),
+                }
             }
             MtaEvent::Handoff { queue, new_queue } => {
                 let now = self.log_clock;
@@ -140,6 +151,7 @@ impl Tracker {
         }
         self.rcpt(RcptUpdate {
             message: MessageRef::Queue(queue),
+            host: None,
             hash: None,
             recipient,
             keeps_original: false,
@@ -191,26 +203,22 @@ impl Tracker {
         }
     }
 
-    fn forget_queue(&mut self, queue: &[u8]) {
+    fn forget_queue(&mut self, queue: &QueueId) {
         let info = self.queues.remove(queue);
         self.unlink_queue(queue, info.as_ref());
     }
 
     /// Drops what refers to a queue id being forgotten, whose entry `info` was taken out of
     /// `queues`: its message link, its Message-ID, the updates that waited for it.
-    fn unlink_queue(&mut self, queue: &[u8], info: Option<&QueueInfo>) {
+    fn unlink_queue(&mut self, queue: &QueueId, info: Option<&QueueInfo>) {
         if let Some(m) = info.and_then(|i| i.message_id.as_ref()) {
-            if self
-                .queue_of_message_id
-                .get(m)
-                .is_some_and(|q| **q == *queue)
-            {
+            if self.queue_of_message_id.get(m).is_some_and(|q| q == queue) {
                 self.queue_of_message_id.remove(m);
             }
         }
         self.by_queue.remove(queue);
         if !self.orphans.is_empty() {
-            self.orphans.discard(&MessageRef::Queue(queue.into()));
+            self.orphans.discard(&MessageRef::Queue(queue.clone()));
         }
     }
 

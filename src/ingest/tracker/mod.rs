@@ -46,6 +46,7 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 
 use super::event::{Event, MessageRef, RcptUpdate};
+use super::hosts::Hosts;
 use super::idset::IdSet;
 use super::queue_id::QueueId;
 use crate::index::message::{Message, Retention};
@@ -119,6 +120,8 @@ pub struct Tracker {
     entry_buf: Vec<u8>,
     /// `mtqpd ingest-check`'s audit, when enabled ([`Tracker::enable_audit`]).
     audit: Option<Box<audit::Audit>>,
+    /// The hosts whose queue ids the maps hold (snapshotted with them).
+    hosts: Hosts,
 }
 
 impl Tracker {
@@ -146,7 +149,13 @@ impl Tracker {
             sidecar_buf: Vec::new(),
             entry_buf: Vec::new(),
             audit: None,
+            hosts: Hosts::default(),
         }
+    }
+
+    /// The hosts of the cluster, to qualify each line's queue ids.
+    pub fn hosts_mut(&mut self) -> &mut Hosts {
+        &mut self.hosts
     }
 
     /// Records, from now on, every recipient MTA lines name and the message each queue id

@@ -177,6 +177,7 @@ mod tests {
 
     fn update(queue: &str, to: &str, at: i64, diagnostic_len: usize) -> RcptUpdate {
         RcptUpdate {
+            host: None,
             message: MessageRef::Queue(queue.as_bytes().into()),
             hash: None,
             recipient: Recipient {

@@ -13,6 +13,7 @@ use crate::index::message::Retention;
 use crate::index::render::render;
 use crate::index::{Entry, Index};
 use crate::ingest::event::{MessageRef, RcptUpdate};
+use crate::ingest::hosts::HostId;
 use crate::ingest::queue_id::QueueId;
 use crate::ingest::state::{Corrupt, Decoder, Encoder};
 
@@ -43,23 +44,41 @@ fn put_record(enc: &mut Encoder, put: impl FnOnce(&mut Encoder)) {
     enc.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
+/// A queue id: its host's number (two octets), then its octets.
+fn put_queue(enc: &mut Encoder, q: &QueueId) {
+    enc.u16(q.host().0);
+    enc.bytes(q);
+}
+
+/// Reads what [`put_queue`] wrote; the host must be one of the `hosts` restored, or host 0 (this
+/// machine, which a tracker that read no file yet has not named).
+fn get_queue(dec: &mut Decoder<'_>, hosts: usize) -> Result<QueueId, Corrupt> {
+    let host = dec.u16()?;
+    if host != 0 && usize::from(host) >= hosts {
+        return Err(Corrupt(format!("queue id of host {host} of {hosts}")));
+    }
+    Ok(QueueId::from(dec.bytes()?).on_host(HostId(host)))
+}
+
 fn put_ref(enc: &mut Encoder, r: &MessageRef) {
     let (tag, bytes) = match r {
         MessageRef::Envid(b) => (0, &b[..]),
-        MessageRef::Queue(q) => (1, q.as_bytes()),
+        MessageRef::Queue(q) => {
+            enc.u8(1);
+            put_queue(enc, q);
+            return;
+        }
         MessageRef::MessageId(b) => (2, &b[..]),
     };
     enc.u8(tag);
     enc.bytes(bytes);
 }
 
-fn get_ref(dec: &mut Decoder<'_>) -> Result<MessageRef, Corrupt> {
-    let tag = dec.u8()?;
-    let bytes = dec.bytes()?;
-    match tag {
-        0 => Ok(MessageRef::Envid(bytes)),
-        1 => Ok(MessageRef::Queue(bytes.into())),
-        2 => Ok(MessageRef::MessageId(bytes)),
+fn get_ref(dec: &mut Decoder<'_>, hosts: usize) -> Result<MessageRef, Corrupt> {
+    match dec.u8()? {
+        0 => Ok(MessageRef::Envid(dec.bytes()?)),
+        1 => Ok(MessageRef::Queue(get_queue(dec, hosts)?)),
+        2 => Ok(MessageRef::MessageId(dec.bytes()?)),
         t => Err(Corrupt(format!("bad reference tag {t}"))),
     }
 }
@@ -168,6 +187,11 @@ impl Tracker {
     /// Writes the whole correlation state (for the state directory), with the finished
     /// messages only `index` keeps.
     pub fn encode(&self, enc: &mut Encoder, index: &Index) {
+        enc.count(self.hosts.len());
+        for (name, logs) in self.hosts.names() {
+            enc.bytes(name);
+            enc.u8(u8::from(logs));
+        }
         enc.i64(self.log_clock);
         enc.u64(self.orphans.dropped());
         enc.u64(self.dropped_queues);
@@ -205,24 +229,29 @@ impl Tracker {
             enc.i64(c.at);
             enc.u8(u8::from(c.settled));
         }
-        put_refs(
-            enc,
-            self.by_queue.iter().map(|(q, id)| (&**q, *id)),
-            &position,
-        );
+        let by_queue: Vec<_> = self
+            .by_queue
+            .iter()
+            .filter_map(|(q, id)| Some((q, *position.get(id)?)))
+            .collect();
+        enc.count(by_queue.len());
+        for (q, at) in by_queue {
+            put_queue(enc, q);
+            enc.u32(at);
+        }
         enc.count(self.queues.len());
         for (q, info) in &self.queues {
-            enc.bytes(q);
+            put_queue(enc, q);
             enc.opt_bytes(info.message_id.as_deref());
             enc.count(info.handoffs.len());
-            info.handoffs.iter().for_each(|h| enc.bytes(h));
+            info.handoffs.iter().for_each(|h| put_queue(enc, h));
             enc.u8(u8::from(info.notification) | u8::from(info.done) << 1);
             enc.i64(info.seen);
         }
         enc.count(self.queue_of_message_id.len());
         for (m, q) in &self.queue_of_message_id {
             enc.bytes(m);
-            enc.bytes(q);
+            put_queue(enc, q);
         }
         enc.count(self.orphans.len());
         for r in self.orphans.updates() {
@@ -249,6 +278,17 @@ impl Tracker {
         latest: i64,
     ) -> Result<Tracker, Corrupt> {
         let mut t = Tracker::new(reporting_mta, retention);
+        for _ in 0..dec.count()? {
+            let name = dec.bytes()?;
+            let logs = dec.u8()? != 0;
+            let before = t.hosts.len();
+            if t.hosts.intern(&name, logs).map(|h| usize::from(h.0)) != Some(before) {
+                return Err(Corrupt(
+                    "host table: a name twice, or beyond the bound".into(),
+                ));
+            }
+        }
+        let hosts = t.hosts.len();
         t.log_clock = dec.i64()?;
         if t.log_clock > latest {
             return Err(Corrupt(format!(
@@ -297,14 +337,19 @@ impl Tracker {
             };
             t.by_message_id.insert(m, claim);
         }
-        get_refs(dec, n, |k, id| {
-            t.by_queue.insert(k.into(), id);
-        })?;
         for _ in 0..dec.count()? {
-            let q = QueueId::from(dec.bytes()?);
+            let q = get_queue(dec, hosts)?;
+            let id = u64::from(dec.u32()?);
+            if id >= n {
+                return Err(Corrupt(format!("reference to message {id} of {n}")));
+            }
+            t.by_queue.insert(q, id);
+        }
+        for _ in 0..dec.count()? {
+            let q = get_queue(dec, hosts)?;
             let message_id = dec.opt_bytes()?;
             let handoffs = (0..dec.count()?)
-                .map(|_| dec.bytes().map(QueueId::from))
+                .map(|_| get_queue(dec, hosts))
                 .collect::<Result<_, _>>()?;
             let flags = dec.u8()?;
             let seen = dec.i64()?;
@@ -320,11 +365,11 @@ impl Tracker {
             );
         }
         for _ in 0..dec.count()? {
-            t.queue_of_message_id
-                .insert(dec.bytes()?, dec.bytes()?.into());
+            let m = dec.bytes()?;
+            t.queue_of_message_id.insert(m, get_queue(dec, hosts)?);
         }
         for _ in 0..dec.count()? {
-            let message = get_ref(dec)?;
+            let message = get_ref(dec, hosts)?;
             let hash = match dec.u8()? {
                 0 => None,
                 1 => Some(dec.hash()?),
@@ -340,6 +385,7 @@ impl Tracker {
             let recipient = get_recipient(dec)?;
             t.orphans.hold(RcptUpdate {
                 message,
+                host: None,
                 hash,
                 recipient,
                 keeps_original,

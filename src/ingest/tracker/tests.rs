@@ -9,7 +9,7 @@ use crate::index::message::{
     MAX_DECLARED_ORCPTS,
 };
 use crate::index::render::render;
-use crate::ingest::event::{Accept, MtaEvent, Orcpt};
+use crate::ingest::event::{Accept, MtaEvent, NextHop, Orcpt};
 use crate::ingest::state::{Decoder, Encoder};
 use crate::protocol::date::Timestamp;
 use crate::protocol::secret::sha1;
@@ -68,6 +68,7 @@ fn accept(envid: &str, queue: Option<&str>, msgid: Option<&str>, at: i64) -> Eve
         hash: sha1(envid.as_bytes()),
         timeout: None,
         queue: queue.map(|q| q.as_bytes().into()),
+        host: None,
         message_id: msgid.map(|m| m.as_bytes().into()),
         headers: Vec::new(),
     })
@@ -213,6 +214,7 @@ fn handed_off(queue: &str, new_queue: &str, to: &str, at: i64) -> Event {
         queue: qid(queue),
         new_queue: qid(new_queue),
         recipient,
+        hop: NextHop::new(b"127.0.0.1", b"127.0.0.1", Some(b"10025")),
     })
 }
 
@@ -458,6 +460,7 @@ fn envid_rcpt(envid: &str, to: &str, action: Action, at: i64) -> Event {
         unreachable!()
     };
     Event::Rcpt(RcptUpdate {
+        host: None,
         message: MessageRef::Envid(q(envid)),
         hash: None,
         recipient,
@@ -592,6 +595,7 @@ fn a_queue_id_only_native_lines_name_holds_a_finished_message_for_the_grace_peri
             unreachable!()
         };
         Event::Rcpt(RcptUpdate {
+            host: None,
             message: MessageRef::Queue(qid("N7")),
             hash: None,
             recipient,
@@ -832,6 +836,7 @@ fn a_fix_up_that_makes_two_recipients_one_keeps_the_newer_state() {
     tr.apply(accept("e1@x", Some("Q1"), None, 100));
     // A native line gave the ORCPT the gate declares later; the MTA's line came without.
     tr.apply(Event::Rcpt(RcptUpdate {
+        host: None,
         message: MessageRef::Envid(q("e1@x")),
         hash: None,
         keeps_original: true,
@@ -992,6 +997,7 @@ fn waiting_updates_get_the_declarations_and_keep_their_flag_across_a_snapshot() 
     let mut tr = tracker();
     tr.apply(mta_rcpt("Q1", "a@x", Action::Delivered, 101));
     tr.apply(Event::Rcpt(RcptUpdate {
+        host: None,
         message: MessageRef::Queue(qid("Q1")),
         hash: None,
         keeps_original: true,
