@@ -14,28 +14,6 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(path).expect("fixture")
 }
 
-/// The recipient blocks of an answer: the `Final-Recipient` .. `Status` lines of each.
-fn recipients(answer: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(answer);
-    text.split("\r\n\r\n")
-        .filter(|block| {
-            block.starts_with("Original-Recipient") || block.starts_with("Final-Recipient")
-        })
-        .map(|block| {
-            block
-                .lines()
-                .filter(|l| {
-                    l.starts_with("Final-Recipient")
-                        || l.starts_with("Action")
-                        || l.starts_with("Status")
-                        || l.starts_with("Remote-MTA")
-                })
-                .collect::<Vec<_>>()
-                .join(" | ")
-        })
-        .collect()
-}
-
 fn track(s: &Server, envid: &str, secret: &str) -> Vec<u8> {
     s.client()
         .roundtrip(&format!("TRACK <{envid}> {}", secret_b64(secret)))

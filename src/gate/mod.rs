@@ -45,6 +45,8 @@ pub struct GateShared {
     pub hostname: String,
     /// The MTA's SMTP listener.
     pub mta: SocketAddr,
+    /// The host name the MTA's log lines carry (`--mta-host`), for the native lines.
+    pub mta_host: Option<String>,
     /// Send the PROXY v2 header to the MTA.
     pub proxy_v2: bool,
     /// STARTTLS, when certificates were given.
@@ -111,6 +113,7 @@ pub fn start(settings: &GateSettings) -> Result<Running, String> {
     let shared = Arc::new(GateShared {
         hostname: settings.hostname.clone(),
         mta: settings.mta,
+        mta_host: settings.mta_host.clone(),
         proxy_v2: settings.proxy_v2,
         tls,
         queue_id_patterns: settings.queue_id_patterns.clone(),

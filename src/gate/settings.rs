@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::smtp::reply::QueueIdPattern;
 use crate::clock::parse_duration;
 use crate::config::{one_line, position, read_bounded, set, ConfigError, TlsPair};
+use crate::ingest::hosts::check_host_name;
 
 /// How the MTA learns the client's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,6 +57,11 @@ pub struct GateArgs {
     /// The gate's name in its own replies [default: this host's name].
     #[arg(long)]
     pub hostname: Option<String>,
+    /// The host name the MTA's log lines carry, written as `host=` on every native line so
+    /// that a cluster's `mtqpd serve` puts the queue id on that host [default: none: the
+    /// accept log's lines belong to the host whose log `serve` reads it as].
+    #[arg(long, value_name = "NAME")]
+    pub mta_host: Option<String>,
     /// A PEM certificate chain for STARTTLS (repeatable, each with a --tls-key); chosen by the
     /// client's SNI, the first when none fits.
     #[arg(long, value_name = "PEM")]
@@ -90,6 +96,7 @@ pub struct GateSettings {
     pub proxy_v2: bool,
     pub accept_log: PathBuf,
     pub hostname: String,
+    pub mta_host: Option<String>,
     pub tls: Vec<(PathBuf, PathBuf)>,
     pub threads: usize,
     pub max_sessions: usize,
@@ -127,6 +134,9 @@ impl GateSettings {
             return Err("--drain-timeout must be at most 10s".into());
         }
         let hostname = crate::settings::hostname_or_system(args.hostname.as_deref())?;
+        if let Some(h) = &args.mta_host {
+            check_host_name(h).map_err(|e| format!("--mta-host {e}"))?;
+        }
         let mut queue_id_patterns = QueueIdPattern::built_in();
         queue_id_patterns.extend(args.queue_id_pattern.iter().cloned());
         Ok(GateSettings {
@@ -135,6 +145,7 @@ impl GateSettings {
             proxy_v2: args.proxy_protocol == ProxyProtocol::V2,
             accept_log,
             hostname,
+            mta_host: args.mta_host.clone(),
             tls: args
                 .tls_cert
                 .iter()
@@ -170,6 +181,7 @@ struct GateTable {
     proxy_protocol: Option<String>,
     accept_log: Option<PathBuf>,
     hostname: Option<String>,
+    mta_host: Option<String>,
     tls: Option<Vec<TlsPair>>,
     threads: Option<usize>,
     max_sessions: Option<usize>,
@@ -237,6 +249,7 @@ pub fn merge_file(
         given("accept_log"),
     );
     set(&mut args.hostname, t.hostname.map(Some), given("hostname"));
+    set(&mut args.mta_host, t.mta_host.map(Some), given("mta_host"));
     if let Some(pairs) = t.tls.filter(|_| !given("tls_cert") && !given("tls_key")) {
         (args.tls_cert, args.tls_key) = pairs.into_iter().map(|p| (p.cert, p.key)).unzip();
     }
@@ -277,6 +290,7 @@ mod tests {
             proxy_protocol: Some(_),
             accept_log: Some(_),
             hostname: Some(_),
+            mta_host: Some(_),
             tls: Some(_),
             threads: Some(_),
             max_sessions: Some(_),

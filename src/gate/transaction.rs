@@ -59,11 +59,13 @@ impl Transaction {
         self.recipients.push(rcpt);
     }
 
-    /// The native lines of a tracked transaction the MTA queued as `queue`, each ending in LF.
+    /// The native lines of a tracked transaction the MTA (whose lines name it `host`, when
+    /// given) queued as `queue`, each ending in LF.
     pub fn native_lines(
         &self,
         tracking: &Tracking,
         queue: &[u8],
+        host: Option<&str>,
         client: IpAddr,
         at: &Timestamp,
     ) -> Vec<u8> {
@@ -78,6 +80,11 @@ impl Transaction {
         xtext::encode_append(encode(&tracking.hash).as_bytes(), &mut common);
         common.extend_from_slice(b" queue=");
         xtext::encode_append(queue, &mut common);
+        if let Some(h) = host {
+            // A host name (checked at start-up): nothing to encode.
+            common.extend_from_slice(b" host=");
+            common.extend_from_slice(h.as_bytes());
+        }
 
         let mut out = Vec::with_capacity(common.len() * (1 + self.recipients.len()) + 128);
         out.extend_from_slice(b"mtqp: event=accept");
@@ -119,6 +126,22 @@ mod tests {
     }
 
     #[test]
+    fn the_mta_s_host_names_the_queue_id_s_host() {
+        let t = Transaction::new(Some(Ok(tracking())));
+        let at = Timestamp::parse_rfc3339(b"2030-01-02T03:04:05Z").unwrap();
+        let ip = "192.0.2.7".parse().unwrap();
+        let lines = t.native_lines(&tracking(), b"4ZxY", Some("hub1"), ip, &at);
+        let first = lines.split(|&c| c == b'\n').next().unwrap();
+        match parse_text(first) {
+            Some(Ok(Some(Event::Accept(a)))) => {
+                assert_eq!(a.queue.as_deref(), Some(&b"4ZxY"[..]));
+                assert_eq!(a.host.as_deref(), Some(&b"hub1"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn the_lines_parse_as_native_lines() {
         let mut t = Transaction::new(Some(Ok(tracking())));
         t.add(Rcpt {
@@ -130,7 +153,13 @@ mod tests {
             orcpt: Some(b"rfc822;bad+zz".as_slice().into()),
         });
         let at = Timestamp::parse_rfc3339(b"2030-01-02T03:04:05Z").unwrap();
-        let lines = t.native_lines(&tracking(), b"4ZxY", "192.0.2.7".parse().unwrap(), &at);
+        let lines = t.native_lines(
+            &tracking(),
+            b"4ZxY",
+            None,
+            "192.0.2.7".parse().unwrap(),
+            &at,
+        );
         let text = String::from_utf8(lines.clone()).unwrap();
         let mtrk = xtext::encode(encode(&sha1(b"secret")).as_bytes());
         assert_eq!(
@@ -178,7 +207,7 @@ mod tests {
             orcpt: Some(b"rfc822;y@example.org queue=VICTIM".as_slice().into()),
         });
         let at = Timestamp::parse_rfc3339(b"2030-01-02T03:04:05Z").unwrap();
-        let lines = t.native_lines(&tracking(), b"Q1", "192.0.2.7".parse().unwrap(), &at);
+        let lines = t.native_lines(&tracking(), b"Q1", None, "192.0.2.7".parse().unwrap(), &at);
         let recipient = lines.split(|&c| c == b'\n').nth(1).unwrap();
         match parse_text(recipient) {
             // The ORCPT holding a space is not xtext: dropped, so the line declares nothing.
@@ -190,7 +219,7 @@ mod tests {
             address: forged.as_slice().into(),
             orcpt: Some(b"rfc822;y@example.org".as_slice().into()),
         });
-        let lines = t.native_lines(&tracking(), b"Q1", "192.0.2.7".parse().unwrap(), &at);
+        let lines = t.native_lines(&tracking(), b"Q1", None, "192.0.2.7".parse().unwrap(), &at);
         let recipient = lines.split(|&c| c == b'\n').nth(1).unwrap();
         match parse_text(recipient) {
             Some(Ok(Some(Event::Orcpt(o)))) => {

@@ -109,6 +109,28 @@ pub fn accept_line(time: &str, envid: &str, secret: &str, extra: &str) -> String
     .replace(" \n", "\n")
 }
 
+/// The recipient blocks of an answer: the `Final-Recipient` .. `Status` lines of each.
+pub fn recipients(answer: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(answer);
+    text.split("\r\n\r\n")
+        .filter(|block| {
+            block.starts_with("Original-Recipient") || block.starts_with("Final-Recipient")
+        })
+        .map(|block| {
+            block
+                .lines()
+                .filter(|l| {
+                    l.starts_with("Final-Recipient")
+                        || l.starts_with("Action")
+                        || l.starts_with("Status")
+                        || l.starts_with("Remote-MTA")
+                })
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .collect()
+}
+
 /// The running server.
 pub struct Server {
     child: Option<Child>,

@@ -171,7 +171,8 @@ impl Session {
             unix: crate::clock::unix_now(),
             offset_minutes: 0,
         };
-        let lines = tx.native_lines(tracking, queue, self.peer.ip(), &at);
+        let host = ctx.shared.mta_host.as_deref();
+        let lines = tx.native_lines(tracking, queue, host, self.peer.ip(), &at);
         let sent = ctx.shared.accept_log.send(Request {
             worker: ctx.worker,
             session: ctx.slot,
