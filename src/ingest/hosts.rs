@@ -214,7 +214,7 @@ impl Hosts {
     /// The host of the cluster that a message handed from `from` to the next hop `name`
     /// (`relay=`/`H=`), at `addr`:`port`, went to; None when it left the cluster.
     ///
-    /// In order: a `--cluster-host` address (with its port, when it names one); a host whose
+    /// In order: a `--cluster-host` address (with its port, when both name one); a host whose
     /// lines are read, by the hop's exact name; a loopback address with no `--cluster-host`
     /// entry is `from` itself (a content filter re-injecting, a second instance that logs as
     /// this host).
@@ -232,10 +232,10 @@ impl Hosts {
         port: Option<u16>,
     ) -> Option<HostId> {
         if let Some(addr) = addr {
-            let by_addr = self
-                .cluster
-                .iter()
-                .find(|(at, _)| at.addr == addr && (at.port.is_none() || at.port == port));
+            let by_addr = self.cluster.iter().find(|(at, _)| {
+                // sendmail logs no port: its hop is the host at that address.
+                at.addr == addr && (at.port.is_none() || port.is_none() || at.port == port)
+            });
             if let Some((_, id)) = by_addr {
                 return Some(*id);
             }

@@ -9,6 +9,9 @@
 //! action gives way to `class.0.0`, a diagnostic is the reply's text (bounded, never cut inside
 //! a UTF-8 sequence or an escape) and only for recipients still queued or failed.
 
+use std::sync::LazyLock;
+
+use crate::gate::smtp::reply::QueueIdPattern;
 use crate::index::message::{Action, Recipient};
 use crate::protocol::date::Timestamp;
 
@@ -77,6 +80,16 @@ pub fn capped(s: &[u8], max: usize) -> &[u8] {
         end -= 1;
     }
     &s[..end]
+}
+
+/// The forms in which a next hop's reply names the id it queued a message as: Postfix's
+/// `Ok: queued as X`, Exim's `OK id=X`, sendmail's `X Message accepted for delivery`.
+static QUEUE_ID_PATTERNS: LazyLock<Vec<QueueIdPattern>> = LazyLock::new(QueueIdPattern::built_in);
+
+/// The queue id a next hop's reply `text` (after its code and enhanced status) names, for a
+/// hand-off ([`crate::ingest::event::MtaEvent::HandedOff`]).
+pub fn next_hop_queue_id(text: &[u8]) -> Option<&[u8]> {
+    QUEUE_ID_PATTERNS.iter().find_map(|p| p.find(text))
 }
 
 /// One recipient's new state as the fields of an MTA line give it, before the shared rules.

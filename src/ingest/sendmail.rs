@@ -5,8 +5,8 @@
 //! ids with tracked messages, fill in retry deadlines or keep per-message state: the tracker
 //! does that. The only state kept between lines is the syslog clock's year.
 
-use super::event::{Event, LineParser, MtaEvent, Outcome};
-use super::mta::{status_class, RecipientFields};
+use super::event::{Event, LineParser, MtaEvent, NextHop, Outcome};
+use super::mta::{next_hop_queue_id, status_class, RecipientFields};
 use super::native::{self, NativeTags};
 use super::syslog::{parse_prefix, SyslogClock};
 use crate::index::message::Action;
@@ -375,13 +375,38 @@ fn to_line(queue: &[u8], rest: &[u8], time: Timestamp, emit: &mut dyn FnMut(Even
         Ok(r) => r,
         Err(reason) => return Outcome::Rejected(reason),
     };
+    // The next hop's reply names the id it queued the message as: a hand-off, which the
+    // tracker follows when the hop is a host of the cluster.
+    let next = stat
+        .strip_prefix(b"Sent (")
+        .and_then(|s| s.strip_suffix(b")"))
+        .filter(|_| action == Action::Relayed)
+        .and_then(next_hop_queue_id);
     for recipient in recipients {
-        emit(Event::Mta(MtaEvent::Recipient {
-            queue: queue.into(),
-            recipient,
-        }));
+        let event = match (next, relay) {
+            (Some(next), Some(r)) => MtaEvent::HandedOff {
+                queue: queue.into(),
+                new_queue: next.into(),
+                recipient,
+                hop: NextHop::new(relay_host(r), relay_address(r), None),
+            },
+            _ => MtaEvent::Recipient {
+                queue: queue.into(),
+                recipient,
+            },
+        };
+        emit(Event::Mta(event));
     }
     Outcome::Parsed
+}
+
+/// The address in `relay=HOST. [ADDR]` (or `relay=[ADDR]`), as written between the brackets.
+fn relay_address(relay: &[u8]) -> &[u8] {
+    relay
+        .split(|&b| b == b' ')
+        .filter_map(|w| w.strip_prefix(b"[")?.strip_suffix(b"]"))
+        .next_back()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -492,6 +517,41 @@ mod tests {
                 )
             )]
         );
+    }
+
+    #[test]
+    fn a_reply_naming_the_next_hop_s_queue_id_is_a_hand_off() {
+        for (stat, next) in [
+            ("Sent (Ok: queued as 4ZxY1k2Hq3z6)", "4ZxY1k2Hq3z6"),
+            (
+                "Sent (6B36ZJnG031684 Message accepted for delivery)",
+                "6B36ZJnG031684",
+            ),
+            (
+                "Sent (OK id=1smkL5-00000000e65-24eQ)",
+                "1smkL5-00000000e65-24eQ",
+            ),
+        ] {
+            let line = format!("Jul 19 13:28:36 hub1 sm-mta[11383]: m6JDSZoG011380: to=<a@cluster.example>, <b@cluster.example>, delay=00:00:01, mailer=esmtp, pri=120553, relay=hub2.example.com. [10.0.0.2], dsn=2.0.0, stat={stat}");
+            let (o, e) = parse(&line);
+            assert_eq!(o, Outcome::Parsed);
+            assert_eq!(e.len(), 2, "one hand-off a recipient: {e:?}");
+            for event in e {
+                let Event::Mta(MtaEvent::HandedOff {
+                    new_queue,
+                    hop,
+                    recipient,
+                    ..
+                }) = event
+                else {
+                    panic!("not a hand-off: {event:?}");
+                };
+                assert_eq!(new_queue.as_bytes(), next.as_bytes());
+                assert_eq!(&*hop.name, b"hub2.example.com");
+                assert_eq!(hop.addr, Some("10.0.0.2".parse().unwrap()));
+                assert_eq!(recipient.action, Action::Relayed);
+            }
+        }
     }
 
     #[test]

@@ -14,11 +14,12 @@ use std::borrow::Cow;
 
 use memchr::{memchr, memchr2_iter, memchr_iter, memmem};
 
-use super::event::{Event, LineParser, MtaEvent, Outcome};
-use super::mta::{RecipientFields, MAX_ADDRESS, MAX_HOST, MAX_MESSAGE_ID};
+use super::event::{Event, LineParser, MtaEvent, NextHop, Outcome};
+use super::mta::{next_hop_queue_id, RecipientFields, MAX_ADDRESS, MAX_HOST, MAX_MESSAGE_ID};
 use super::native::{self, NativeTags};
 use super::syslog::{parse_prefix, SyslogClock};
 use super::timezone::Zone;
+use crate::gate::smtp::reply;
 use crate::index::message::Action;
 use crate::protocol::date::Timestamp;
 
@@ -413,6 +414,8 @@ struct RcptLine<'a> {
     router: Option<&'a [u8]>,
     transport: Option<&'a [u8]>,
     host: Option<&'a [u8]>,
+    /// The `[ip]` or `[ip]:port` after `H=host`.
+    host_addr: Option<&'a [u8]>,
     confirmation: Option<&'a [u8]>,
     /// The text after the fields' `:` (failures and deferrals).
     message: Option<&'a [u8]>,
@@ -581,6 +584,8 @@ fn recipient_line(args: &[u8]) -> Result<RcptLine<'_>, &'static str> {
     {
         return Err("Exim address empty or longer than 512 bytes");
     }
+    // Whether the previous token was the first `H=`, which its `[ip]` follows.
+    let mut host_next = false;
     while !ended {
         let Some((tok, after)) = next_token(rest) else {
             break;
@@ -593,12 +598,16 @@ fn recipient_line(args: &[u8]) -> Result<RcptLine<'_>, &'static str> {
             Some(t) if !quoted => (t, true),
             _ => (tok, false),
         };
+        let after_host = std::mem::take(&mut host_next);
         if let Some(v) = field(tok, b"R") {
             o.router.get_or_insert(v);
         } else if let Some(v) = field(tok, b"T") {
             o.transport.get_or_insert(v);
         } else if let Some(v) = field(tok, b"H") {
+            host_next = o.host.is_none();
             o.host.get_or_insert(v);
+        } else if after_host && tok.starts_with(b"[") {
+            o.host_addr = Some(tok);
         } else if let Some(v) = field(tok, b"C") {
             o.confirmation.get_or_insert(v);
         }
@@ -730,7 +739,35 @@ fn delivery(queue: &[u8], time: Timestamp, args: &[u8], split: bool) -> Parsed {
     } else {
         Action::Relayed
     };
-    emit_recipient(queue, time, &o, action)
+    let event = emit_recipient(queue, time, &o, action)?;
+    // The next hop's confirmation names the id it queued the message as (`C="250 OK id=X"`,
+    // Postfix's `queued as X`, sendmail's `X Message accepted`): a hand-off, which the tracker
+    // follows when the hop is a host of the cluster.
+    let next = o
+        .confirmation
+        .filter(|_| !local)
+        .and_then(|c| next_hop_queue_id(reply::last_text(c)));
+    match (event, next, o.host) {
+        (Some(MtaEvent::Recipient { queue, recipient }), Some(next), Some(host)) => {
+            let (addr, port) = bracketed_address(o.host_addr.unwrap_or_default());
+            Ok(Some(MtaEvent::HandedOff {
+                queue,
+                new_queue: next.into(),
+                recipient,
+                hop: NextHop::new(host, addr, port),
+            }))
+        }
+        (event, _, _) => Ok(event),
+    }
+}
+
+/// `[ip]` or `[ip]:port` as (ip, port).
+fn bracketed_address(s: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let inner = s.strip_prefix(b"[").unwrap_or(s);
+    match memchr(b']', inner) {
+        Some(close) => (&inner[..close], inner[close + 1..].strip_prefix(b":")),
+        None => (inner, None),
+    }
 }
 
 /// `** ADDR … : MESSAGE` (failed) and `== ADDR … defer (N): MESSAGE` (delayed).

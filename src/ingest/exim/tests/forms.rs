@@ -147,6 +147,55 @@ fn syslog_split_pieces() {
 }
 
 #[test]
+fn a_confirmation_naming_the_next_hop_s_id_is_a_hand_off() {
+    let at = |rest: &str| format!("2021-07-17 23:20:49 1iGHiT-00007b-Na {rest}");
+    for (rest, next, addr, port) in [
+        (
+            r#"=> a@b.example R=dnslookup T=remote_smtp H=hub2.example.com [10.0.0.2] C="250 OK id=1smkL5-00000000e65-24eQ""#,
+            "1smkL5-00000000e65-24eQ",
+            "10.0.0.2",
+            None,
+        ),
+        (
+            r#"=> a@b.example R=smarthost T=remote_smtp H=hub2 [10.0.0.2]:2525 C="250 2.0.0 Ok: queued as 4ZxY1k2Hq3z6""#,
+            "4ZxY1k2Hq3z6",
+            "10.0.0.2",
+            Some(2525),
+        ),
+        (
+            r#"=> a@b.example R=smarthost T=remote_smtp H=hub2 [2001:db8::2] C="250 2.0.0 6B36ZJnG031684 Message accepted for delivery""#,
+            "6B36ZJnG031684",
+            "2001:db8::2",
+            None,
+        ),
+    ] {
+        let (outcome, events) = parse(&at(rest));
+        assert_eq!(outcome, Outcome::Parsed, "{rest}");
+        let [MtaEvent::HandedOff {
+            new_queue,
+            recipient,
+            hop,
+            ..
+        }] = &events[..]
+        else {
+            panic!("not a hand-off: {events:?}");
+        };
+        assert_eq!(new_queue, &qid(next));
+        assert_eq!(recipient.action, Relayed);
+        assert_eq!(hop.addr, Some(addr.parse().unwrap()), "{rest}");
+        assert_eq!(hop.port, port, "{rest}");
+    }
+    // A local delivery's confirmation (LMTP to a store) is not a hop.
+    let (_, events) = parse(&at(
+        r#"=> a@b.example R=r T=lmtp_store H=store [10.0.0.9] C="250 2.0.0 Ok: queued as 4ZxY1k2Hq3z6""#,
+    ));
+    assert!(
+        matches!(&events[..], [MtaEvent::Recipient { recipient, .. }] if recipient.action == Delivered),
+        "{events:?}"
+    );
+}
+
+#[test]
 fn delivery_forms() {
     let q = "1iGHiT-00007b-Na";
     let t = utc(1_626_564_049);
@@ -154,7 +203,7 @@ fn delivery_forms() {
     // Cutthrough is a delivery.
     assert_eq!(
         parse(&at(
-            r#">> a@b.example R=dnslookup T=remote_smtp H=mx.b.example [192.0.2.1]:25 C="250 2.0.0 OK id=1""#
+            r#">> a@b.example R=dnslookup T=remote_smtp H=mx.b.example [192.0.2.1]:25 C="250 2.0.0 OK""#
         )),
         expected(
             Want::Rcpt(
