@@ -68,6 +68,7 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
             local_host: crate::settings::system_hostname(),
             cluster_hosts: settings.cluster_hosts.clone(),
         },
+        Vec::new(),
         Arc::clone(&index),
     )
     .map_err(|e| format!("cannot start ingest thread: {e}"))?;

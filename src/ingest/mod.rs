@@ -11,6 +11,7 @@ mod idset;
 mod line_host;
 pub mod mta;
 pub mod native;
+mod pipeline;
 pub mod postfix;
 pub mod queue_id;
 pub mod sendmail;
@@ -21,7 +22,6 @@ pub mod tail;
 pub mod timezone;
 pub mod tracker;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,15 +29,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::clock::unix_now;
 use crate::index::message::Retention;
 use crate::index::Index;
-use event::{LineParser, Outcome};
+use event::LineParser;
 use hosts::HostId;
 use line_host::LineHost;
 use native::NativeTags;
+use pipeline::{Pipeline, RejectLog, Source, StreamSource, MAX_LOG_LINE};
 use tail::Follower;
 use tracker::Tracker;
 
@@ -250,88 +251,33 @@ pub fn check_sources(sources: &[LogSource]) -> Result<(), String> {
     Ok(())
 }
 
-/// Longest log line kept; longer ones are skipped and counted (Postfix itself caps at 2000).
-const MAX_LOG_LINE: usize = 64 * 1024;
-/// Bytes read from one file before the others get a turn.
-const READ_BUDGET: usize = 4 * 1024 * 1024;
 /// How often files are checked for new lines when all were at their end.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 /// How far ahead of the wall clock a line's time may be (clocks of hosts and zones drift).
 pub const MAX_AHEAD: i64 = 300;
-/// The reason a line dated further ahead is refused.
-const AHEAD: &str = "event time ahead of the clock";
-
 /// How often expired records are swept.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(60);
-/// Shortest gap between two log lines about the same kind of rejected input.
-const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Logs rejected lines once per reason per interval, with the count in between, so a flood of
-/// bad lines cannot flood the log.
-#[derive(Default)]
-struct RejectLog {
-    last: HashMap<&'static str, (Instant, u64)>,
-    /// Count only, log nothing (offline replays report the totals themselves).
-    quiet: bool,
-}
-
-impl RejectLog {
-    fn quiet() -> RejectLog {
-        RejectLog {
-            quiet: true,
-            ..RejectLog::default()
-        }
-    }
-
-    /// One line per reason with its total, for the shutdown report.
-    fn summary(&self) -> String {
-        let mut reasons: Vec<_> = self
-            .last
-            .iter()
-            .map(|(r, (_, n))| format!("{r}: {n}"))
-            .collect();
-        reasons.sort();
-        reasons.join("; ")
-    }
-
-    fn note(&mut self, path: &Path, reason: &'static str) {
-        let now = Instant::now();
-        let entry = self
-            .last
-            .entry(reason)
-            .or_insert((now - REJECT_LOG_INTERVAL, 0));
-        entry.1 += 1;
-        if !self.quiet && now.duration_since(entry.0) >= REJECT_LOG_INTERVAL {
-            eprintln!(
-                "mtqpd: ingest: {}: rejected line: {reason} ({} so far)",
-                path.display(),
-                entry.1
-            );
-            entry.0 = now;
-        }
-    }
-}
 
 /// Starts the ingest thread.
-pub fn spawn(config: IngestConfig, index: Arc<Index>) -> std::io::Result<Ingest> {
+/// `received`: the streams serve started (the syslog receiver); at [`Ingest::stop`] the thread
+/// applies what they still hand over until their threads are gone (their owner stops them
+/// first), then writes the snapshot.
+pub fn spawn(
+    config: IngestConfig,
+    received: Vec<Received>,
+    index: Arc<Index>,
+) -> std::io::Result<Ingest> {
     let stats = Arc::new(IngestStats::default());
     let (stop, stop_rx) = crossbeam_channel::bounded(1);
     let thread_stats = Arc::clone(&stats);
     let thread = std::thread::Builder::new()
         .name("mtqpd-ingest".into())
-        .spawn(move || run(config, &index, &thread_stats, &stop_rx))?;
+        .spawn(move || run(config, received, &index, &thread_stats, &stop_rx))?;
     Ok(Ingest {
         thread,
         stop,
         stats,
     })
-}
-
-/// One followed file, the parser of its format, and whose lines it holds.
-struct Source {
-    follower: Follower,
-    parser: Box<dyn LineParser + Send>,
-    host: LineHost,
 }
 
 /// A fresh parser for one file of `format`. In an MTA's log, native lines count only under the
@@ -420,6 +366,14 @@ fn line_host(
     }
 }
 
+/// A stream `mtqpd serve` started for ingest (the syslog receiver): its batches, whose lines
+/// are read by their program tags and put on the hosts they name.
+pub struct Received {
+    /// What the rejection log calls it.
+    pub name: String,
+    pub batches: Receiver<stream::Batch>,
+}
+
 /// The tracker and the files to follow, each from its saved position if there is one.
 fn open(config: &IngestConfig) -> (Tracker, Vec<Source>) {
     let (mut tracker, positions) = restore(config);
@@ -465,79 +419,6 @@ fn snapshot(dir: &Path, sources: &[Source], tracker: &Tracker, index: &Index) {
     }
 }
 
-/// The pipeline of one ingest: files, their parsers, the tracker and the counters.
-struct Pipeline<'a> {
-    sources: Vec<Source>,
-    tracker: Tracker,
-    index: &'a Index,
-    rejects: RejectLog,
-    stats: &'a IngestStats,
-}
-
-impl Pipeline<'_> {
-    /// Reads what is new in every file, a bounded amount each. True when some file has more.
-    fn round(&mut self) -> bool {
-        let mut more = false;
-        let (tracker, rejects, stats) = (&mut self.tracker, &mut self.rejects, self.stats);
-        let index = self.index;
-        // A line dated further ahead than this is refused: one such line would move the
-        // correlation clock, which ages every queue id, for ever.
-        let latest = unix_now().saturating_add(MAX_AHEAD);
-        for source in &mut self.sources {
-            let path = source.follower.path().to_path_buf();
-            let (parser, line_host) = (&mut source.parser, &mut source.host);
-            let mut on_line = |line: &[u8]| {
-                stats.lines.fetch_add(1, Ordering::Relaxed);
-                let mut refused = None;
-                let outcome = match line_host.of(line, tracker.hosts_mut()) {
-                    Ok(host) => parser.parse(line, &mut |event| {
-                        if event.time().is_some_and(|t| t > latest) {
-                            refused = Some(AHEAD);
-                        } else if let Err(why) = line_host::apply(event, host, tracker, index) {
-                            refused = Some(why);
-                        }
-                    }),
-                    Err(why) => Outcome::Rejected(why),
-                };
-                let outcome = match (outcome, refused) {
-                    (Outcome::Parsed, Some(why)) => Outcome::Rejected(why),
-                    (outcome, _) => outcome,
-                };
-                match outcome {
-                    Outcome::Parsed => stats.applied.fetch_add(1, Ordering::Relaxed),
-                    Outcome::Ignored => stats.ignored.fetch_add(1, Ordering::Relaxed),
-                    Outcome::Rejected(why) => {
-                        rejects.note(&path, why);
-                        stats.rejected.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            };
-            match source.follower.poll(READ_BUDGET, &mut on_line) {
-                Ok(p) => {
-                    stats.too_long.fetch_add(p.too_long, Ordering::Relaxed);
-                    stats.rotations.fetch_add(p.rotations, Ordering::Relaxed);
-                    stats
-                        .truncations
-                        .fetch_add(p.truncations, Ordering::Relaxed);
-                    // Once per line, so the summary's total is the counter's.
-                    for _ in 0..p.too_long {
-                        rejects.note(&path, "line longer than 64 KiB");
-                    }
-                }
-                Err(e) => {
-                    stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                    rejects.note(&path, "read error");
-                    if stats.read_errors.load(Ordering::Relaxed) == 1 {
-                        eprintln!("mtqpd: ingest: {}: {e}", path.display());
-                    }
-                }
-            }
-            more |= source.follower.has_more();
-        }
-        more
-    }
-}
-
 /// What an offline read of the logs found (see [`replay`]).
 pub struct Replay {
     pub tracker: Tracker,
@@ -557,6 +438,7 @@ pub fn replay(config: &IngestConfig, index: &Index) -> Replay {
     tracker.enable_audit();
     let mut p = Pipeline {
         sources,
+        streams: Vec::new(),
         tracker,
         index,
         rejects: RejectLog::quiet(),
@@ -575,11 +457,58 @@ pub fn replay(config: &IngestConfig, index: &Index) -> Replay {
     }
 }
 
-fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver<()>) {
-    let (tracker, sources) = open(&config);
+/// Waits up to `wait` for a batch from a stream (files are polled) or for `stop`; true when
+/// stopped.
+fn wait_for_input(p: &Pipeline<'_>, stop: Option<&Receiver<()>>, wait: Duration) -> bool {
+    let mut select = crossbeam_channel::Select::new();
+    let stop_at = stop.map(|s| select.recv(s));
+    for s in p.streams.iter().filter(|s| !s.finished) {
+        select.recv(&s.batches);
+    }
+    match select.ready_timeout(wait) {
+        Ok(i) if Some(i) == stop_at => stop.is_some_and(|s| {
+            matches!(
+                s.try_recv(),
+                Ok(()) | Err(crossbeam_channel::TryRecvError::Disconnected)
+            )
+        }),
+        _ => false,
+    }
+}
+
+fn run(
+    config: IngestConfig,
+    received: Vec<Received>,
+    index: &Index,
+    stats: &IngestStats,
+    stop: &Receiver<()>,
+) {
+    let (mut tracker, sources) = open(&config);
     index.reserve(tracker.restored_records());
+    let local = tracker
+        .hosts_mut()
+        .intern(config.local_host.as_bytes(), true)
+        .unwrap_or_default();
+    let streams = received
+        .into_iter()
+        .map(|r| StreamSource {
+            name: r.name,
+            batches: r.batches,
+            parser: Box::new(stream::TagRouter::new(
+                &config.log_zone,
+                config.native_tags.clone(),
+            )),
+            host: LineHost::each_line(
+                syslog::SyslogClock::new(config.log_zone.clone(), unix_now()),
+                local,
+            ),
+            cursor: None,
+            finished: false,
+        })
+        .collect();
     let mut p = Pipeline {
         sources,
+        streams,
         tracker,
         index,
         rejects: RejectLog::default(),
@@ -618,11 +547,18 @@ fn run(config: IngestConfig, index: &Index, stats: &IngestStats, stop: &Receiver
             }
         }
         let wait = if more { Duration::ZERO } else { IDLE_POLL };
-        match stop.recv_timeout(wait) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        if wait_for_input(&p, Some(stop), wait) {
+            break;
         }
     }
+    // What the streams still hand over (a receiver drains its sockets when stopped) goes in
+    // before the snapshot.
+    while !p.streams_finished() {
+        if !p.round() {
+            wait_for_input(&p, None, IDLE_POLL);
+        }
+    }
+    p.tracker.publish(index, unix_now());
     if let Some(dir) = &config.state_dir {
         snapshot(dir, &p.sources, &p.tracker, index);
     }

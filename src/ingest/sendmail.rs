@@ -44,6 +44,11 @@ const NOTIFY_MARKERS: [&[u8]; 4] = [
     b"sender notify:",
 ];
 
+/// A program tag sendmail logs under.
+pub fn is_sendmail_program(program: &[u8]) -> bool {
+    PROGRAMS.contains(&program)
+}
+
 /// Parses sendmail lines from a syslog file, and the native lines of allowed program tags.
 #[derive(Debug, Clone)]
 pub struct SendmailParser {
@@ -67,7 +72,7 @@ impl LineParser for SendmailParser {
         if let Some(parsed) = native::from_syslog(&prefix, &self.native_tags) {
             return native::outcome(parsed, emit);
         }
-        if !PROGRAMS.contains(&prefix.program) {
+        if !is_sendmail_program(prefix.program) {
             return Outcome::Ignored;
         }
         parse_text(prefix.text, prefix.time, emit)

@@ -7,6 +7,15 @@
 //! or an RFC 3164 / RFC 3339 line with its `<PRI>` removed. Which MTA's parser reads it is
 //! chosen by its program tag, on the ingest thread.
 
+use super::event::{Event, LineParser, Outcome};
+use super::exim::{self, EximParser};
+use super::native::{NativeParser, NativeTags};
+use super::postfix::PostfixParser;
+use super::sendmail::{self, SendmailParser};
+use super::syslog::{parse_prefix, SyslogClock};
+use super::timezone::Zone;
+use crate::clock::unix_now;
+
 /// Most octets of lines one batch carries (a source sends a batch when it is this full or has
 /// nothing more to read).
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
@@ -50,6 +59,56 @@ impl Batch {
     /// True once the batch should be sent.
     pub fn is_full(&self) -> bool {
         self.bytes.len() >= MAX_BATCH_BYTES
+    }
+}
+
+/// The parser of a stream of many programs' lines (the syslog receiver): each line goes to
+/// the parser of its program tag — every `syslog_name` of a Postfix instance (`postfix/smtpd`,
+/// `postfix-hub2/qmgr`, `postfix/submission/smtpd`), Exim's (`exim`, `exim4`), sendmail's
+/// (`sendmail`, `sm-mta`, …) — and native lines only under the allowed tags. Other programs'
+/// lines are ignored.
+pub struct TagRouter {
+    clock: SyslogClock,
+    postfix: PostfixParser,
+    exim: EximParser,
+    sendmail: SendmailParser,
+    native: NativeParser,
+    native_tags: NativeTags,
+}
+
+impl TagRouter {
+    /// A router whose parsers read classic timestamps in `zone`.
+    pub fn new(zone: &Zone, native_tags: NativeTags) -> TagRouter {
+        let clock = || SyslogClock::new(zone.clone(), unix_now());
+        TagRouter {
+            clock: clock(),
+            postfix: PostfixParser::new(clock(), native_tags.clone()),
+            exim: EximParser::new(zone.clone(), clock(), native_tags.clone()),
+            sendmail: SendmailParser::new(clock(), native_tags.clone()),
+            native: NativeParser::new(clock()),
+            native_tags,
+        }
+    }
+}
+
+impl LineParser for TagRouter {
+    fn parse(&mut self, line: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome {
+        let Some(prefix) = parse_prefix(line, &mut self.clock) else {
+            return Outcome::Rejected("no syslog prefix");
+        };
+        let program = prefix.program;
+        let parser: &mut dyn LineParser = if self.native_tags.allows(program) {
+            &mut self.native
+        } else if program.starts_with(b"postfix") {
+            &mut self.postfix
+        } else if exim::is_exim_program(program) {
+            &mut self.exim
+        } else if sendmail::is_sendmail_program(program) {
+            &mut self.sendmail
+        } else {
+            return Outcome::Ignored;
+        };
+        parser.parse(line, emit)
     }
 }
 

@@ -227,7 +227,7 @@ fn skip_pid(s: &[u8]) -> Result<&[u8], &'static str> {
 }
 
 /// A program name Exim logs to syslog under (`exim`, Debian's `exim4`, …).
-fn is_exim_program(p: &[u8]) -> bool {
+pub fn is_exim_program(p: &[u8]) -> bool {
     p.len() >= 4 && p[..4].eq_ignore_ascii_case(b"exim")
 }
 
