@@ -116,6 +116,46 @@ impl LineParser for TagRouter {
 mod tests {
     use super::*;
 
+    fn route(router: &mut TagRouter, line: &str) -> (Outcome, Vec<Event>) {
+        let mut events = Vec::new();
+        let outcome = router.parse(line.as_bytes(), &mut |e| events.push(e));
+        (outcome, events)
+    }
+
+    #[test]
+    fn each_line_goes_to_the_parser_of_its_program() {
+        let mut r = TagRouter::new(&Zone::utc(), NativeTags::new(&["mtqp"]));
+        let t = "2026-12-03T08:00:00+00:00";
+        for line in [
+            format!("{t} hub1 postfix/qmgr[2]: 4AB1C2: removed"),
+            format!("{t} hub2 postfix-hub2/qmgr[2]: 4AB1C2: removed"),
+            format!("{t} hub2 postfix/submission/smtpd[2]: 4AB1C2: client=a[192.0.2.1]"),
+            format!("{t} hub3 exim4[7]: 1iGHiT-00007b-Na Completed"),
+            format!("{t} hub4 sm-mta[9]: 6B36ZJnG031684: from=<a@b>, size=1, class=0, nrcpts=1, msgid=<x@y>, relay=c [192.0.2.1]"),
+        ] {
+            let (outcome, events) = route(&mut r, &line);
+            assert_eq!(outcome, Outcome::Parsed, "{line}");
+            assert!(matches!(&events[..], [Event::Mta(_)]), "{line}: {events:?}");
+        }
+        // Native lines only under an allowed tag; other programs are not ours.
+        let native =
+            "mtqp: event=accept time=2026-12-03T08:00:00Z envid=e mtrk=AAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let (outcome, events) = route(&mut r, &format!("{t} hub1 mtqp[3]: {native}"));
+        assert_eq!((outcome, events.len()), (Outcome::Parsed, 1));
+        for tag in ["postfix/smtpd", "dovecot", "amavis"] {
+            let (_, events) = route(&mut r, &format!("{t} hub1 {tag}[3]: {native}"));
+            assert!(events.is_empty(), "{tag}");
+        }
+        assert_eq!(
+            route(&mut r, &format!("{t} hub1 dovecot[3]: imap-login: Login")).0,
+            Outcome::Ignored
+        );
+        assert_eq!(
+            route(&mut r, "no prefix at all").0,
+            Outcome::Rejected("no syslog prefix")
+        );
+    }
+
     #[test]
     fn lines_come_back_as_pushed() {
         let mut b = Batch::default();
