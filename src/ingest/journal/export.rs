@@ -410,3 +410,465 @@ fn is_pid(s: &[u8]) -> bool {
 fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| b > b' ' && b != 0x7f)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::syslog::{parse_prefix, SyslogClock};
+    use crate::ingest::timezone::Zone;
+
+    /// The recording of a real journald (tests/data/journal/record.sh).
+    const RECORDED: &[u8] = include_bytes!("../../../tests/data/journal/postfix-debian-ci.export");
+
+    /// Every entry of `data` fed in one piece: (cursor, line or why not).
+    fn parse(pieces: &[&[u8]]) -> Vec<(Option<String>, Result<Vec<u8>, Skip>)> {
+        let mut parser = Parser::new();
+        let mut got = Vec::new();
+        for piece in pieces {
+            parser.feed(piece, &mut |e| {
+                got.push((e.cursor.map(str::to_owned), e.line.map(<[u8]>::to_vec)))
+            });
+        }
+        got
+    }
+
+    fn lines(data: &[u8]) -> Vec<Result<String, Skip>> {
+        parse(&[data])
+            .into_iter()
+            .map(|(_, l)| l.map(|l| String::from_utf8(l).unwrap()))
+            .collect()
+    }
+
+    /// A text field.
+    fn text(name: &str, value: &str) -> Vec<u8> {
+        format!("{name}={value}\n").into_bytes()
+    }
+
+    /// A binary field.
+    fn binary(name: &str, value: &[u8]) -> Vec<u8> {
+        let mut v = format!("{name}\n").into_bytes();
+        v.extend_from_slice(&(value.len() as u64).to_le_bytes());
+        v.extend_from_slice(value);
+        v.push(b'\n');
+        v
+    }
+
+    /// An entry of the given fields, after a cursor and a time, with its empty line.
+    fn entry(n: u32, fields: &[Vec<u8>]) -> Vec<u8> {
+        let mut v = text("__CURSOR", &format!("s=abc;i={n:x};b=def;m=1;t=2;x=3"));
+        v.extend(text("__REALTIME_TIMESTAMP", "1796287857798467"));
+        v.extend(text("__MONOTONIC_TIMESTAMP", "50571426794"));
+        for f in fields {
+            v.extend_from_slice(f);
+        }
+        v.push(b'\n');
+        v
+    }
+
+    fn postfix(n: u32, message: &str) -> Vec<u8> {
+        entry(
+            n,
+            &[
+                text("_HOSTNAME", "mx1"),
+                text("SYSLOG_IDENTIFIER", "postfix/qmgr"),
+                text("SYSLOG_PID", "18719"),
+                text("_PID", "3401"),
+                text("MESSAGE", message),
+            ],
+        )
+    }
+
+    #[test]
+    fn an_entry_becomes_a_line_that_parse_prefix_reads() {
+        let got = parse(&[&postfix(1, "3D74ADB7400B: removed")]);
+        assert_eq!(got.len(), 1);
+        let (cursor, line) = &got[0];
+        assert_eq!(cursor.as_deref(), Some("s=abc;i=1;b=def;m=1;t=2;x=3"));
+        let line = line.as_ref().unwrap();
+        assert_eq!(
+            std::str::from_utf8(line).unwrap(),
+            "2026-12-03T08:50:57.798467+00:00 mx1 postfix/qmgr[18719]: 3D74ADB7400B: removed"
+        );
+        let mut clock = SyslogClock::new(Zone::utc(), 0);
+        let p = parse_prefix(line, &mut clock).unwrap();
+        assert_eq!(p.time.unix, 1_796_287_857);
+        assert_eq!(p.time.offset_minutes, 0);
+        assert_eq!(
+            (p.host, p.program, p.pid, p.text),
+            (
+                &b"mx1"[..],
+                &b"postfix/qmgr"[..],
+                Some(18719),
+                &b"3D74ADB7400B: removed"[..]
+            )
+        );
+    }
+
+    #[test]
+    fn the_recording_of_a_real_journald() {
+        let got = parse(&[RECORDED]);
+        assert_eq!(got.len(), 29);
+        assert!(
+            got.iter().all(|(c, _)| c.is_some()),
+            "every entry has a cursor"
+        );
+        let log = include_str!("../../../tests/data/real-logs/postfix-debian-ci.log");
+        let mut clock = SyslogClock::new(Zone::utc(), 0);
+        // The Postfix lines, in order: tag, pid and text as Postfix logged them.
+        for ((_, line), want) in got.iter().zip(log.lines()) {
+            let line = line.as_ref().unwrap();
+            let want = want.as_bytes();
+            let want = parse_prefix(want, &mut SyslogClock::new(Zone::utc(), 0)).unwrap();
+            let p = parse_prefix(line, &mut clock).unwrap();
+            assert_eq!(
+                (p.program, p.pid, p.text),
+                (want.program, want.pid, want.text)
+            );
+            assert_eq!(p.host, b"vm");
+        }
+        let rest: Vec<_> = got[25..]
+            .iter()
+            .map(|(_, l)| l.as_ref().map(|l| String::from_utf8_lossy(l).into_owned()))
+            .collect();
+        // A binary MESSAGE: its first line; a control character stays.
+        assert!(rest[0]
+            .as_ref()
+            .unwrap()
+            .ends_with(" vm postfix/pickup[4242]: first line"));
+        assert!(rest[1]
+            .as_ref()
+            .unwrap()
+            .ends_with(" vm postfix/pickup[4242]: bell \x07 in it"));
+        // From stdout: journald's _PID.
+        let stdout = rest[2].as_ref().unwrap();
+        assert!(stdout.contains(" vm postfix/postfix-script["), "{stdout}");
+        assert!(stdout.ends_with("]: starting the Postfix mail system"));
+        assert_eq!(got[28].1, Err(Skip::NoMessage));
+    }
+
+    #[test]
+    fn every_cut_of_the_stream_gives_the_same_entries() {
+        // The first two entries and the last four (binary fields, stdout, no MESSAGE) of the
+        // recording: every cut of all of it takes too long unoptimised.
+        let starts: Vec<usize> = memchr::memmem::find_iter(RECORDED, b"\n\n__CURSOR=")
+            .map(|n| n + 2)
+            .collect();
+        let mut stream = RECORDED[..starts[1]].to_vec();
+        stream.extend_from_slice(&RECORDED[starts[starts.len() - 4]..]);
+        stream.extend(postfix(7, "x"));
+        assert_eq!(parse(&[&stream]).len(), 7);
+        let whole = parse(&[&stream]);
+        for cut in 0..=stream.len() {
+            let (a, b) = stream.split_at(cut);
+            assert_eq!(parse(&[a, b]), whole, "cut at {cut}");
+        }
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(parse(&bytes), whole);
+        let threes: Vec<&[u8]> = stream.chunks(3).collect();
+        assert_eq!(parse(&threes), whole);
+    }
+
+    #[test]
+    fn binary_fields_anywhere() {
+        let data = entry(
+            1,
+            &[
+                binary("_HOSTNAME", b"mx1"),
+                binary("SYSLOG_IDENTIFIER", b"postfix/smtp"),
+                binary("EMPTY", b""),
+                binary("OTHER", b"\n\n\x00binary\n\n"),
+                binary("SYSLOG_PID", b"12"),
+                binary("MESSAGE", b"A1: to=<a@b>, status=sent\nsecond\n"),
+            ],
+        );
+        assert_eq!(
+            lines(&data),
+            [Ok(
+                "2026-12-03T08:50:57.798467+00:00 mx1 postfix/smtp[12]: A1: to=<a@b>, status=sent"
+                    .to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn missing_and_unusable_fields_are_skipped_with_their_reason() {
+        let base = |extra: Vec<Vec<u8>>| {
+            let mut f = vec![
+                text("_HOSTNAME", "mx1"),
+                text("SYSLOG_IDENTIFIER", "postfix/smtpd"),
+            ];
+            f.extend(extra);
+            f
+        };
+        let cases: Vec<(Vec<u8>, Result<&str, Skip>)> = vec![
+            (entry(1, &base(vec![])), Err(Skip::NoMessage)),
+            (
+                entry(1, &[text("SYSLOG_IDENTIFIER", "x"), text("MESSAGE", "m")]),
+                Err(Skip::BadHost),
+            ),
+            (
+                entry(
+                    1,
+                    &[
+                        binary("_HOSTNAME", b"a b"),
+                        text("SYSLOG_IDENTIFIER", "x"),
+                        text("MESSAGE", "m"),
+                    ],
+                ),
+                Err(Skip::BadHost),
+            ),
+            (
+                entry(1, &[text("_HOSTNAME", "h"), text("MESSAGE", "m")]),
+                Err(Skip::BadIdentifier),
+            ),
+            (
+                entry(
+                    1,
+                    &[
+                        text("_HOSTNAME", "h"),
+                        text("SYSLOG_IDENTIFIER", "a:b"),
+                        text("MESSAGE", "m"),
+                    ],
+                ),
+                Err(Skip::BadIdentifier),
+            ),
+            (
+                entry(
+                    1,
+                    &[
+                        text("_HOSTNAME", "h"),
+                        text("SYSLOG_IDENTIFIER", "a[1]"),
+                        text("MESSAGE", "m"),
+                    ],
+                ),
+                Err(Skip::BadIdentifier),
+            ),
+            // journalctl's own fallback for the identifier: the command name.
+            (
+                entry(
+                    1,
+                    &[
+                        text("_HOSTNAME", "h"),
+                        text("_COMM", "master"),
+                        text("_PID", "9"),
+                        text("MESSAGE", "m"),
+                    ],
+                ),
+                Ok("h master[9]: m"),
+            ),
+            // A SYSLOG_PID that is no number gives way to _PID; no pid at all: no brackets.
+            (
+                entry(
+                    1,
+                    &base(vec![
+                        text("SYSLOG_PID", "x1"),
+                        text("_PID", "77"),
+                        text("MESSAGE", "m"),
+                    ]),
+                ),
+                Ok("mx1 postfix/smtpd[77]: m"),
+            ),
+            (
+                entry(
+                    1,
+                    &base(vec![text("SYSLOG_PID", "1234567890"), text("MESSAGE", "m")]),
+                ),
+                Ok("mx1 postfix/smtpd: m"),
+            ),
+            (
+                entry(1, &base(vec![text("MESSAGE", "")])),
+                Ok("mx1 postfix/smtpd: "),
+            ),
+            // The first of a repeated field counts.
+            (
+                entry(
+                    1,
+                    &base(vec![text("MESSAGE", "one"), text("MESSAGE", "two")]),
+                ),
+                Ok("mx1 postfix/smtpd: one"),
+            ),
+        ];
+        for (data, want) in cases {
+            let got = lines(&data);
+            assert_eq!(got.len(), 1);
+            match (&got[0], want) {
+                (Ok(line), Ok(want)) => {
+                    let after_time = line.split_once(' ').unwrap().1;
+                    assert_eq!(after_time, want, "{line}");
+                }
+                (got, want) => {
+                    assert_eq!(got.as_ref().map(|_| ()).map_err(|e| *e), want.map(|_| ()))
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn times_the_line_cannot_carry() {
+        for (stamp, want) in [
+            ("0", Ok("1970-01-01T00:00:00.000000+00:00")),
+            ("253402300799999999", Ok("9999-12-31T23:59:59.999999+00:00")),
+            ("253402300800000000", Err(Skip::NoTime)),
+            ("18446744073709551616", Err(Skip::NoTime)),
+            ("-1", Err(Skip::NoTime)),
+            ("", Err(Skip::NoTime)),
+            ("12a", Err(Skip::NoTime)),
+        ] {
+            let mut data = text("__CURSOR", "c");
+            data.extend(text("__REALTIME_TIMESTAMP", stamp));
+            data.extend(text("_HOSTNAME", "h"));
+            data.extend(text("SYSLOG_IDENTIFIER", "p"));
+            data.extend(text("MESSAGE", "m"));
+            data.push(b'\n');
+            let got = lines(&data);
+            assert_eq!(
+                got[0].as_ref().map(|l| &l[..32]).map_err(|e| *e),
+                want,
+                "{stamp}"
+            );
+        }
+        let mut data = text("__CURSOR", "c");
+        data.extend(text("_HOSTNAME", "h"));
+        data.extend(text("MESSAGE", "m"));
+        data.push(b'\n');
+        assert_eq!(lines(&data), [Err(Skip::NoTime)]);
+    }
+
+    #[test]
+    fn oversize_values_are_passed_over_unbuffered() {
+        let big = "x".repeat(MAX_LINE + 1);
+        let mut data = postfix(1, &big);
+        data.extend(entry(2, &[binary("MESSAGE", big.as_bytes())]));
+        // A field we do not keep may be any size: it is not buffered.
+        data.extend(entry(
+            3,
+            &[
+                text("OTHER", &big),
+                binary("OTHER2", big.as_bytes()),
+                text("_HOSTNAME", "h"),
+                text("SYSLOG_IDENTIFIER", "p"),
+                text("MESSAGE", "ok"),
+            ],
+        ));
+        // A host name over its bound.
+        data.extend(entry(
+            4,
+            &[
+                text("_HOSTNAME", &big[..MAX_FIELD + 1]),
+                text("SYSLOG_IDENTIFIER", "p"),
+                text("MESSAGE", "m"),
+            ],
+        ));
+        // A MESSAGE that fits but whose line does not.
+        data.extend(postfix(5, &big[..MAX_LINE - 10]));
+        let mut parser = Parser::new();
+        let mut got = Vec::new();
+        for piece in data.chunks(1000) {
+            parser.feed(piece, &mut |e| {
+                got.push((e.cursor.map(str::to_owned), e.line.map(|l| l.len())))
+            });
+            assert!(parser.fields.values.iter().all(|v| v.len() <= MAX_LINE));
+            assert!(parser.line.len() <= MAX_LINE && parser.name.len() <= MAX_NAME);
+        }
+        let reasons: Vec<_> = got.iter().map(|(_, l)| l.map(|_| ())).collect();
+        assert_eq!(
+            reasons,
+            [
+                Err(Skip::TooLong),
+                Err(Skip::TooLong),
+                Ok(()),
+                Err(Skip::BadHost),
+                Err(Skip::TooLong)
+            ]
+        );
+        // Skipped entries still move the cursor on.
+        assert_eq!(got[4].0.as_deref(), Some("s=abc;i=5;b=def;m=1;t=2;x=3"));
+
+        // A binary length of 2^64 - 1 is not believed either: nothing is reserved for it.
+        let mut parser = Parser::new();
+        let mut data = text("__CURSOR", "c");
+        data.extend(b"MESSAGE\n");
+        data.extend(u64::MAX.to_le_bytes());
+        data.extend(vec![b'y'; 1 << 20]);
+        parser.feed(&data, &mut |_| panic!("no entry ends"));
+        assert!(parser
+            .fields
+            .values
+            .iter()
+            .all(|v| v.capacity() <= MAX_FIELD));
+    }
+
+    #[test]
+    fn garbage_spoils_only_its_entry() {
+        let mut data = b"this is not a field\n\n".to_vec();
+        data.extend(postfix(1, "kept"));
+        data.extend(b"lower=case\n__CURSOR=c2\nMESSAGE=m\n\n");
+        data.extend(b"=no name\n\n");
+        // A binary value not followed by its newline.
+        let mut bad = binary("MESSAGE", b"abc");
+        bad.pop();
+        bad.extend(b"X\n");
+        data.extend(entry(3, &[bad]));
+        data.extend(postfix(4, "kept too"));
+        // Empty lines between entries are no entries.
+        data.extend(b"\n\n\n");
+        let got = parse(&[&data]);
+        let reasons: Vec<_> = got
+            .iter()
+            .map(|(_, l)| l.as_ref().map(|_| ()).map_err(|e| *e))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                Err(Skip::Malformed),
+                Ok(()),
+                Err(Skip::Malformed),
+                Err(Skip::Malformed),
+                Err(Skip::Malformed),
+                Ok(())
+            ]
+        );
+        // An entry without a cursor cannot be resumed after: it gives none, and no line.
+        assert_eq!(got[0].0, None);
+        let data = b"_HOSTNAME=h\nSYSLOG_IDENTIFIER=p\n__REALTIME_TIMESTAMP=1\nMESSAGE=m\n\n";
+        assert_eq!(parse(&[data]), [(None, Err(Skip::Malformed))]);
+        // A cursor journalctl could not be given back.
+        let data = b"__CURSOR=a b\n_HOSTNAME=h\nSYSLOG_IDENTIFIER=p\n__REALTIME_TIMESTAMP=1\nMESSAGE=m\n\n";
+        assert_eq!(parse(&[data]), [(None, Err(Skip::Malformed))]);
+    }
+
+    #[test]
+    fn random_input_never_panics_and_stays_bounded() {
+        let mut rng = fastrand::Rng::with_seed(15);
+        let pieces: Vec<Vec<u8>> = vec![
+            postfix(1, "m"),
+            binary("MESSAGE", b"a\nb"),
+            b"MESSAGE\n".to_vec(),
+            b"\n".to_vec(),
+            b"=".to_vec(),
+            u64::MAX.to_le_bytes().to_vec(),
+            5u64.to_le_bytes().to_vec(),
+            b"__CURSOR=".to_vec(),
+        ];
+        for _ in 0..2000 {
+            let mut data = Vec::new();
+            for _ in 0..rng.usize(1..20) {
+                if rng.bool() {
+                    data.extend_from_slice(&pieces[rng.usize(..pieces.len())]);
+                } else {
+                    data.extend((0..rng.usize(0..40)).map(|_| rng.u8(..)));
+                }
+            }
+            let mut parser = Parser::new();
+            for piece in data.chunks(rng.usize(1..64)) {
+                parser.feed(piece, &mut |e| {
+                    if let Ok(line) = e.line {
+                        assert!(line.len() <= MAX_LINE);
+                        assert!(e.cursor.is_some());
+                    }
+                });
+            }
+            assert!(parser.fields.values.iter().all(|v| v.len() <= MAX_LINE));
+        }
+    }
+}
