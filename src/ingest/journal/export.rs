@@ -420,8 +420,11 @@ mod tests {
     /// The recording of a real journald (tests/data/journal/record.sh).
     const RECORDED: &[u8] = include_bytes!("../../../tests/data/journal/postfix-debian-ci.export");
 
-    /// Every entry of `data` fed in one piece: (cursor, line or why not).
-    fn parse(pieces: &[&[u8]]) -> Vec<(Option<String>, Result<Vec<u8>, Skip>)> {
+    /// An entry as the tests keep it: its cursor, and its line or why it gave none.
+    type Owned = (Option<String>, Result<Vec<u8>, Skip>);
+
+    /// Every entry of the stream, fed in these pieces.
+    fn parse(pieces: &[&[u8]]) -> Vec<Owned> {
         let mut parser = Parser::new();
         let mut got = Vec::new();
         for piece in pieces {
