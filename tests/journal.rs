@@ -69,9 +69,8 @@ fn start_with(
 ) -> (Journal, Receiver<Batch>) {
     let (tx, rx) = bounded(capacity);
     let config = JournalConfig {
-        unit: unit.map(str::to_owned),
-        after_cursor: after.map(str::to_owned),
         journalctl: program.to_owned(),
+        ..JournalConfig::new(unit.map(str::to_owned), after.map(str::to_owned))
     };
     (journal::spawn(config, tx).unwrap(), rx)
 }
@@ -311,6 +310,9 @@ fn check_refuses_a_journal_the_user_cannot_read() {
     );
     let e = journal::check(&own_only).unwrap_err();
     assert!(e.contains("only this user's") && e.contains("adm"), "{e}");
+    let no_journald = script("none", "echo 'No journal files were found.' >&2");
+    let e = journal::check(&no_journald).unwrap_err();
+    assert!(e.contains("systemd-journald running"), "{e}");
     journal::check(&script("fine", "echo '-- No entries --'")).unwrap();
 }
 

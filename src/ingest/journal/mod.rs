@@ -16,6 +16,7 @@ pub mod export;
 
 use std::fmt;
 use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -200,6 +201,12 @@ pub fn check(journalctl: &Path) -> Result<(), String> {
             journalctl.display()
         ));
     }
+    if stderr.contains("No journal files were found") {
+        return Err(format!(
+            "{} finds no journal files: is systemd-journald running?",
+            journalctl.display()
+        ));
+    }
     Ok(())
 }
 
@@ -292,7 +299,10 @@ fn run_once(config: &JournalConfig, shared: &Mutex<Shared>, sink: &mut Sink<'_>)
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // Its own process group: a Ctrl-C at the terminal is mtqpd's to handle (it then stops
+        // journalctl itself), not a failure of journalctl to report and restart.
+        .process_group(0);
 
     let (stdout, stderr) = {
         let mut guard = lock(shared);
