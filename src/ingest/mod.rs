@@ -8,6 +8,7 @@ pub mod event;
 pub mod exim;
 pub mod hosts;
 mod idset;
+pub mod journal;
 mod line_host;
 pub mod mta;
 pub mod native;

@@ -26,7 +26,8 @@ const MAGIC: &[u8; 8] = b"MTQPDST\x01";
 /// 3: a Message-ID of an accept line keeps its time and whether it tied a queue id.
 /// 4: a message keeps the ORCPTs the SMTP gate declared; a waiting update, whether it keeps
 ///    the ORCPT its native line gave.
-/// 5: the hosts of the cluster, and every queue id with the number of its host.
+/// 5: the hosts of the cluster, and every queue id with the number of its host; after the
+///    files' positions, the journal sources' cursors.
 const VERSION: u32 = 5;
 const FILE: &str = "state.bin";
 
@@ -235,6 +236,28 @@ pub fn decode_positions(dec: &mut Decoder<'_>) -> Result<Positions, Corrupt> {
         out.push((path, p));
     }
     Ok(out)
+}
+
+/// Where each journal source stands: its `--log` and the cursor of the last entry applied.
+pub type Cursors = Vec<(String, String)>;
+
+/// Writes the journal sources' cursors.
+pub fn encode_cursors(enc: &mut Encoder, cursors: &[(String, String)]) {
+    enc.count(cursors.len());
+    for (source, cursor) in cursors {
+        enc.bytes(source.as_bytes());
+        enc.bytes(cursor.as_bytes());
+    }
+}
+
+/// Decodes what [`encode_cursors`] wrote.
+pub fn decode_cursors(dec: &mut Decoder<'_>) -> Result<Cursors, Corrupt> {
+    let text = |b: Box<[u8]>| {
+        String::from_utf8(b.into_vec()).map_err(|_| Corrupt("a cursor is not UTF-8".into()))
+    };
+    (0..dec.count()?)
+        .map(|_| Ok((text(dec.bytes()?)?, text(dec.bytes()?)?)))
+        .collect()
 }
 
 /// Creates a new file in the state directory: 0600, exclusively (an existing file or a
