@@ -66,6 +66,12 @@ fn message_block(out: &mut String, m: &Message) {
 
 /// Reads the logs and prints the report to stdout.
 pub fn run(args: &CheckArgs) -> Result<(), String> {
+    if let Some(s) = args.log.iter().find(|s| s.path().is_none()) {
+        return Err(format!(
+            "ingest-check reads files; a {:?} journal source is followed by `serve` only",
+            s.format
+        ));
+    }
     crate::ingest::check_sources(&args.log)?;
     let (log_zone, _) = crate::ingest::timezone::Zone::from_setting(&args.log_timezone)
         .map_err(|e| format!("--log-timezone: {e}"))?;

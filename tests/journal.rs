@@ -349,11 +349,15 @@ fn parts(lines: &[String]) -> Vec<(String, Option<u32>, String)> {
         .collect()
 }
 
+/// The real-journald tests write to one journal, and one counts what it reads: one at a time.
+static REAL_JOURNAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_real_journald() {
     if !common::real_mta::enabled("MTQPD_REAL_JOURNAL", "journal", ".ci/journal-setup.sh") {
         return;
     }
+    let _alone = REAL_JOURNAL.lock().unwrap_or_else(|e| e.into_inner());
     journal::check(Path::new(journal::JOURNALCTL)).unwrap();
     let log = include_str!("data/real-logs/postfix-debian-ci.log");
     let want = parts(&log.lines().map(str::to_owned).collect::<Vec<_>>());
@@ -405,4 +409,78 @@ fn a_real_journald() {
     }
     j.stop();
     assert_eq!(again, later);
+}
+
+/// `mtqpd serve --log postfix:journal` against the real journald: a tracked message's Postfix
+/// lines, logged through journald's syslog socket, reach its answer; the server stops with the
+/// journal's cursor in its state directory and, restarted, reads on from there.
+#[test]
+fn serve_follows_the_real_journal_and_resumes_after_a_restart() {
+    if !common::real_mta::enabled("MTQPD_REAL_JOURNAL", "journal", ".ci/journal-setup.sh") {
+        return;
+    }
+    let _alone = REAL_JOURNAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("journal-serve");
+    let (accept, state) = (dir.path("accept.log"), dir.path("state"));
+    std::fs::create_dir_all(&state).unwrap();
+    // A queue id of this run only: the journal keeps every run's lines.
+    let nanos = common::unix_now().rem_euclid(1 << 30);
+    let queue = format!("{:X}J{}", nanos, std::process::id());
+    let envid = format!("{queue}@journal.example");
+    common::append(
+        &accept,
+        &common::accept_line(
+            &common::rfc3339(common::unix_now() - 5),
+            &envid,
+            "s3cret",
+            &format!("queue={queue}"),
+        ),
+    );
+    syslog(
+        "postfix/smtpd",
+        4001,
+        &format!("{queue}: client=c.example[192.0.2.1]"),
+    );
+    syslog("postfix/local", 4002, &format!("{queue}: to=<a@journal.example>, relay=local, delay=1, delays=0/0/0/1, dsn=4.2.2, status=deferred (mailbox full)"));
+    let logs = [
+        "--log".to_string(),
+        "postfix:journal".to_string(),
+        "--log".to_string(),
+        format!("native:{}", accept.display()),
+        "--state-dir".to_string(),
+        state.display().to_string(),
+    ];
+    let args: Vec<&str> = logs.iter().map(String::as_str).collect();
+    let action = |s: &common::Server| {
+        let answer = s
+            .client()
+            .roundtrip(&format!("TRACK <{envid}> {}", common::secret_b64("s3cret")));
+        common::recipients(&answer)
+    };
+    let until = |s: &common::Server, want: &str| {
+        common::eventually_or_none(|| {
+            let got = action(s);
+            (got.len() == 1 && got[0].contains(want)).then_some(())
+        })
+        .unwrap_or_else(|| panic!("never {want}: {:?}", action(s)))
+    };
+    let s = common::Server::start(&args);
+    until(&s, "Action: delayed");
+    let (status, stderr) = s.stop("TERM");
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("mtqpd: journal: "), "{stderr}");
+
+    syslog("postfix/local", 4003, &format!("{queue}: to=<a@journal.example>, relay=local, delay=9, delays=0/0/0/9, dsn=2.0.0, status=sent (delivered to mailbox)"));
+    let s = common::Server::start(&args);
+    until(&s, "Action: delivered");
+    let (status, again) = s.stop("TERM");
+    assert!(status.success(), "{again}");
+    // The restart read on from the cursor: fewer entries than the first run, which read the
+    // whole journal, both of our lines included.
+    let entries = |stderr: &str| -> u64 {
+        let stats = stderr.split("mtqpd: journal: entries ").nth(1).unwrap();
+        stats.split(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(entries(&stderr) >= 2, "{stderr}");
+    assert!(entries(&again) < entries(&stderr), "{stderr}\n{again}");
 }

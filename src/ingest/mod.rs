@@ -233,6 +233,12 @@ impl Ingest {
 /// Checks that every log can be followed: its directory must exist and be readable, and the
 /// file, when it exists, must be readable. A missing file is fine: it is waited for.
 pub fn check_sources(sources: &[LogSource]) -> Result<(), String> {
+    if sources
+        .iter()
+        .any(|s| matches!(s.input, LogInput::Journal { .. }))
+    {
+        journal::check(Path::new(journal::JOURNALCTL))?;
+    }
     for path in sources.iter().filter_map(LogSource::path) {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
@@ -300,10 +306,10 @@ pub fn parser_for(
 
 /// The tracker as the state directory left it, or a fresh one, with the files' positions
 /// (none: every file is read from its start) when there is a usable snapshot.
-fn restore(config: &IngestConfig) -> (Tracker, Vec<(PathBuf, tail::Position)>) {
+fn restore(config: &IngestConfig) -> (Tracker, state::Positions, state::Cursors) {
     let fresh = || Tracker::new(config.reporting_mta.clone(), config.retention);
     let Some(dir) = &config.state_dir else {
-        return (fresh(), Vec::new());
+        return (fresh(), Vec::new(), Vec::new());
     };
     let started = Instant::now();
     let decoded = state::load(dir).and_then(|payload| {
@@ -312,6 +318,7 @@ fn restore(config: &IngestConfig) -> (Tracker, Vec<(PathBuf, tail::Position)>) {
         };
         let mut dec = state::Decoder::new(&payload);
         let positions = state::decode_positions(&mut dec)?;
+        let cursors = state::decode_cursors(&mut dec)?;
         let tracker = Tracker::decode(
             &mut dec,
             config.reporting_mta.clone(),
@@ -321,25 +328,25 @@ fn restore(config: &IngestConfig) -> (Tracker, Vec<(PathBuf, tail::Position)>) {
         if !dec.is_done() {
             return Err(state::Corrupt("trailing bytes in the payload".into()));
         }
-        Ok(Some((positions, tracker)))
+        Ok(Some((positions, cursors, tracker)))
     });
     match decoded {
-        Ok(None) => (fresh(), Vec::new()),
-        Ok(Some((positions, tracker))) => {
+        Ok(None) => (fresh(), Vec::new(), Vec::new()),
+        Ok(Some((positions, cursors, tracker))) => {
             eprintln!(
                 "mtqpd: state: restored {} messages from {} in {} ms",
                 tracker.restored_records(),
                 dir.display(),
                 started.elapsed().as_millis()
             );
-            (tracker, positions)
+            (tracker, positions, cursors)
         }
         Err(state::Corrupt(why)) => {
             eprintln!(
                 "mtqpd: state: {} is unusable ({why}); rebuilding from the logs",
                 dir.display()
             );
-            (fresh(), Vec::new())
+            (fresh(), Vec::new(), Vec::new())
         }
     }
 }
@@ -375,46 +382,123 @@ pub struct Received {
     pub batches: Receiver<stream::Batch>,
 }
 
-/// The tracker and the files to follow, each from its saved position if there is one.
-fn open(config: &IngestConfig) -> (Tracker, Vec<Source>) {
-    let (mut tracker, positions) = restore(config);
+/// What ingest reads from, ready: the tracker, the files, the streams, and the journal
+/// followers that feed some of the streams.
+struct Opened {
+    tracker: Tracker,
+    sources: Vec<Source>,
+    streams: Vec<StreamSource>,
+    journals: Vec<journal::Journal>,
+}
+
+/// The key under which a journal source's cursor is kept.
+fn cursor_key(source: &LogSource) -> Option<String> {
+    match &source.input {
+        LogInput::Journal { unit } => Some(format!("journal:{}", unit.as_deref().unwrap_or(""))),
+        LogInput::File(_) => None,
+    }
+}
+
+/// The tracker, the files to follow (each from its saved position if there is one), the
+/// streams serve `received`, and, when `follow_journals`, the journal sources (each from its
+/// saved cursor) with their followers started.
+fn open(config: &IngestConfig, received: Vec<Received>, follow_journals: bool) -> Opened {
+    let (mut tracker, positions, cursors) = restore(config);
     tracker.hosts_mut().add_cluster(&config.cluster_hosts);
     let local = tracker
         .hosts_mut()
         .intern(config.local_host.as_bytes(), true)
         .unwrap_or_default();
-    let sources = config
-        .sources
-        .iter()
-        .filter_map(|s| {
-            let path = s.path()?.to_path_buf();
-            let saved = positions
-                .iter()
-                .find(|(p, _)| *p == path)
-                .map(|(_, pos)| pos.clone());
-            let follower = match saved {
-                Some(pos) => Follower::resume(path, MAX_LOG_LINE, pos),
-                None => Follower::new(path, MAX_LOG_LINE),
-            };
-            Some(Source {
-                follower,
-                parser: parser_for(s.format, &config.log_zone, &config.native_tags),
-                host: line_host(config, &s.host, local, &mut tracker),
-            })
-        })
-        .collect();
-    (tracker, sources)
+    let mut sources = Vec::new();
+    let mut streams = Vec::new();
+    let mut journals = Vec::new();
+    for s in &config.sources {
+        let parser = parser_for(s.format, &config.log_zone, &config.native_tags);
+        let host = line_host(config, &s.host, local, &mut tracker);
+        match &s.input {
+            LogInput::File(path) => {
+                let saved = positions
+                    .iter()
+                    .find(|(p, _)| p == path)
+                    .map(|(_, pos)| pos.clone());
+                let follower = match saved {
+                    Some(pos) => Follower::resume(path.clone(), MAX_LOG_LINE, pos),
+                    None => Follower::new(path.clone(), MAX_LOG_LINE),
+                };
+                sources.push(Source {
+                    follower,
+                    parser,
+                    host,
+                });
+            }
+            LogInput::Journal { unit } if follow_journals => {
+                let key = cursor_key(s).unwrap_or_default();
+                let saved = cursors.iter().find(|(k, _)| *k == key).map(|(_, c)| c);
+                let (tx, batches) = crossbeam_channel::bounded(stream::CHANNEL_BATCHES);
+                let config = journal::JournalConfig::new(unit.clone(), saved.cloned());
+                match journal::spawn(config, tx) {
+                    Ok(j) => journals.push(j),
+                    Err(e) => {
+                        eprintln!("mtqpd: ingest: cannot follow {key}: {e}");
+                        continue;
+                    }
+                }
+                streams.push(StreamSource {
+                    name: key.clone(),
+                    batches,
+                    parser,
+                    host,
+                    cursor: Some((key, saved.map(|c| c.as_str().into()))),
+                    finished: false,
+                });
+            }
+            LogInput::Journal { .. } => {}
+        }
+    }
+    for r in received {
+        streams.push(StreamSource {
+            name: r.name,
+            batches: r.batches,
+            parser: Box::new(stream::TagRouter::new(
+                &config.log_zone,
+                config.native_tags.clone(),
+            )),
+            host: LineHost::each_line(
+                syslog::SyslogClock::new(config.log_zone.clone(), unix_now()),
+                local,
+            ),
+            cursor: None,
+            finished: false,
+        });
+    }
+    Opened {
+        tracker,
+        sources,
+        streams,
+        journals,
+    }
 }
 
-/// Writes the snapshot: every file's position and the tracker, together.
-fn snapshot(dir: &Path, sources: &[Source], tracker: &Tracker, index: &Index) {
-    let positions: Vec<_> = sources
+/// Writes the snapshot: every file's position, every journal's cursor and the tracker,
+/// together.
+fn snapshot(dir: &Path, p: &Pipeline<'_>, index: &Index) {
+    let positions: Vec<_> = p
+        .sources
         .iter()
         .filter_map(|s| Some((s.follower.path().to_path_buf(), s.follower.position()?)))
         .collect();
+    let cursors: Vec<_> = p
+        .streams
+        .iter()
+        .filter_map(|s| {
+            let (key, cursor) = s.cursor.as_ref()?;
+            Some((key.clone(), cursor.as_deref()?.to_owned()))
+        })
+        .collect();
     let mut enc = state::Encoder::default();
     state::encode_positions(&mut enc, &positions);
-    tracker.encode(&mut enc, index);
+    state::encode_cursors(&mut enc, &cursors);
+    p.tracker.encode(&mut enc, index);
     if let Err(e) = state::save(dir, &enc.buf) {
         eprintln!("mtqpd: state: cannot write {}: {e}", dir.display());
     }
@@ -435,7 +519,11 @@ pub fn replay(config: &IngestConfig, index: &Index) -> Replay {
     let stats = IngestStats::default();
     let mut fresh = config.clone();
     fresh.state_dir = None;
-    let (mut tracker, sources) = open(&fresh);
+    let Opened {
+        mut tracker,
+        sources,
+        ..
+    } = open(&fresh, Vec::new(), false);
     tracker.enable_audit();
     let mut p = Pipeline {
         sources,
@@ -484,33 +572,12 @@ fn run(
     stats: &IngestStats,
     stop: &Receiver<()>,
 ) {
-    let (mut tracker, sources) = open(&config);
-    index.reserve(tracker.restored_records());
-    let local = tracker
-        .hosts_mut()
-        .intern(config.local_host.as_bytes(), true)
-        .unwrap_or_default();
-    let streams = received
-        .into_iter()
-        .map(|r| StreamSource {
-            name: r.name,
-            batches: r.batches,
-            parser: Box::new(stream::TagRouter::new(
-                &config.log_zone,
-                config.native_tags.clone(),
-            )),
-            host: LineHost::each_line(
-                syslog::SyslogClock::new(config.log_zone.clone(), unix_now()),
-                local,
-            ),
-            cursor: None,
-            finished: false,
-        })
-        .collect();
+    let opened = open(&config, received, true);
+    index.reserve(opened.tracker.restored_records());
     let mut p = Pipeline {
-        sources,
-        streams,
-        tracker,
+        sources: opened.sources,
+        streams: opened.streams,
+        tracker: opened.tracker,
         index,
         rejects: RejectLog::default(),
         stats,
@@ -541,7 +608,7 @@ fn run(
         if let Some(dir) = &config.state_dir {
             if lines != lines_at_snapshot && last_snapshot.elapsed() >= snapshot_gap {
                 let started = Instant::now();
-                snapshot(dir, &p.sources, &p.tracker, index);
+                snapshot(dir, &p, index);
                 snapshot_gap = config.snapshot_interval.max(started.elapsed() * 10);
                 lines_at_snapshot = lines;
                 last_snapshot = Instant::now();
@@ -552,8 +619,12 @@ fn run(
             break;
         }
     }
-    // What the streams still hand over (a receiver drains its sockets when stopped) goes in
-    // before the snapshot.
+    // What the streams still hand over (a receiver drains its sockets when stopped, a journal
+    // follower's last batches wait in its channel) goes in before the snapshot.
+    for j in opened.journals {
+        eprintln!("mtqpd: journal: {}", j.stats());
+        j.stop();
+    }
     while !p.streams_finished() {
         if !p.round() {
             wait_for_input(&p, None, IDLE_POLL);
@@ -561,7 +632,7 @@ fn run(
     }
     p.tracker.publish(index, unix_now());
     if let Some(dir) = &config.state_dir {
-        snapshot(dir, &p.sources, &p.tracker, index);
+        snapshot(dir, &p, index);
     }
     if !p.rejects.last.is_empty() {
         eprintln!(
