@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::clock::parse_duration;
 use crate::ingest::hosts::ClusterHost;
 use crate::ingest::native::NativeTags;
+use crate::ingest::receiver::{Cidr, SyslogListen};
 use crate::ingest::LogSource;
 
 /// mtqpd — a Message Tracking Query Protocol (RFC 3887) server for mail hubs.
@@ -137,6 +138,19 @@ pub struct ServeArgs {
     /// How often the state is saved while lines keep coming (and always at shutdown).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub snapshot_interval: Duration,
+    /// Receive syslog here: tcp:ADDR:PORT or tls:ADDR:PORT (RFC 6587 octet counting or LF
+    /// framing; tls: RFC 5425 with the --tls-cert pairs) or udp:ADDR:PORT (repeatable; given
+    /// here, replaces the config file's list) [default: none].
+    #[arg(long, value_name = "PROTO:ADDR:PORT")]
+    pub syslog_listen: Vec<SyslogListen>,
+    /// A network whose hosts may send syslog, ADDR/LEN (repeatable; given here, replaces the
+    /// config file's list). Anyone who can send can write log lines.
+    #[arg(long, value_name = "CIDR", default_values_t = Cidr::LOOPBACK.map(|c| c.parse::<Cidr>().expect("loopback")))]
+    pub syslog_allow: Vec<Cidr>,
+    /// On tls: syslog listeners, require a client certificate signed by a CA in this PEM file;
+    /// such a certificate admits its sender whatever its address.
+    #[arg(long, value_name = "PEM")]
+    pub syslog_client_ca: Option<PathBuf>,
 }
 
 /// `mtqpd demo` flags.

@@ -89,6 +89,9 @@ struct File {
     tls_required: Option<bool>,
     state_dir: Option<PathBuf>,
     snapshot_interval: Option<Spanned<String>>,
+    syslog_listen: Option<Vec<Spanned<String>>>,
+    syslog_allow: Option<Vec<Spanned<String>>>,
+    syslog_client_ca: Option<PathBuf>,
     /// `mtqpd gate`'s table ([`crate::gate::settings`]), so that one file may set up both.
     #[serde(rename = "gate")]
     _gate: Option<toml::Table>,
@@ -236,6 +239,9 @@ fn merge_text(text: &str, matches: &ArgMatches, args: &mut ServeArgs) -> Result<
     let first_command_timeout = duration("first_command_timeout", file.first_command_timeout)?;
     let tls_handshake_timeout = duration("tls_handshake_timeout", file.tls_handshake_timeout)?;
     let snapshot_interval = duration("snapshot_interval", file.snapshot_interval)?;
+    let syslog_listen = parsed_list("syslog_listen", file.syslog_listen, text)?;
+    // An empty list is allowed: with --syslog-client-ca, certificates alone admit senders.
+    let syslog_allow = parsed_list("syslog_allow", file.syslog_allow, text)?;
 
     // Only a flag typed on the command line beats the file; a default does not.
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
@@ -309,7 +315,36 @@ fn merge_text(text: &str, matches: &ArgMatches, args: &mut ServeArgs) -> Result<
         snapshot_interval,
         given("snapshot_interval"),
     );
+    set(
+        &mut args.syslog_listen,
+        syslog_listen,
+        given("syslog_listen"),
+    );
+    set(&mut args.syslog_allow, syslog_allow, given("syslog_allow"));
+    set(
+        &mut args.syslog_client_ca,
+        file.syslog_client_ca.map(Some),
+        given("syslog_client_ca"),
+    );
     Ok(())
+}
+
+/// A list of values that the flag `key` parses with `T`'s `FromStr`, each error naming its
+/// place in the file.
+fn parsed_list<T: FromStr<Err = String>>(
+    key: &str,
+    list: Option<Vec<Spanned<String>>>,
+    text: &str,
+) -> Result<Option<Vec<T>>, String> {
+    list.map(|list| {
+        list.iter()
+            .map(|v| {
+                T::from_str(v.get_ref())
+                    .map_err(|e| format!("{}: {key}: {e}", position(text, v.span().start)))
+            })
+            .collect()
+    })
+    .transpose()
 }
 
 /// Takes the file's value, if it has one and the command line did not give the flag.
@@ -377,7 +412,8 @@ mod tests {
                 "tls_cert" => "tls = []".to_string(),
                 "threads" | "max_connections" | "max_connections_per_ip" => format!("{id} = 1"),
                 "tls_required" => format!("{id} = false"),
-                "listen" | "log" | "native_tags" | "cluster_hosts" => format!("{id} = []"),
+                "listen" | "log" | "native_tags" | "cluster_hosts" | "syslog_listen"
+                | "syslog_allow" => format!("{id} = []"),
                 _ => format!("{id} = \"x\""),
             })
             .collect();
@@ -409,6 +445,9 @@ mod tests {
             tls_required: Some(_),
             state_dir: Some(_),
             snapshot_interval: Some(_),
+            syslog_listen: Some(_),
+            syslog_allow: Some(_),
+            syslog_client_ca: Some(_),
             _gate: Some(_),
         } = file
         else {
@@ -485,6 +524,14 @@ mod tests {
             ("tls = [{ cert = \"c\" }]\n", "missing field `key`"),
             ("hostname = \"a\"\nhostname = \"b\"\n", "line 2, column 1: "),
             ("listen = []\n", "listen: needs at least one"),
+            (
+                "\nsyslog_listen = [\"tcp:127.0.0.1:514\", \"tcp:nowhere\"]\n",
+                "line 2, column 39: syslog_listen: 'tcp:nowhere' is not tcp:ADDR:PORT",
+            ),
+            (
+                "syslog_allow = [\"10.0.0.1/8\"]\n",
+                "line 1, column 17: syslog_allow: '10.0.0.1/8' is not a network",
+            ),
         ];
         for (text, want) in cases {
             let e = merged(text, &[]).expect_err(text);

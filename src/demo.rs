@@ -197,6 +197,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         tls_required: false,
         state_dir: None,
         snapshot_interval: Duration::from_secs(30),
+        syslog: Default::default(),
         warnings: Vec::new(),
     };
     let result = crate::serve::serve(&settings);

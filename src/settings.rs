@@ -11,9 +11,21 @@ use crate::cli::{ServeArgs, Unknown};
 use crate::index::message::Retention;
 use crate::ingest::hosts::ClusterHost;
 use crate::ingest::native::NativeTags;
+use crate::ingest::receiver::{Cidr, SyslogListen, Transport};
 use crate::ingest::timezone::Zone;
 use crate::ingest::LogSource;
 use crate::server::Limits;
+
+/// The syslog receiver's settings ([`crate::ingest::receiver::ReceiverConfig::new`] makes
+/// the receiver's configuration of them).
+#[derive(Debug, Clone, Default)]
+pub struct SyslogSettings {
+    /// Empty: no receiver.
+    pub listen: Vec<SyslogListen>,
+    pub allow: Vec<Cidr>,
+    /// Required client certificates on `tls:` listeners are signed by a CA in this file.
+    pub client_ca: Option<PathBuf>,
+}
 
 /// What `mtqpd serve` runs with.
 #[derive(Debug, Clone)]
@@ -38,6 +50,7 @@ pub struct Settings {
     pub tls_required: bool,
     pub state_dir: Option<PathBuf>,
     pub snapshot_interval: Duration,
+    pub syslog: SyslogSettings,
     /// Said on stderr as the server starts (a local time zone that could not be determined).
     pub warnings: Vec<String>,
 }
@@ -73,6 +86,7 @@ impl Settings {
         if args.tls_required && args.tls_cert.is_empty() {
             return Err("--tls-required needs at least one --tls-cert/--tls-key pair".into());
         }
+        let syslog = syslog_settings(args)?;
         let hostname = hostname_or_system(args.hostname.as_deref())?;
         if let Some(dir) = &args.state_dir {
             crate::ingest::state::check_dir(dir)?;
@@ -117,9 +131,47 @@ impl Settings {
             tls_required: args.tls_required,
             state_dir: args.state_dir.clone(),
             snapshot_interval: args.snapshot_interval,
+            syslog,
             warnings: zone_warning.into_iter().collect(),
         })
     }
+}
+
+/// The receiver's flags, checked against each other and against `--tls-cert`.
+fn syslog_settings(args: &ServeArgs) -> Result<SyslogSettings, String> {
+    let tls_listener = args
+        .syslog_listen
+        .iter()
+        .find(|l| l.transport == Transport::Tls);
+    if let (Some(l), true) = (tls_listener, args.tls_cert.is_empty()) {
+        return Err(format!(
+            "--syslog-listen {l} needs a --tls-cert/--tls-key pair (the same as STARTTLS's)"
+        ));
+    }
+    if args.syslog_client_ca.is_some() && tls_listener.is_none() {
+        return Err("--syslog-client-ca needs a --syslog-listen tls:ADDR:PORT".into());
+    }
+    if let Some(twice) = args
+        .syslog_listen
+        .iter()
+        .enumerate()
+        .find(|&(i, l)| {
+            args.syslog_listen[..i].iter().any(|m| {
+                m.addr == l.addr
+                    && (m.transport == Transport::Udp) == (l.transport == Transport::Udp)
+            })
+        })
+        .map(|(_, l)| l)
+    {
+        return Err(format!(
+            "--syslog-listen {twice}: that address is given twice"
+        ));
+    }
+    Ok(SyslogSettings {
+        listen: args.syslog_listen.clone(),
+        allow: args.syslog_allow.clone(),
+        client_ca: args.syslog_client_ca.clone(),
+    })
 }
 
 /// A tag as syslog writes it before `[pid]:` or `:`.

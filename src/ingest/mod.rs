@@ -15,6 +15,7 @@ pub mod native;
 mod pipeline;
 pub mod postfix;
 pub mod queue_id;
+pub mod receiver;
 pub mod sendmail;
 pub mod state;
 pub mod stream;

@@ -1,7 +1,9 @@
 //! The certificates STARTTLS can present, and the choice among them: RFC 3887 section 6 has the
 //! client name the server in `STARTTLS <fqdn>`, and the server answers with the certificate
 //! whose subjectAltName dNSNames match that name (wildcards per RFC 6125, as webpki checks
-//! them). One rustls crypto provider (ring), TLS 1.2 and 1.3 only.
+//! them). One rustls crypto provider (ring), TLS 1.2 and 1.3 only. The gate and the syslog
+//! receiver use the same certificates, chosen by SNI; the receiver may also require client
+//! certificates ([`TlsCerts::for_syslog`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,9 +11,10 @@ use std::sync::Arc;
 use rustls::crypto::ring::default_provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, NoClientAuth, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::{RootCertStore, ServerConfig};
 
 /// Plaintext and TLS output a connection may buffer inside rustls; past it, writing waits.
 pub const TLS_BUFFER_LIMIT: usize = 64 * 1024;
@@ -111,6 +114,42 @@ impl TlsCerts {
 
     /// One configuration for every certificate, choosing by the client's SNI (see [`BySni`]).
     pub fn by_sni(&self) -> Result<Arc<ServerConfig>, String> {
+        self.by_sni_verifying(Arc::new(NoClientAuth))
+    }
+
+    /// [`TlsCerts::by_sni`] for the syslog receiver (RFC 5425), where a client certificate
+    /// signed by a CA of `client_ca` (a PEM file), when given, is required: it stands for the
+    /// sender's address in the allow list.
+    pub fn for_syslog(&self, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, String> {
+        let Some(ca) = client_ca else {
+            return self.by_sni();
+        };
+        let mut roots = RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(ca)
+            .map_err(|e| format!("cannot read CA certificates {}: {e}", ca.display()))?;
+        for cert in certs {
+            let cert = cert
+                .map_err(|e| format!("CA certificates {} are not valid PEM: {e}", ca.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("CA certificate in {} cannot be used: {e}", ca.display()))?;
+        }
+        if roots.is_empty() {
+            return Err(format!("{} holds no CA certificate", ca.display()));
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(default_provider()),
+        )
+        .build()
+        .map_err(|e| format!("CA certificates {}: {e}", ca.display()))?;
+        self.by_sni_verifying(verifier)
+    }
+
+    fn by_sni_verifying(
+        &self,
+        verifier: Arc<dyn ClientCertVerifier>,
+    ) -> Result<Arc<ServerConfig>, String> {
         let keys = self
             .served
             .iter()
@@ -119,7 +158,7 @@ impl TlsCerts {
         let config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| format!("TLS setup: {e}"))?
-            .with_no_client_auth()
+            .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(BySni(keys)));
         Ok(Arc::new(config))
     }
