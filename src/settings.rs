@@ -151,20 +151,19 @@ fn syslog_settings(args: &ServeArgs) -> Result<SyslogSettings, String> {
     if args.syslog_client_ca.is_some() && tls_listener.is_none() {
         return Err("--syslog-client-ca needs a --syslog-listen tls:ADDR:PORT".into());
     }
-    if let Some(twice) = args
-        .syslog_listen
-        .iter()
-        .enumerate()
-        .find(|&(i, l)| {
-            args.syslog_listen[..i].iter().any(|m| {
-                m.addr == l.addr
-                    && (m.transport == Transport::Udp) == (l.transport == Transport::Udp)
-            })
-        })
-        .map(|(_, l)| l)
-    {
+    // TCP and TLS share the port space; UDP has its own. A port bound twice fails at bind
+    // anyway, but with a less clear message.
+    let stream = |l: &SyslogListen| l.transport != Transport::Udp;
+    let specs = &args.syslog_listen;
+    let twice = (1..specs.len()).find(|&i| {
+        specs[..i]
+            .iter()
+            .any(|m| m.addr == specs[i].addr && stream(m) == stream(&specs[i]))
+    });
+    if let Some(i) = twice {
         return Err(format!(
-            "--syslog-listen {twice}: that address is given twice"
+            "--syslog-listen {}: that address is given twice",
+            specs[i]
         ));
     }
     Ok(SyslogSettings {
@@ -200,4 +199,68 @@ pub(crate) fn system_hostname() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty() && h.bytes().all(|c| c.is_ascii_graphic()))
         .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn syslog(argv: &[&str]) -> Result<SyslogSettings, String> {
+        let cli = Cli::try_parse_from(["mtqpd", "serve"].iter().chain(argv))
+            .map_err(|e| e.to_string())?;
+        let Command::Serve(serve) = cli.command else {
+            unreachable!("serve")
+        };
+        syslog_settings(&serve.args)
+    }
+
+    #[test]
+    fn syslog_flags() {
+        let s = syslog(&[]).unwrap();
+        assert!(s.listen.is_empty() && s.client_ca.is_none());
+        let allow: Vec<String> = s.allow.iter().map(ToString::to_string).collect();
+        assert_eq!(allow, ["127.0.0.0/8", "::1/128"]);
+        let s = syslog(&[
+            "--syslog-listen",
+            "tcp:127.0.0.1:514",
+            "--syslog-listen",
+            "udp:127.0.0.1:514",
+            "--syslog-allow",
+            "10.0.0.0/8",
+        ])
+        .unwrap();
+        assert_eq!(s.listen.len(), 2);
+        assert_eq!(s.allow.len(), 1);
+        let tls = ["--syslog-listen", "tls:[::1]:6514"];
+        let e = syslog(&tls).unwrap_err();
+        assert_eq!(
+            e,
+            "--syslog-listen tls:[::1]:6514 needs a --tls-cert/--tls-key pair (the same as STARTTLS's)"
+        );
+        let e = syslog(&["--syslog-client-ca", "ca.pem"]).unwrap_err();
+        assert_eq!(
+            e,
+            "--syslog-client-ca needs a --syslog-listen tls:ADDR:PORT"
+        );
+        let twice = [
+            "--syslog-listen",
+            "tcp:127.0.0.1:514",
+            "--syslog-listen",
+            "tls:127.0.0.1:514",
+        ];
+        let e = syslog(&[&twice[..], &["--tls-cert", "c", "--tls-key", "k"]].concat()).unwrap_err();
+        assert_eq!(
+            e,
+            "--syslog-listen tls:127.0.0.1:514: that address is given twice"
+        );
+        for bad in [
+            ["--syslog-listen", "tcp:nowhere"],
+            ["--syslog-allow", "10.0.0.1/8"],
+        ] {
+            let e = syslog(&bad).unwrap_err();
+            assert!(e.contains(bad[1]), "{e}");
+        }
+    }
 }
