@@ -413,3 +413,77 @@ fn stop_drains_what_was_written_before_it() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// What rsyslogd 8.2302 (Debian 12) sent for two `logger -p mail.info -t postfix/smtpd
+/// --id=4711 …` lines through `omfwd protocol="tcp"`, captured byte for byte, for each of
+/// the templates docs/cluster.md mentions.
+const RSYSLOG_TRADITIONAL_OCTET: &[u8] = b"81 <22>Dec  3 09:16:12 vm postfix/smtpd[4711]: 4D1A2B3C: client=c.example[192.0.2.1]59 <22>Dec  3 09:16:12 vm postfix/qmgr[500]: 4D1A2B3C: removed";
+const RSYSLOG_FORWARD_LF: &[u8] = b"<22>2026-12-03T09:16:12.901770+00:00 vm postfix/smtpd[4711]: 4D1A2B3C: client=c.example[192.0.2.1]\n<22>2026-12-03T09:16:12.926048+00:00 vm postfix/qmgr[500]: 4D1A2B3C: removed\n";
+/// With `global(parser.permitSlashInProgramName="on")`. rsyslog's msg property keeps the
+/// space after the tag's colon, hence two spaces before MSG's text; and an LF ends the frame.
+const RSYSLOG_PROTOCOL23_OCTET: &[u8] = b"104 <22>1 2026-12-03T09:16:12.901770+00:00 vm postfix/smtpd 4711 - -  4D1A2B3C: client=c.example[192.0.2.1]\n82 <22>1 2026-12-03T09:16:12.926048+00:00 vm postfix/qmgr 500 - -  4D1A2B3C: removed\n";
+/// Without it, as Debian ships rsyslog: APP-NAME cut at the '/'.
+const RSYSLOG_PROTOCOL23_NO_SLASH: &[u8] = b"98 <22>1 2026-12-03T09:16:12.930854+00:00 vm postfix 4711 - -  4D1A2B3C: client=c.example[192.0.2.1]\n";
+
+#[test]
+fn what_rsyslog_sends_reaches_ingest_parseable() {
+    use mtqpd::ingest::syslog::{parse_prefix, SyslogClock};
+    use mtqpd::ingest::timezone::Zone;
+    let (receiver, rx) = start(&["tcp:127.0.0.1:0"], &["127.0.0.0/8"], None);
+    let cases: [(&[u8], &[(&str, u32, &str)]); 4] = [
+        (
+            RSYSLOG_TRADITIONAL_OCTET,
+            &[
+                (
+                    "postfix/smtpd",
+                    4711,
+                    "4D1A2B3C: client=c.example[192.0.2.1]",
+                ),
+                ("postfix/qmgr", 500, "4D1A2B3C: removed"),
+            ],
+        ),
+        (
+            RSYSLOG_FORWARD_LF,
+            &[
+                (
+                    "postfix/smtpd",
+                    4711,
+                    "4D1A2B3C: client=c.example[192.0.2.1]",
+                ),
+                ("postfix/qmgr", 500, "4D1A2B3C: removed"),
+            ],
+        ),
+        (
+            RSYSLOG_PROTOCOL23_OCTET,
+            &[
+                (
+                    "postfix/smtpd",
+                    4711,
+                    " 4D1A2B3C: client=c.example[192.0.2.1]",
+                ),
+                ("postfix/qmgr", 500, " 4D1A2B3C: removed"),
+            ],
+        ),
+        (
+            RSYSLOG_PROTOCOL23_NO_SLASH,
+            &[("postfix", 4711, " 4D1A2B3C: client=c.example[192.0.2.1]")],
+        ),
+    ];
+    // 2026-12-04T00:00:00Z: the classic stamps are read as the day before.
+    let mut clock = SyslogClock::new(Zone::utc(), 1_796_342_400);
+    for (bytes, want) in cases {
+        let mut client = TcpStream::connect(addr(&receiver, 0)).unwrap();
+        client.write_all(bytes).unwrap();
+        let lines = take(&rx, want.len());
+        for (line, &(program, pid, text)) in lines.iter().zip(want) {
+            let p = parse_prefix(line, &mut clock).expect("parses");
+            assert_eq!(p.host, b"vm");
+            assert_eq!(
+                (p.program, p.pid, p.text),
+                (program.as_bytes(), Some(pid), text.as_bytes())
+            );
+        }
+    }
+    assert_eq!(receiver.stats().snapshot().malformed, 0);
+    assert_eq!(stop(receiver, &rx), Vec::<Vec<u8>>::new());
+}
