@@ -425,12 +425,15 @@ const RSYSLOG_PROTOCOL23_OCTET: &[u8] = b"104 <22>1 2026-12-03T09:16:12.901770+0
 /// Without it, as Debian ships rsyslog: APP-NAME cut at the '/'.
 const RSYSLOG_PROTOCOL23_NO_SLASH: &[u8] = b"98 <22>1 2026-12-03T09:16:12.930854+00:00 vm postfix 4711 - -  4D1A2B3C: client=c.example[192.0.2.1]\n";
 
+/// A line's program tag, pid and text, as the ingest thread's prefix parser reads them.
+type Expected = (&'static str, u32, &'static str);
+
 #[test]
 fn what_rsyslog_sends_reaches_ingest_parseable() {
     use mtqpd::ingest::syslog::{parse_prefix, SyslogClock};
     use mtqpd::ingest::timezone::Zone;
     let (receiver, rx) = start(&["tcp:127.0.0.1:0"], &["127.0.0.0/8"], None);
-    let cases: [(&[u8], &[(&str, u32, &str)]); 4] = [
+    let cases: [(&[u8], &[Expected]); 4] = [
         (
             RSYSLOG_TRADITIONAL_OCTET,
             &[
