@@ -9,6 +9,7 @@ use signal_hook::iterator::Signals;
 use crate::cli::Unknown;
 use crate::index::render::OpaqueAnswer;
 use crate::index::Index;
+use crate::ingest::receiver::{self, ReceiverConfig};
 use crate::ingest::{self, IngestConfig};
 use crate::server::tls::TlsCerts;
 use crate::server::{self, ServerConfig, UnknownAnswer};
@@ -41,6 +42,20 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
     } else {
         Some(Arc::new(TlsCerts::load(&pairs)?))
     };
+    // Bound before the workers start, so that a port in use stays a one-line start-up error.
+    let mut received = Vec::new();
+    let receiver = match ReceiverConfig::new(&settings.syslog, tls.as_deref())? {
+        Some(config) => {
+            let (tx, batches) = crossbeam_channel::bounded(ingest::stream::CHANNEL_BATCHES);
+            let r = receiver::spawn(config, tx).map_err(|e| e.to_string())?;
+            received.push(ingest::Received {
+                name: "syslog receiver".into(),
+                batches,
+            });
+            Some(r)
+        }
+        None => None,
+    };
     let running = server::start(
         ServerConfig {
             listen: settings.listen.clone(),
@@ -68,12 +83,15 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
             local_host: crate::settings::system_hostname(),
             cluster_hosts: settings.cluster_hosts.clone(),
         },
-        Vec::new(),
+        received,
         Arc::clone(&index),
     )
     .map_err(|e| format!("cannot start ingest thread: {e}"))?;
     for addr in &running.local_addrs {
         eprintln!("mtqpd: listening on {addr}");
+    }
+    for l in receiver.iter().flat_map(|r| r.local_addrs()) {
+        eprintln!("mtqpd: syslog on {l}");
     }
     eprintln!(
         "mtqpd: {threads} worker thread(s), {} log(s)",
@@ -85,7 +103,16 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
     }
     let stats = running.shutdown();
     let ingest_stats = Arc::clone(&ingest.stats);
+    // The receiver reads what its sockets still hold, then lets go; ingest applies all of it
+    // before its snapshot.
+    if let Some(r) = &receiver {
+        r.begin_stop();
+    }
     ingest.stop();
+    if let Some(r) = receiver {
+        eprintln!("mtqpd: syslog receiver: {}", r.stats());
+        r.join();
+    }
     eprint!("{}", stats.report());
     // How many records carry their message as the answer itself, and how many hold it whole
     // beside the answer (a value the renderer changes): see ingest::tracker::stored.
@@ -101,9 +128,19 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
 /// descriptor limit, is what caps the connections; warns when even the hard limit allows fewer
 /// (each connection takes a descriptor, and the server needs some of its own).
 fn raise_open_files(settings: &Settings) {
-    // stdio, each worker's poll and waker and listeners, the logs, the state directory, and
-    // the reserve descriptor each worker keeps for refusing clients when out of them.
-    let own = 16 + settings.threads * (3 + settings.listen.len()) + 2 * settings.logs.len() + 4;
+    // stdio, each worker's poll and waker and listeners, the logs, the state directory, the
+    // reserve descriptor each worker keeps for refusing clients when out of them, and the
+    // syslog receiver's listeners, poll, waker and connections.
+    let syslog = if settings.syslog.listen.is_empty() {
+        0
+    } else {
+        2 + settings.syslog.listen.len() + receiver::MAX_CONNECTIONS
+    };
+    let own = 16
+        + settings.threads * (3 + settings.listen.len())
+        + 2 * settings.logs.len()
+        + 4
+        + syslog;
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(soft) => {
             let room = usize::try_from(soft)

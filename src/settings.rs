@@ -158,7 +158,10 @@ fn syslog_settings(args: &ServeArgs) -> Result<SyslogSettings, String> {
     let twice = (1..specs.len()).find(|&i| {
         specs[..i]
             .iter()
-            .any(|m| m.addr == specs[i].addr && stream(m) == stream(&specs[i]))
+            // Port 0 asks the kernel for a free port: never the same twice.
+            .any(|m| {
+                m.addr == specs[i].addr && m.addr.port() != 0 && stream(m) == stream(&specs[i])
+            })
     });
     if let Some(i) = twice {
         return Err(format!(

@@ -276,7 +276,10 @@ fn redirect(example: &str, root: &Path) -> String {
     let text = example
         .replace("/var/log/", &format!("{}/log/", root.display()))
         .replace("/var/lib/mtqpd", &format!("{}/state", root.display()))
-        .replace("/etc/mtqpd/", &format!("{}/tls/", root.display()));
+        .replace("/etc/mtqpd/", &format!("{}/tls/", root.display()))
+        // The example's syslog listeners are on a hub's own network.
+        .replace("10.0.0.1:6514", "127.0.0.1:0")
+        .replace("10.0.0.1:6515", "127.0.0.1:0");
     assert!(
         !text.contains("\"/var/") && !text.contains("\"/etc/"),
         "the example has a path this test does not redirect:\n{text}"
@@ -301,6 +304,8 @@ fn the_example_file_loads() {
         made.key_pair.serialize_pem(),
     )
     .expect("write key");
+    // Any certificate will do as the CA of syslog clients' certificates.
+    std::fs::write(dir.path("tls/syslog-clients-ca.pem"), made.cert.pem()).expect("write CA");
     let config = write_config(&dir, "mtqpd.toml", &redirect(&example, &dir.0));
 
     // The harness's --listen 127.0.0.1:0 replaces the example's 0.0.0.0:1038.

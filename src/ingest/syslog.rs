@@ -248,7 +248,12 @@ fn parse_rfc5424(line: &[u8]) -> Option<Prefix<'_>> {
     let (_msgid, rest) = token(rest)?;
     let text = match skip_structured_data(rest)? {
         [] => &[][..],
-        [b' ', msg @ ..] => msg.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(msg),
+        // rsyslog's RFC 5424 template writes its msg property, which keeps the space after the
+        // tag's colon: MSG then begins with a space no MTA's text begins with.
+        [b' ', msg @ ..] => {
+            let msg = msg.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(msg);
+            msg.strip_prefix(b" ").unwrap_or(msg)
+        }
         _ => return None,
     };
     Some(Prefix {

@@ -109,9 +109,8 @@ mod tests {
             (host.as_str(), program.as_str(), pid),
             ("mx1", "postfix/smtp", Some(4711))
         );
-        // The ingest thread's MTA parser sees the msg property's leading space (rsyslog keeps
-        // it); trimming it is the parser's business, not the transport's.
-        assert_eq!(text, format!(" {TEXT}"));
+        // The msg property's leading space (rsyslog keeps it) is not the MTA's text.
+        assert_eq!(text, TEXT);
         // Debian's rsyslog without parser.permitSlashInProgramName cuts APP-NAME at '/'.
         let cut = format!("<22>1 2026-12-03T08:00:00.123456+01:00 mx1 postfix 4711 - -  {TEXT}\n");
         assert_eq!(read(cut.as_bytes()).2, "postfix");
