@@ -136,11 +136,8 @@ fn raise_open_files(settings: &Settings) {
     } else {
         2 + settings.syslog.listen.len() + receiver::MAX_CONNECTIONS
     };
-    let own = 16
-        + settings.threads * (3 + settings.listen.len())
-        + 2 * settings.logs.len()
-        + 4
-        + syslog;
+    let own =
+        16 + settings.threads * (3 + settings.listen.len()) + 2 * settings.logs.len() + 4 + syslog;
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(soft) => {
             let room = usize::try_from(soft)

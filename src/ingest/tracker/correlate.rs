@@ -10,6 +10,10 @@ use crate::ingest::event::{Accept, MessageRef, MtaEvent, Orcpt, RcptUpdate};
 use crate::ingest::queue_id::QueueId;
 use crate::protocol::secret::Hash;
 
+/// How many seconds before its hand-off line the next hop's lines of the same message may be
+/// logged (one SMTP reply's time, across a second boundary).
+const HANDOFF_RACE: i64 = 2;
+
 /// Longest chain of hand-offs followed (content filter, forwarding): guards against loops.
 const MAX_HANDOFF_DEPTH: u32 = 16;
 
@@ -364,8 +368,15 @@ impl Tracker {
                 .is_some_and(|o| !o.action.is_pending())
         };
         let held = msg.recipient_position(r.recipient.original.as_deref(), &r.recipient.final_rcpt);
-        if r.provisional && held.is_some_and(settled) {
-            return;
+        if r.provisional {
+            if held.is_some_and(settled) {
+                return;
+            }
+            // The next hop's own lines (another host's, read from another stream) may be
+            // logged in the same second as the hand-off line, or just before it: dated a
+            // little earlier, the hand-off's `relayed` gives way to them, and still replaces
+            // the hop's own earlier deferral, minutes older.
+            r.recipient.at = r.recipient.at.saturating_sub(HANDOFF_RACE);
         }
         msg.update_recipient(r.recipient);
         // Unpacked: published (and packed) again whether it changed or not.
