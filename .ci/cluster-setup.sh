@@ -49,8 +49,9 @@
 # local user mtqpdtest if missing, and the packages postfix and rsyslog if missing.
 #
 # With `--faketime OFFSET` (a libfaketime FAKETIME value such as +400d) the hubs and this
-# rsyslogd are restarted so that they see the clock moved by OFFSET, with fresh logs and empty
-# forwarding queues (lines of another clock would give mtqpd's year inference a wrong start);
+# rsyslogd are restarted so that they see the clock moved by OFFSET, with fresh logs, empty
+# forwarding queues (lines of another clock would give mtqpd's year inference a wrong start) and
+# empty mail queues (mail of another clock would expire and bounce);
 # `--faketime real` restarts them on the real clock (.ci/shifted-clock runs the tests so).
 # Exits non-zero with a message when anything cannot be installed or started.
 set -euo pipefail
@@ -341,6 +342,9 @@ if [ -n "$CLOCK" ]; then
         sleep 0.2
       done
     fi
+    # Nor mail of the old clock: a message a test left deferred would expire under the new one
+    # and bounce into the fresh log. These instances hold only the tests' mail.
+    postsuper -c "/etc/postfix-$hub" -d ALL >/dev/null 2>&1 || true
   done
 fi
 # rsyslogd is restarted only when its configuration or clock changes: stopping it takes seconds
@@ -368,7 +372,8 @@ if ! alive "$RSYSLOG_PID" >/dev/null; then
     fail "rsyslogd (see $ROOT/rsyslogd.log)"
 fi
 
-for hub in hub1 hub2; do
+# hub2 first: hub1 relays to it.
+for hub in hub2 hub1; do
   if postfix -c "/etc/postfix-$hub" status >/dev/null 2>&1; then
     echo "cluster-setup: reloading $hub"
     postfix -c "/etc/postfix-$hub" reload >/dev/null 2>&1 || fail "postfix -c /etc/postfix-$hub reload"
