@@ -4,9 +4,10 @@
 //! hosts' lines (host names `hub1`, `hub2`; tags `postfix-hub1/…`, `postfix-hub2/…`) over TCP
 //! to 127.0.0.1:10514 and 127.0.0.1:10515, queueing them while nothing listens.
 //!
-//! The tests start `mtqpd gate` in front of hub1 and two `mtqpd serve` replicas, one on each
-//! forwarding target (`--syslog-listen`), both reading the gate's accept log and knowing hub2 by
-//! the address hub1 relays to (`--cluster-host hub2=127.0.0.1:10036`). A message with ENVID and
+//! The tests start `mtqpd gate` in front of hub1 (its native lines naming hub1's host,
+//! `--mta-host`) and two `mtqpd serve` replicas, one on each forwarding target
+//! (`--syslog-listen`), both reading the gate's accept log and knowing hub2 by the address hub1
+//! relays to (`--cluster-host hub2=127.0.0.1:10036`). A message with ENVID and
 //! MTRK crosses both hosts — hub1 takes it from the gate and relays it (`relay=127.0.0.1
 //! [127.0.0.1]:10036 … queued as QID2`), hub2 delivers one recipient, bounces one and defers one
 //! — and each recipient must show its outcome on hub2, not the hand-off; a message whose
@@ -63,6 +64,9 @@ impl Cluster {
             &accept,
             "--hostname",
             "gate.mtqpd-ci.example",
+            // The host name hub1's lines carry is `hub1`: the FQDN names it too.
+            "--mta-host",
+            HUB1,
         ]);
         let replicas = cluster::REPLICAS.map(|syslog| cluster::replica(syslog, &accept_log));
         Cluster {
@@ -79,7 +83,7 @@ impl Cluster {
             .trim_end_matches('=')
             .to_string();
         let mut smtp = Session::connect(connect_from(CLIENT, self.gate.addr));
-        // hub1's banner, relayed: the gate names the MTA's host in its native lines by it.
+        // hub1's banner, relayed: the gate is in front of hub1.
         assert!(
             smtp.banner.starts_with(&format!("220 {HUB1} ")),
             "not hub1's banner: {:?}",
@@ -100,7 +104,7 @@ impl Cluster {
     }
 
     /// The gate's native lines for hub1's queue `qid`: an accept line and one per recipient,
-    /// each naming hub1 (from its banner) as the host of that queue id.
+    /// each naming hub1 (`--mta-host`) as the host of that queue id.
     fn check_accept_log(&self, qid: &str, rcpts: &[&str]) {
         let log = std::fs::read_to_string(&self.accept_log).expect("read the accept log");
         let lines: Vec<_> = log
