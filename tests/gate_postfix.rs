@@ -18,10 +18,9 @@
 
 mod common;
 use common::postfix;
-use common::real_mta::{self, track, track_until, Session};
+use common::real_mta::{self, native_fields, queue_id, track, track_until, Session};
 use common::*;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -46,19 +45,6 @@ const BOUNCED: &str = "nosuchuser@localhost";
 const DEFERRED: &str = "someone@deferred.example";
 const SENDER: &str = "sender@example.net";
 
-/// The queue id in Postfix's final reply, which the gate relays.
-fn queue_id(reply: &str) -> String {
-    let qid = reply
-        .strip_prefix("250 2.0.0 Ok: queued as ")
-        .and_then(|r| r.strip_suffix("\r\n"))
-        .unwrap_or_else(|| panic!("not Postfix's final reply: {reply:?}"));
-    assert!(
-        !qid.is_empty() && qid.bytes().all(|c| c.is_ascii_alphanumeric()),
-        "{reply:?}"
-    );
-    qid.to_string()
-}
-
 /// The EHLO keywords of a reply (each line after the first, without `250-`/`250 `).
 fn ehlo_keywords(reply: &str) -> Vec<String> {
     reply.lines().skip(1).map(|l| l[4..].to_string()).collect()
@@ -78,19 +64,6 @@ fn wait_delivered(qid: &str, rcpt: &str) {
         "Postfix never delivered {qid} to {rcpt}:\n{}",
         postfix::lines_with(qid).join("\n")
     );
-}
-
-/// A native line's `key=value` pairs (values as written: xtext).
-fn native_fields(line: &str) -> HashMap<&str, &str> {
-    let rest = line
-        .strip_prefix("mtqp: ")
-        .unwrap_or_else(|| panic!("not a native line: {line:?}"));
-    rest.split(' ')
-        .map(|kv| {
-            kv.split_once('=')
-                .unwrap_or_else(|| panic!("not key=value: {kv:?} in {line:?}"))
-        })
-        .collect()
 }
 
 fn read_lines(path: &Path) -> Vec<String> {

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod cluster;
 pub mod pki;
 pub mod postfix;
 pub mod real_mta;

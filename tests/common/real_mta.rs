@@ -5,6 +5,7 @@
 //! Each real MTA is installed and started by a script under `.ci/` that `.ci/run` runs as root
 //! before the tests; the script's success is announced to the tests by an environment variable.
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
@@ -143,6 +144,33 @@ impl Session {
     pub fn quit(mut self) {
         self.command("QUIT", 221);
     }
+}
+
+/// The queue id in Postfix's final reply to a message's data (`250 2.0.0 Ok: queued as QID`),
+/// which the gate relays.
+pub fn queue_id(reply: &str) -> String {
+    let qid = reply
+        .strip_prefix("250 2.0.0 Ok: queued as ")
+        .and_then(|r| r.strip_suffix("\r\n"))
+        .unwrap_or_else(|| panic!("not Postfix's final reply: {reply:?}"));
+    assert!(
+        !qid.is_empty() && qid.bytes().all(|c| c.is_ascii_alphanumeric()),
+        "{reply:?}"
+    );
+    qid.to_string()
+}
+
+/// A native line's `key=value` pairs (values as written: xtext).
+pub fn native_fields(line: &str) -> HashMap<&str, &str> {
+    let rest = line
+        .strip_prefix("mtqp: ")
+        .unwrap_or_else(|| panic!("not a native line: {line:?}"));
+    rest.split(' ')
+        .map(|kv| {
+            kv.split_once('=')
+                .unwrap_or_else(|| panic!("not key=value: {kv:?} in {line:?}"))
+        })
+        .collect()
 }
 
 /// The lines of the log at `path` that contain `needle`.
