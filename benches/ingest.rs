@@ -72,6 +72,7 @@ fn main() {
         snapshot_interval: Duration::from_secs(30),
         log_zone: Zone::utc(),
         native_tags: NativeTags::default(),
+        stream_native_tags: NativeTags::default(),
         local_host: "hub".into(),
         cluster_hosts: Vec::new(),
     };

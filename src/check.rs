@@ -87,6 +87,7 @@ pub fn run(args: &CheckArgs) -> Result<(), String> {
         snapshot_interval: Duration::from_secs(30),
         log_zone,
         native_tags: NativeTags::new(&args.native_tags),
+        stream_native_tags: NativeTags::new(&args.native_tags),
         local_host: crate::settings::system_hostname(),
         cluster_hosts: args.cluster_hosts.clone(),
     };

@@ -10,7 +10,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::clock::parse_duration;
 use crate::ingest::hosts::ClusterHost;
-use crate::ingest::native::NativeTags;
 use crate::ingest::receiver::{Cidr, SyslogListen};
 use crate::ingest::LogSource;
 
@@ -83,9 +82,10 @@ pub struct ServeArgs {
     pub log_timezone: String,
     /// A syslog program tag whose `mtqp:` lines in an MTA's log are trusted as native lines
     /// (repeatable; given here, replaces the config file's list). Every line of a native: log
-    /// is trusted; an MTA's own lines never are.
-    #[arg(long = "native-tag", value_name = "TAG", default_values_t = NativeTags::DEFAULT.map(String::from))]
-    pub native_tags: Vec<String>,
+    /// is trusted; an MTA's own lines never are. [default: mtqp and mtqp-milter in files and
+    /// the journal; none from the syslog receiver, whose senders' local users choose tags]
+    #[arg(long = "native-tag", value_name = "TAG")]
+    pub native_tags: Option<Vec<String>>,
     /// A host of the mail cluster, NAME=ADDR[:PORT] (repeatable; given here, replaces the config
     /// file's list): NAME as its log lines name it, ADDR[:PORT] where it takes mail, so that a
     /// message another host relays there is followed on it (docs/cluster.md).

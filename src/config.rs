@@ -255,7 +255,7 @@ fn merge_text(text: &str, matches: &ArgMatches, args: &mut ServeArgs) -> Result<
     );
     set(
         &mut args.native_tags,
-        file.native_tags,
+        file.native_tags.map(Some),
         given("native_tags"),
     );
     set(

@@ -182,6 +182,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         logs: vec![LogSource::file(LogFormat::Native, log)],
         log_zone: Zone::utc(),
         native_tags: NativeTags::default(),
+        stream_native_tags: NativeTags::new::<&str>(&[]),
         cluster_hosts: Vec::new(),
         hostname: HOST.into(),
         unknown: Unknown::Noinfo,

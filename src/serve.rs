@@ -80,6 +80,7 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
             snapshot_interval: settings.snapshot_interval,
             log_zone: settings.log_zone.clone(),
             native_tags: settings.native_tags.clone(),
+            stream_native_tags: settings.stream_native_tags.clone(),
             local_host: crate::settings::system_hostname(),
             cluster_hosts: settings.cluster_hosts.clone(),
         },

@@ -38,6 +38,8 @@ pub struct Settings {
     pub log_zone: Zone,
     /// The program tags whose lines in an MTA's log may be native lines.
     pub native_tags: NativeTags,
+    /// The same for the syslog receiver's lines: only the tags given (none by default).
+    pub stream_native_tags: NativeTags,
     /// `--cluster-host`: where the other hosts of the cluster take mail.
     pub cluster_hosts: Vec<ClusterHost>,
     /// The greeting's name and every answer's Reporting-MTA.
@@ -94,7 +96,12 @@ impl Settings {
         let (log_zone, zone_warning) =
             Zone::from_setting(&args.log_timezone).map_err(|e| format!("--log-timezone: {e}"))?;
         crate::ingest::check_sources(&args.log)?;
-        if let Some(bad) = args.native_tags.iter().find(|t| !is_program_tag(t)) {
+        let given_tags = args.native_tags.as_deref();
+        if let Some(bad) = given_tags
+            .into_iter()
+            .flatten()
+            .find(|t| !is_program_tag(t))
+        {
             return Err(format!(
                 "--native-tag: '{bad}' is not a syslog program tag (printable, no space, ':' or '[')"
             ));
@@ -106,7 +113,8 @@ impl Settings {
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
             logs: args.log.clone(),
             log_zone,
-            native_tags: NativeTags::new(&args.native_tags),
+            native_tags: given_tags.map_or_else(NativeTags::default, NativeTags::new),
+            stream_native_tags: NativeTags::new(given_tags.unwrap_or_default()),
             cluster_hosts: args.cluster_hosts.clone(),
             hostname,
             unknown: args.unknown,

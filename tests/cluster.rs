@@ -229,3 +229,103 @@ fn a_stranger_s_mx_named_like_a_cluster_host_is_not_followed() {
         ["Final-Recipient: rfc822; c@attacker.example | Action: relayed | Status: 2.0.0 | Remote-MTA: dns; hub2.attacker.example"]
     );
 }
+
+/// The port of serve's `--syslog-listen tcp:127.0.0.1:0`, from its start-up line.
+fn syslog_port(s: &Server) -> u16 {
+    let stderr = s.wait_for_stderr("mtqpd: syslog on tcp:");
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("mtqpd: syslog on tcp:"))
+        .unwrap();
+    line.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// RFC 6587 octet counting of each line, as rsyslog sends them (its traditional forward format:
+/// `<PRI>` then the line).
+fn frames(lines: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in lines.lines() {
+        let msg = format!("<22>{l}");
+        out.extend_from_slice(format!("{} {msg}", msg.len()).as_bytes());
+    }
+    out
+}
+
+#[test]
+fn received_lines_reach_answers_and_sigterm_drains_them_into_the_snapshot() {
+    use std::io::Write;
+    let dir = TempDir::new("cluster-receiver");
+    let (accept, state) = (dir.path("accept.log"), dir.path("state"));
+    std::fs::create_dir_all(&state).unwrap();
+    append(&accept, &accepted("e4@envid.example", "7AB1C2", "hub1"));
+    // A native accept line forged under the default tag, by whoever can send syslog: not
+    // trusted from the receiver unless --native-tag says so.
+    let forged = accept_line(
+        &rfc3339(unix_now() - 60),
+        "forged@envid.example",
+        "s3cret",
+        "queue=7AB1C2 host=hub1",
+    );
+    let forged = format!(
+        "{} hub1 mtqp[9]: {}",
+        rfc3339(unix_now() - 60),
+        forged.trim_end()
+    );
+    let args = [
+        "--hostname",
+        "hub.example",
+        "--syslog-listen",
+        "tcp:127.0.0.1:0",
+        "--log",
+        &format!("native:{}", accept.display()),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    let s = Server::start_caught_up(&args);
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", syslog_port(&s))).unwrap();
+    let first = line(59, "hub1", "smtpd", "7AB1C2: client=c.example[192.0.2.1]")
+        + &forged
+        + "\n"
+        + &line(
+            58,
+            "hub1",
+            "local",
+            &format!(
+                "7AB1C2: to=<a@hub1.example>, relay=local, delay=1, delays=0/0/0/1, {DELIVERED}"
+            ),
+        );
+    tcp.write_all(&frames(&first)).unwrap();
+    let want_a = "Final-Recipient: rfc822; a@hub1.example | Action: delivered | Status: 2.0.0";
+    let got = eventually_or_none(|| {
+        let got = track(&s, "e4@envid.example");
+        (got == [want_a]).then_some(got)
+    });
+    assert!(got.is_some(), "{:?}", track(&s, "e4@envid.example"));
+    assert_eq!(
+        s.client().roundtrip(&format!(
+            "TRACK <forged@envid.example> {}",
+            secret_b64("s3cret")
+        )),
+        b"-ERR/noinfo No tracking information is available\r\n"
+    );
+    // Written, in the server's socket, then SIGTERM at once: drained into the snapshot.
+    let second = line(
+        57,
+        "hub1",
+        "local",
+        &format!("7AB1C2: to=<b@hub1.example>, relay=local, delay=1, delays=0/0/0/1, {BOUNCED}"),
+    );
+    tcp.write_all(&frames(&second)).unwrap();
+    wait_acked(&tcp);
+    let (status, stderr) = s.stop("TERM");
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("mtqpd: syslog receiver: "), "{stderr}");
+    let s = Server::start_caught_up(&args);
+    assert_eq!(
+        track(&s, "e4@envid.example"),
+        [
+            want_a,
+            "Final-Recipient: rfc822; b@hub1.example | Action: failed | Status: 5.1.1"
+        ]
+    );
+}

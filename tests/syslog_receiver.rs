@@ -75,37 +75,6 @@ fn wait_closed(stream: &mut TcpStream) {
     }
 }
 
-/// Waits until the receiver's kernel has acknowledged every octet written on `client`: then
-/// they are in the receiver's socket (or read already), which is what a stop must drain.
-/// Loopback delivers in a softirq that a busy machine may defer, so a returned `write` alone
-/// does not say that.
-fn wait_acked(client: &TcpStream) {
-    let SocketAddr::V4(local) = client.local_addr().unwrap() else {
-        panic!("IPv4 only")
-    };
-    let hex = format!(
-        "{:08X}:{:04X}",
-        u32::from_le_bytes(local.ip().octets()),
-        local.port()
-    );
-    let deadline = std::time::Instant::now() + DEADLINE;
-    loop {
-        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-        // Fields: sl local rem st tx_queue:rx_queue ...
-        let unacked = table.lines().skip(1).find_map(|row| {
-            let f: Vec<&str> = row.split_whitespace().collect();
-            (f.get(1) == Some(&hex.as_str())).then(|| f[4].split(':').next().map(str::to_string))?
-        });
-        match unacked.as_deref() {
-            Some("00000000") => return,
-            Some(_) => {}
-            None => panic!("no /proc/net/tcp row for {hex}"),
-        }
-        assert!(std::time::Instant::now() < deadline, "never acknowledged");
-        std::thread::yield_now();
-    }
-}
-
 fn octet(message: &[u8]) -> Vec<u8> {
     let mut frame = format!("{} ", message.len()).into_bytes();
     frame.extend_from_slice(message);

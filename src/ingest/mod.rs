@@ -177,6 +177,8 @@ pub struct IngestConfig {
     pub log_zone: timezone::Zone,
     /// The program tags whose lines in an MTA's log may be native lines.
     pub native_tags: NativeTags,
+    /// The same for the syslog receiver's lines (only those given: none by default).
+    pub stream_native_tags: NativeTags,
     /// This machine's name: the host of a file's lines unless its `--log` names another.
     pub local_host: String,
     /// `--cluster-host`: where the other hosts of the cluster take mail.
@@ -462,7 +464,7 @@ fn open(config: &IngestConfig, received: Vec<Received>, follow_journals: bool) -
             batches: r.batches,
             parser: Box::new(stream::TagRouter::new(
                 &config.log_zone,
-                config.native_tags.clone(),
+                config.stream_native_tags.clone(),
             )),
             host: LineHost::each_line(
                 syslog::SyslogClock::new(config.log_zone.clone(), unix_now()),
