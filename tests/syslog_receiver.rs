@@ -3,6 +3,7 @@
 //! drain at stop. Every check is on exact lines; waits are bounded by deadlines, never timed.
 
 mod common;
+use common::wait_acked;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
