@@ -429,17 +429,18 @@ fn what_rsyslog_sends_reaches_ingest_parseable() {
         (
             RSYSLOG_PROTOCOL23_OCTET,
             &[
+                // rsyslog's msg property keeps the space after the tag: parse_prefix drops it.
                 (
                     "postfix/smtpd",
                     4711,
-                    " 4D1A2B3C: client=c.example[192.0.2.1]",
+                    "4D1A2B3C: client=c.example[192.0.2.1]",
                 ),
-                ("postfix/qmgr", 500, " 4D1A2B3C: removed"),
+                ("postfix/qmgr", 500, "4D1A2B3C: removed"),
             ],
         ),
         (
             RSYSLOG_PROTOCOL23_NO_SLASH,
-            &[("postfix", 4711, " 4D1A2B3C: client=c.example[192.0.2.1]")],
+            &[("postfix", 4711, "4D1A2B3C: client=c.example[192.0.2.1]")],
         ),
     ];
     // 2026-12-04T00:00:00Z: the classic stamps are read as the day before.
