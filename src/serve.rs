@@ -111,7 +111,7 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
     }
     ingest.stop();
     if let Some(r) = receiver {
-        eprintln!("mtqpd: syslog receiver: {}", r.stats());
+        eprintln!("mtqpd: {}", r.stats());
         r.join();
     }
     eprint!("{}", stats.report());
