@@ -30,7 +30,7 @@ pub struct CheckArgs {
     /// `serve`; repeatable).
     #[arg(long = "native-tag", value_name = "TAG", default_values_t = NativeTags::DEFAULT.map(String::from))]
     pub native_tags: Vec<String>,
-    /// A host of the mail cluster, NAME=ADDR[:PORT] (as for `serve`; repeatable).
+    /// A host of the mail cluster, `NAME=ADDR[:PORT]` (as for `serve`; repeatable).
     #[arg(long = "cluster-host", value_name = "NAME=ADDR[:PORT]")]
     pub cluster_hosts: Vec<ClusterHost>,
     /// Print only the counts, not one block per message.

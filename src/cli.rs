@@ -71,7 +71,7 @@ pub struct ServeArgs {
     /// Event-loop threads [default: number of cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// A log to follow, FORMAT:PATH or FORMAT:journal[:UNIT], with `,host=NAME` (the host whose
+    /// A log to follow, `FORMAT:PATH` or `FORMAT:journal[:UNIT]`, with `,host=NAME` (the host whose
     /// log it is) or `,host=*` (each line names its host) after it (repeatable; given here,
     /// replaces the config file's list). FORMAT: native, postfix, exim or sendmail.
     #[arg(long, value_name = "FORMAT:PATH")]
@@ -86,8 +86,8 @@ pub struct ServeArgs {
     /// the journal; none from the syslog receiver, whose senders' local users choose tags]
     #[arg(long = "native-tag", value_name = "TAG")]
     pub native_tags: Option<Vec<String>>,
-    /// A host of the mail cluster, NAME=ADDR[:PORT] (repeatable; given here, replaces the config
-    /// file's list): NAME as its log lines name it, ADDR[:PORT] where it takes mail, so that a
+    /// A host of the mail cluster, `NAME=ADDR[:PORT]` (repeatable; given here, replaces the config
+    /// file's list): NAME as its log lines name it, `ADDR[:PORT]` where it takes mail, so that a
     /// message another host relays there is followed on it (docs/cluster.md).
     #[arg(long = "cluster-host", value_name = "NAME=ADDR[:PORT]")]
     pub cluster_hosts: Vec<ClusterHost>,
