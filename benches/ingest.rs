@@ -1,10 +1,15 @@
-//! Ingest throughput on one core: the ingest pipeline (follow, parse, correlate, render,
-//! index) run in this thread over a whole log, as `mtqpd serve` does at start-up.
+//! Ingest throughput on one core: `mtqpd serve`'s ingest thread (follow, parse, correlate,
+//! render, index) over a whole log, timed from its start until it has caught up with the log.
 //! Run: `cargo bench --bench ingest`. By default it generates a 200,000-message Postfix log
 //! with `mtqp-load gen`; set MTQPD_BENCH_LOG=PATH (and MTQPD_BENCH_FORMAT=native|postfix) to
-//! measure another log, e.g. a 1 GB one.
+//! measure another log, e.g. a 1 GB one, and MTQPD_BENCH_HOST=NAME or `*` to read it as
+//! `--log FORMAT:PATH,host=…` does (`*`: each line's host, for `mtqp-load gen --hosts N`).
+//! MTQPD_BENCH_REPLAY=1 times `mtqpd ingest-check`'s offline replay instead: it also keeps
+//! that command's audit of every recipient named (memory that grows with the log, which
+//! `serve` never keeps), and reports what the tracker holds at the end.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +17,7 @@ use mtqpd::index::message::Retention;
 use mtqpd::index::Index;
 use mtqpd::ingest::native::NativeTags;
 use mtqpd::ingest::timezone::Zone;
-use mtqpd::ingest::{replay, IngestConfig, LogSource};
+use mtqpd::ingest::{replay, spawn, IngestConfig, LogSource};
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -56,9 +61,13 @@ fn main() {
             log
         }
     };
+    let host = std::env::var("MTQPD_BENCH_HOST")
+        .map(|h| format!(",host={h}"))
+        .unwrap_or_default();
+    let offline = std::env::var_os("MTQPD_BENCH_REPLAY").is_some_and(|v| v == "1");
     let bytes = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     let config = IngestConfig {
-        sources: vec![format!("{format}:{}", log.display())
+        sources: vec![format!("{format}:{}{host}", log.display())
             .parse::<LogSource>()
             .expect("log")],
         reporting_mta: "hub.example".into(),
@@ -79,14 +88,41 @@ fn main() {
     let index = Arc::new(Index::new(32));
     let before = rss_kib();
     let start = Instant::now();
-    let r = replay(&config, &index);
-    let secs = start.elapsed().as_secs_f64();
-    let lines = r.stats.lines.load(std::sync::atomic::Ordering::Relaxed);
-    let after = rss_kib();
+    let (secs, after, lines, rejected, tracker) = if offline {
+        let r = replay(&config, &index);
+        let secs = start.elapsed().as_secs_f64();
+        let after = rss_kib();
+        let held = (r.tracker.messages(), r.tracker.queues().0);
+        let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        (
+            secs,
+            after,
+            g(&r.stats.lines),
+            g(&r.stats.rejected),
+            Some(held),
+        )
+    } else {
+        let ingest = spawn(config, Arc::clone(&index)).expect("ingest thread");
+        while !ingest.stats.caught_up.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let secs = start.elapsed().as_secs_f64();
+        // Before the thread ends and frees the correlation state.
+        let after = rss_kib();
+        let stats = Arc::clone(&ingest.stats);
+        ingest.stop();
+        let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        (secs, after, g(&stats.lines), g(&stats.rejected), None)
+    };
     println!(
-        "log: {} ({:.1} MB, {lines} lines, format {format})",
+        "log: {}{host} ({:.1} MB, {lines} lines, format {format}, {})",
         log.display(),
-        bytes as f64 / 1e6
+        bytes as f64 / 1e6,
+        if offline {
+            "ingest-check's replay"
+        } else {
+            "serve's ingest thread"
+        }
     );
     println!(
         "ingest: {:.2} s, {:.0} lines/s, {:.0} MB/s, {} records; rejected {}",
@@ -94,7 +130,7 @@ fn main() {
         lines as f64 / secs,
         bytes as f64 / secs / 1e6,
         index.len(),
-        r.stats.rejected.load(std::sync::atomic::Ordering::Relaxed)
+        rejected
     );
     println!(
         "memory: RSS grew {} MiB, {:.0} bytes per tracked message (correlation state + index)",
@@ -115,9 +151,9 @@ fn main() {
         per(tail),
         per(size - body - tail)
     );
-    println!(
-        "tracker: holds {} messages (the others only as their index records), {} queue ids",
-        r.tracker.messages(),
-        r.tracker.queues().0
-    );
+    if let Some((messages, queues)) = tracker {
+        println!(
+            "tracker: holds {messages} messages (the others only as their index records), {queues} queue ids"
+        );
+    }
 }
