@@ -12,6 +12,12 @@
 //! pins the first arrival instead, for files that are the same byte for byte on every run.
 //! Classic syslog stamps carry no year and are written in UTC (serve them with
 //! `--log-timezone UTC`).
+//!
+//! `--hosts N` writes the log of a cluster as a collector keeps it (serve it with
+//! `--log postfix:PATH,host=*`): message i is host `hub{i mod N}`'s, the host name in the
+//! syslog prefix (classic, or RFC 3339 with `--stamp rfc3339`) and in the accept line's
+//! `host=`. Each host numbers its own queue ids, so ids collide across hosts (about one
+//! message in 256 shares its id with another host's), as Postfix short ids do in a cluster.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -31,6 +37,15 @@ use crate::rng::Rng;
 pub enum Format {
     Native,
     Postfix,
+}
+
+/// How a syslog line of `--hosts` is stamped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Stamp {
+    /// `Dec  2 07:50:26` (UTC, no year).
+    Classic,
+    /// rsyslog's `2026-12-02T07:50:26Z`.
+    Rfc3339,
 }
 
 /// `gen` flags.
@@ -57,6 +72,13 @@ pub struct GenArgs {
     /// enough that the latest line of the log is logged now.
     #[arg(long, value_parser = parse_start)]
     start: Option<i64>,
+    /// Write the log of this many hosts, hub0 … hubN-1, each with its own queue ids (default:
+    /// one host, `hub`, whose lines name no host=).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    hosts: Option<u32>,
+    /// The syslog stamp of the Postfix lines of `--hosts`.
+    #[arg(long, value_enum, default_value = "classic", requires = "hosts")]
+    stamp: Stamp,
 }
 
 fn parse_start(s: &str) -> Result<i64, String> {
@@ -151,45 +173,58 @@ struct Message {
     i: u64,
     at: i64,
     queue: String,
+    /// The name of its host in the syslog prefix.
+    host: String,
+    /// ` host=NAME` on its native lines, or nothing (one host).
+    declared: String,
     outcomes: Vec<Outcome>,
 }
 
 struct Writer<W: Write> {
     out: W,
     format: Format,
+    stamp: Stamp,
 }
 
 impl<W: Write> Writer<W> {
+    /// A syslog line's stamp.
+    fn stamp(&self, unix: i64) -> String {
+        match self.stamp {
+            Stamp::Classic => syslog_time(unix),
+            Stamp::Rfc3339 => rfc3339(unix),
+        }
+    }
+
     fn arrival(&mut self, m: &Message, hash: &str) -> std::io::Result<()> {
-        let (i, q, t) = (m.i, &m.queue, syslog_time(m.at));
+        let (i, q, t, hub, declared) = (m.i, &m.queue, self.stamp(m.at), &m.host, &m.declared);
         let envid = format!("gen-{i:010}@client.example");
         match self.format {
             Format::Native => writeln!(
                 self.out,
-                "mtqp: event=accept time={} envid={envid} mtrk={hash} queue={q}",
+                "mtqp: event=accept time={} envid={envid} mtrk={hash} queue={q}{declared}",
                 rfc3339(m.at)
             ),
             Format::Postfix => {
                 let pid = 1000 + i % 9000;
                 writeln!(
                     self.out,
-                    "{t} hub postfix/smtpd[{pid}]: {q}: client=client{}.example[192.0.2.{}]",
+                    "{t} {hub} postfix/smtpd[{pid}]: {q}: client=client{}.example[192.0.2.{}]",
                     i % 997,
                     i % 250 + 1
                 )?;
                 writeln!(
                     self.out,
-                    "{t} hub postfix/cleanup[{}]: {q}: message-id=<m{i}@client.example>",
+                    "{t} {hub} postfix/cleanup[{}]: {q}: message-id=<m{i}@client.example>",
                     pid + 1
                 )?;
-                writeln!(self.out, "{t} hub mtqp-milter[77]: mtqp: event=accept time={} envid={envid} mtrk={hash} msgid=m{i}@client.example", rfc3339(m.at))?;
-                writeln!(self.out, "{t} hub postfix/qmgr[500]: {q}: from=<sender{i}@client.example>, size={}, nrcpt={} (queue active)", 2000 + i % 50_000, m.outcomes.len())
+                writeln!(self.out, "{t} {hub} mtqp-milter[77]: mtqp: event=accept time={} envid={envid} mtrk={hash} msgid=m{i}@client.example{declared}", rfc3339(m.at))?;
+                writeln!(self.out, "{t} {hub} postfix/qmgr[500]: {q}: from=<sender{i}@client.example>, size={}, nrcpt={} (queue active)", 2000 + i % 50_000, m.outcomes.len())
             }
         }
     }
 
     fn deliveries(&mut self, m: &Message) -> std::io::Result<()> {
-        let (i, q) = (m.i, &m.queue);
+        let (i, q, hub, declared) = (m.i, &m.queue, &m.host, &m.declared);
         let t = m.at + FIRST_ATTEMPT;
         for (r, o) in m.outcomes.iter().enumerate() {
             let to = format!("user{r}.{i}@dest{}.example", i % 113);
@@ -208,20 +243,20 @@ impl<W: Write> Writer<W> {
                             (&to, "failed", "5.1.1", " remote-mta=dns;mx.dest.example")
                         }
                     };
-                    writeln!(self.out, "mtqp: event=rcpt time={} queue={q} orcpt=rfc822;{rcpt} rcpt={rcpt} action={action} status={status}{remote}", rfc3339(t))?;
+                    writeln!(self.out, "mtqp: event=rcpt time={} queue={q} orcpt=rfc822;{rcpt} rcpt={rcpt} action={action} status={status}{remote}{declared}", rfc3339(t))?;
                 }
                 Format::Postfix => {
-                    let ts = syslog_time(t);
+                    let ts = self.stamp(t);
                     let pid = 2000 + (i + r as u64) % 9000;
                     match o {
-                        Outcome::Relayed => writeln!(self.out, "{ts} hub postfix/smtp[{pid}]: {q}: to=<{to}>, relay=mx.dest{}.example[198.51.100.{}]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as X{i:X})", i % 113, i % 250 + 1)?,
-                        Outcome::Local => writeln!(self.out, "{ts} hub postfix/local[{pid}]: {q}: to=<{local}>, relay=local, delay=0.3, delays=0.1/0/0/0.2, dsn=2.0.0, status=sent (delivered to mailbox)")?,
+                        Outcome::Relayed => writeln!(self.out, "{ts} {hub} postfix/smtp[{pid}]: {q}: to=<{to}>, relay=mx.dest{}.example[198.51.100.{}]:25, delay=1.2, delays=0.1/0/0.5/0.6, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as X{i:X})", i % 113, i % 250 + 1)?,
+                        Outcome::Local => writeln!(self.out, "{ts} {hub} postfix/local[{pid}]: {q}: to=<{local}>, relay=local, delay=0.3, delays=0.1/0/0/0.2, dsn=2.0.0, status=sent (delivered to mailbox)")?,
                         Outcome::DeferredThenRelayed => {
-                            writeln!(self.out, "{ts} hub postfix/smtp[{pid}]: {q}: to=<{to}>, relay=none, delay=30, delays=0.1/0/30/0, dsn=4.4.1, status=deferred (connect to mx.dest.example[198.51.100.7]:25: Connection timed out)")?;
-                            writeln!(self.out, "{} hub postfix/smtp[{pid}]: {q}: to=<{to}>, relay=mx.dest{}.example[198.51.100.{}]:25, delay=330, delays=300/0/20/10, dsn=2.0.0, status=sent (250 2.0.0 Ok)", syslog_time(t + RETRY), i % 113, i % 250 + 1)?;
+                            writeln!(self.out, "{ts} {hub} postfix/smtp[{pid}]: {q}: to=<{to}>, relay=none, delay=30, delays=0.1/0/30/0, dsn=4.4.1, status=deferred (connect to mx.dest.example[198.51.100.7]:25: Connection timed out)")?;
+                            writeln!(self.out, "{} {hub} postfix/smtp[{pid}]: {q}: to=<{to}>, relay=mx.dest{}.example[198.51.100.{}]:25, delay=330, delays=300/0/20/10, dsn=2.0.0, status=sent (250 2.0.0 Ok)", self.stamp(t + RETRY), i % 113, i % 250 + 1)?;
                         }
-                        Outcome::Deferred => writeln!(self.out, "{ts} hub postfix/smtp[{pid}]: {q}: to=<{to}>, relay=none, delay=30, delays=0.1/0/30/0, dsn=4.4.1, status=deferred (connect to mx.dest.example[198.51.100.7]:25: Connection timed out)")?,
-                        Outcome::Bounced => writeln!(self.out, "{ts} hub postfix/smtp[{pid}]: {q}: to=<{to}>, relay=mx.dest{}.example[198.51.100.{}]:25, delay=0.9, delays=0.1/0/0.4/0.4, dsn=5.1.1, status=bounced (host mx.dest.example[198.51.100.{}] said: 550 5.1.1 <{to}>: Recipient address rejected: User unknown (in reply to RCPT TO command))", i % 113, i % 250 + 1, i % 250 + 1)?,
+                        Outcome::Deferred => writeln!(self.out, "{ts} {hub} postfix/smtp[{pid}]: {q}: to=<{to}>, relay=none, delay=30, delays=0.1/0/30/0, dsn=4.4.1, status=deferred (connect to mx.dest.example[198.51.100.7]:25: Connection timed out)")?,
+                        Outcome::Bounced => writeln!(self.out, "{ts} {hub} postfix/smtp[{pid}]: {q}: to=<{to}>, relay=mx.dest{}.example[198.51.100.{}]:25, delay=0.9, delays=0.1/0/0.4/0.4, dsn=5.1.1, status=bounced (host mx.dest.example[198.51.100.{}] said: 550 5.1.1 <{to}>: Recipient address rejected: User unknown (in reply to RCPT TO command))", i % 113, i % 250 + 1, i % 250 + 1)?,
                     }
                 }
             }
@@ -229,21 +264,21 @@ impl<W: Write> Writer<W> {
         if self.format == Format::Postfix {
             let done = m.outcomes.iter().all(|o| !matches!(o, Outcome::Deferred));
             let bounced = m.outcomes.iter().any(|o| matches!(o, Outcome::Bounced));
-            let ts = syslog_time(t + FINISHED);
+            let ts = self.stamp(t + FINISHED);
             if bounced {
                 writeln!(
                     self.out,
-                    "{ts} hub postfix/cleanup[600]: N{i:X}: message-id=<{}.N{i:X}@hub.example>",
+                    "{ts} {hub} postfix/cleanup[600]: N{i:X}: message-id=<{}.N{i:X}@hub.example>",
                     t
                 )?;
                 writeln!(
                     self.out,
-                    "{ts} hub postfix/bounce[601]: {q}: sender non-delivery notification: N{i:X}"
+                    "{ts} {hub} postfix/bounce[601]: {q}: sender non-delivery notification: N{i:X}"
                 )?;
-                writeln!(self.out, "{ts} hub postfix/qmgr[500]: N{i:X}: from=<>, size=3000, nrcpt=1 (queue active)")?;
+                writeln!(self.out, "{ts} {hub} postfix/qmgr[500]: N{i:X}: from=<>, size=3000, nrcpt=1 (queue active)")?;
             }
             if done {
-                writeln!(self.out, "{ts} hub postfix/qmgr[500]: {q}: removed")?;
+                writeln!(self.out, "{ts} {hub} postfix/qmgr[500]: {q}: removed")?;
             }
         }
         Ok(())
@@ -260,7 +295,9 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
     let mut w = Writer {
         out: open(&args.out)?,
         format: args.format,
+        stamp: args.stamp,
     };
+    let hosts = u64::from(args.hosts.unwrap_or(1));
     let mut secrets = open(&args.secrets)?;
     let mut rng = Rng::new(args.seed);
     let start = args
@@ -278,10 +315,20 @@ pub fn run(args: &GenArgs) -> Result<(), String> {
         };
         let hash = encode(&sha1(&secret));
         writeln!(secrets, "gen-{i:010}@client.example\t{}", encode(&secret)).map_err(io)?;
+        let (host, declared) = match args.hosts {
+            Some(_) => (
+                format!("hub{}", i % hosts),
+                format!(" host=hub{}", i % hosts),
+            ),
+            None => ("hub".to_owned(), String::new()),
+        };
         let m = Message {
             i,
             at: arrival(start, i),
-            queue: format!("{:010X}", (i << 8) | (rng.below(256))),
+            // Each host's own sequence; the random low octet makes some collide across hosts.
+            queue: format!("{:010X}", ((i / hosts) << 8) | (rng.below(256))),
+            host,
+            declared,
             outcomes: (0..args.recipients).map(|_| outcome(&mut rng)).collect(),
         };
         w.arrival(&m, &xtext::encode(hash.trim_end_matches('=').as_bytes()))
@@ -313,6 +360,8 @@ mod tests {
             secrets: dir.join(format!("{format:?}.secrets")),
             seed: 7,
             start,
+            hosts: None,
+            stamp: Stamp::Classic,
         }
     }
 
@@ -381,6 +430,36 @@ mod tests {
                 "{first_line}"
             );
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn hosts_have_their_own_queue_ids_some_of_them_alike() {
+        let dir = temp_dir("hosts");
+        let mut a = args(Format::Postfix, Some(unix("2027-06-01T00:00:00Z")), &dir);
+        a.messages = 3000;
+        a.hosts = Some(3);
+        run(&a).unwrap();
+        let log = std::fs::read_to_string(&a.out).unwrap();
+        let mut ids = std::collections::HashMap::<&str, Vec<&str>>::new();
+        for line in log.lines() {
+            let host = line.split_whitespace().nth(3).unwrap();
+            assert!(["hub0", "hub1", "hub2"].contains(&host), "{line}");
+            if line.contains(" mtqp: event=accept ") {
+                assert!(line.ends_with(&format!(" host={host}")), "{line}");
+            }
+            if let Some(q) = line.strip_suffix(": removed") {
+                ids.entry(q.rsplit(' ').next().unwrap())
+                    .or_default()
+                    .push(host);
+            }
+        }
+        let shared = ids.values().filter(|hosts| hosts.len() > 1).count();
+        assert!(
+            shared > 0 && shared < 100,
+            "{shared} queue ids on more than one host"
+        );
+        assert!(ids.values().all(|h| h.windows(2).all(|w| w[0] != w[1])));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
