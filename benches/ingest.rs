@@ -30,6 +30,26 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user and system) this process has used: on a machine shared with other work
+/// the wall time of a run varies with what else runs on its core, its CPU time much less.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime, fields 14 and 15 of proc(5), in clock ticks of 1/100 s on Linux.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
 fn main() {
     let format = std::env::var("MTQPD_BENCH_FORMAT").unwrap_or_else(|_| "postfix".into());
     let log = match std::env::var_os("MTQPD_BENCH_LOG") {
@@ -87,15 +107,18 @@ fn main() {
     };
     let index = Arc::new(Index::new(32));
     let before = rss_kib();
+    let cpu_before = cpu_secs();
     let start = Instant::now();
-    let (secs, after, lines, rejected, tracker) = if offline {
+    let (secs, cpu, after, lines, rejected, tracker) = if offline {
         let r = replay(&config, &index);
         let secs = start.elapsed().as_secs_f64();
         let after = rss_kib();
+        let cpu = cpu_secs() - cpu_before;
         let held = (r.tracker.messages(), r.tracker.queues().0);
         let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         (
             secs,
+            cpu,
             after,
             g(&r.stats.lines),
             g(&r.stats.rejected),
@@ -109,10 +132,11 @@ fn main() {
         let secs = start.elapsed().as_secs_f64();
         // Before the thread ends and frees the correlation state.
         let after = rss_kib();
+        let cpu = cpu_secs() - cpu_before;
         let stats = Arc::clone(&ingest.stats);
         ingest.stop();
         let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        (secs, after, g(&stats.lines), g(&stats.rejected), None)
+        (secs, cpu, after, g(&stats.lines), g(&stats.rejected), None)
     };
     println!(
         "log: {}{host} ({:.1} MB, {lines} lines, format {format}, {})",
@@ -131,6 +155,10 @@ fn main() {
         bytes as f64 / secs / 1e6,
         index.len(),
         rejected
+    );
+    println!(
+        "cpu: {cpu:.2} s user and system, {:.0} lines per CPU second",
+        lines as f64 / cpu.max(0.01)
     );
     println!(
         "memory: RSS grew {} MiB, {:.0} bytes per tracked message (correlation state + index)",
