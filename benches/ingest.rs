@@ -125,7 +125,7 @@ fn main() {
             Some(held),
         )
     } else {
-        let ingest = spawn(config, Arc::clone(&index)).expect("ingest thread");
+        let ingest = spawn(config, Vec::new(), Arc::clone(&index)).expect("ingest thread");
         while !ingest.stats.caught_up.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(5));
         }
