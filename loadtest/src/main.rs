@@ -5,6 +5,7 @@
 //! - `run`: drives a server with an open-loop schedule (wrk2's coordinated-omission
 //!   correction), pipelined connections over threads (memtier's shape), checks every answer
 //!   and reports latency from the scheduled and the actual send time.
+//! - `send`: sends a log to a syslog receiver over TCP, as fast as it takes it.
 
 mod check;
 mod conn;
@@ -14,6 +15,7 @@ mod report;
 mod rng;
 mod run;
 mod schedule;
+mod send;
 mod sys;
 mod worker;
 mod workload;
@@ -40,11 +42,21 @@ enum Command {
     /// answer and report throughput and latency. Exit status: 0 every answer right, 1 some
     /// answers wrong or missing, 2 the run could not start.
     Run(run::RunArgs),
+    /// Send a log to `mtqpd serve --syslog-listen tcp:…` as octet-counted syslog messages, as
+    /// fast as the receiver takes them, and report the rate.
+    Send(send::SendArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Gen(args) => match gen::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mtqp-load: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Send(args) => match send::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("mtqp-load: {e}");
