@@ -79,16 +79,8 @@ ROOT_FOR="apt-get, postfix start, rsyslogd"
 source "$(dirname "$0")/mta-setup-args.sh"
 setup_args "$@"
 
-# Postfix hands its processes only the variables import_environment names; rsyslogd gets them
-# directly. libfaketime as in .ci/sendmail-setup.sh: a cache that never expires, and file times
-# read back as written (Postfix dates a deferred queue file by its mtime).
-FAKE_ENV=()
-if [ -n "$CLOCK" ] && [ "$CLOCK" != real ]; then
-  preload=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
-  [ -n "$preload" ] || fail "libfaketime is not installed"
-  FAKE_ENV=(LD_PRELOAD="$preload" FAKETIME="$CLOCK" FAKETIME_DONT_FAKE_MONOTONIC=1
-    FAKETIME_CACHE_DURATION=1000000000 NO_FAKE_STAT=1)
-fi
+# Postfix hands its processes only the variables import_environment names (CLOCK_ENV, from
+# setup_args); rsyslogd gets them directly.
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -253,7 +245,7 @@ write_master_cf /etc/postfix-hub2 "$HUB2 inet n - n - - smtpd"
 
 for hub in hub1 hub2; do
   environment=$(postconf -dh import_environment)
-  [ ${#FAKE_ENV[@]} -eq 0 ] || environment="$environment ${FAKE_ENV[*]}"
+  [ ${#CLOCK_ENV[@]} -eq 0 ] || environment="$environment ${CLOCK_ENV[*]}"
   postconf -c "/etc/postfix-$hub" -e "import_environment = $environment"
   # Creates the queue directories with their owners and modes, and checks the rest: once (it
   # takes seconds; `postfix start` checks again, more lightly).
@@ -368,7 +360,7 @@ done
 if ! alive "$RSYSLOG_PID" >/dev/null; then
   echo "cluster-setup: starting rsyslogd ($RSYSLOG_CONF)"
   # What it says before it detaches (no replica listening yet: "cannot connect") is expected.
-  env "${FAKE_ENV[@]}" rsyslogd -f "$RSYSLOG_CONF" -i "$RSYSLOG_PID" 2>>"$ROOT/rsyslogd.log" ||
+  env "${CLOCK_ENV[@]}" rsyslogd -f "$RSYSLOG_CONF" -i "$RSYSLOG_PID" 2>>"$ROOT/rsyslogd.log" ||
     fail "rsyslogd (see $ROOT/rsyslogd.log)"
 fi
 

@@ -1,7 +1,8 @@
-# Sourced by .ci/postfix-setup.sh, .ci/exim-setup.sh and .ci/sendmail-setup.sh: what every real
-# MTA's setup starts with. Before sourcing, set SETUP (the script's name) and ROOT_FOR (why it
-# must run as root); then call `setup_args "$@"`. Defines fail() and sets CLOCK from
-# `--faketime OFFSET|real` (empty without it).
+# Sourced by .ci/postfix-setup.sh, .ci/exim-setup.sh, .ci/sendmail-setup.sh and
+# .ci/cluster-setup.sh: what every real MTA's setup starts with. Before sourcing, set SETUP (the
+# script's name) and ROOT_FOR (why it must run as root); then call `setup_args "$@"`. Defines
+# fail(), sets CLOCK from `--faketime OFFSET|real` (empty without it) and CLOCK_ENV, the
+# environment that moves a daemon's clock there (empty for the real clock).
 
 fail() {
   echo "$SETUP: FAILED: $*" >&2
@@ -16,4 +17,21 @@ setup_args() {
     --faketime) CLOCK=${2:-} && [ -n "$CLOCK" ] || fail "--faketime needs an offset or 'real'" ;;
     *) fail "usage: $SETUP.sh [--faketime OFFSET|real]" ;;
   esac
+  clock_env
+}
+
+# CLOCK_ENV: libfaketime preloaded with FAKETIME=$CLOCK. A cache that never expires: daemons
+# that empty their environment (sendmail) or are handed only the variables they import
+# (Postfix) would fall back to the real clock when libfaketime reads FAKETIME again (every 10 s
+# by default). NO_FAKE_STAT: file times read back as written (MTAs age queue files and host
+# status by them; libfaketime would move them a second time).
+clock_env() {
+  CLOCK_ENV=()
+  if [ -n "$CLOCK" ] && [ "$CLOCK" != real ]; then
+    local preload
+    preload=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
+    [ -n "$preload" ] || fail "libfaketime is not installed"
+    CLOCK_ENV=(LD_PRELOAD="$preload" FAKETIME="$CLOCK" FAKETIME_DONT_FAKE_MONOTONIC=1
+      FAKETIME_CACHE_DURATION=1000000000 NO_FAKE_STAT=1)
+  fi
 }

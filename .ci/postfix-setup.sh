@@ -132,14 +132,10 @@ postfix check || fail "postfix check reported problems"
 if [ -n "$CLOCK" ]; then
   # Postfix hands its processes only the variables import_environment names.
   environment=$(postconf -dh import_environment)
-  if [ "$CLOCK" != real ]; then
-    preload=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
-    [ -n "$preload" ] || fail "libfaketime is not installed"
-    # NO_FAKE_STAT: file times read back as written. Postfix dates a deferred queue file by its
-    # mtime (the next retry, set from the moved clock); libfaketime would move it again when
-    # qmgr reads it, and the retry would never come due.
-    environment="$environment LD_PRELOAD=$preload FAKETIME=$CLOCK FAKETIME_DONT_FAKE_MONOTONIC=1 NO_FAKE_STAT=1"
-  fi
+  # CLOCK_ENV (setup_args; NO_FAKE_STAT in it): Postfix dates a deferred queue file by its
+  # mtime (the next retry, set from the moved clock); libfaketime would move it again when qmgr
+  # reads it, and the retry would never come due.
+  [ ${#CLOCK_ENV[@]} -eq 0 ] || environment="$environment ${CLOCK_ENV[*]}"
   postconf -e "import_environment = $environment"
   if postfix status >/dev/null 2>&1; then
     echo "postfix-setup: stopping postfix to move its clock to $CLOCK"

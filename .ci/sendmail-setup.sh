@@ -83,19 +83,7 @@ ROOT_FOR="apt-get, /dev/log, the queue"
 source "$(dirname "$0")/mta-setup-args.sh"
 setup_args "$@"
 
-# The environment of every process started here: the moved clock, or none.
-CLOCK_ENV=()
-if [ -n "$CLOCK" ] && [ "$CLOCK" != real ]; then
-  preload=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
-  [ -n "$preload" ] || fail "libfaketime is not installed"
-  # sendmail empties its environment when it starts, and libfaketime reads FAKETIME again
-  # when its cache expires (10 s by default): without a cache that never expires the daemon and
-  # its children fall back to the real clock 10 s after the start. NO_FAKE_STAT: file times
-  # read back as written (sendmail ages its host status and queue files by them; libfaketime
-  # would move them a second time).
-  CLOCK_ENV=(LD_PRELOAD="$preload" FAKETIME="$CLOCK" FAKETIME_DONT_FAKE_MONOTONIC=1
-    FAKETIME_CACHE_DURATION=1000000000 NO_FAKE_STAT=1)
-fi
+# Every process started here runs with CLOCK_ENV (setup_args): the moved clock, or none.
 
 export DEBIAN_FRONTEND=noninteractive
 
