@@ -4,6 +4,7 @@
 
 use super::hosts::HostId;
 use super::queue_id::QueueId;
+use super::syslog::Prefix;
 use crate::index::message::Recipient;
 use crate::protocol::date::Timestamp;
 use crate::protocol::secret::Hash;
@@ -233,4 +234,16 @@ pub enum Outcome {
 pub trait LineParser {
     /// Parses one line (without its line end) and emits its events, in order.
     fn parse(&mut self, line: &[u8], emit: &mut dyn FnMut(Event)) -> Outcome;
+
+    /// The same for a line whose syslog prefix the caller already parsed (a stream, which
+    /// reads it for the line's host and program): a parser that reads that prefix itself
+    /// takes it from here rather than parsing it again.
+    fn parse_prefixed(
+        &mut self,
+        _prefix: &Prefix<'_>,
+        line: &[u8],
+        emit: &mut dyn FnMut(Event),
+    ) -> Outcome {
+        self.parse(line, emit)
+    }
 }

@@ -9,7 +9,7 @@
 
 use super::event::Event;
 use super::hosts::{HostId, Hosts, TOO_MANY_HOSTS};
-use super::syslog::{parse_prefix, SyslogClock};
+use super::syslog::{parse_prefix, Prefix, SyslogClock};
 use super::tracker::Tracker;
 use crate::index::Index;
 
@@ -38,30 +38,36 @@ impl LineHost {
         }
     }
 
-    /// The host of `line`, or why it cannot have one (the host table is full).
-    pub fn of(&mut self, line: &[u8], hosts: &mut Hosts) -> Result<HostId, &'static str> {
+    /// The host of `line`, or why it cannot have one (the host table is full); and, when
+    /// finding it parsed the line's syslog prefix, that prefix, for the parser to take rather
+    /// than parse again.
+    pub fn of<'l>(
+        &mut self,
+        line: &'l [u8],
+        hosts: &mut Hosts,
+    ) -> (Option<Prefix<'l>>, Result<HostId, &'static str>) {
         match self {
-            LineHost::Fixed(host) => Ok(*host),
+            LineHost::Fixed(host) => (None, Ok(*host)),
             LineHost::EachLine {
                 clock,
                 default,
                 last,
                 last_id,
             } => {
-                let Some(name) = parse_prefix(line, clock)
-                    .map(|p| p.host)
-                    .filter(|h| !h.is_empty())
-                else {
-                    return Ok(*default);
+                let prefix = parse_prefix(line, clock);
+                let Some(name) = prefix.map(|p| p.host).filter(|h| !h.is_empty()) else {
+                    return (prefix, Ok(*default));
                 };
                 if let Some(id) = last_id.filter(|_| last[..] == *name) {
-                    return Ok(id);
+                    return (prefix, Ok(id));
                 }
-                let id = hosts.intern(name, true).ok_or(TOO_MANY_HOSTS)?;
+                let Some(id) = hosts.intern(name, true) else {
+                    return (prefix, Err(TOO_MANY_HOSTS));
+                };
                 last.clear();
                 last.extend_from_slice(name);
                 *last_id = Some(id);
-                Ok(id)
+                (prefix, Ok(id))
             }
         }
     }

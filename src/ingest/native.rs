@@ -431,6 +431,18 @@ impl LineParser for NativeParser {
             None => Outcome::Ignored,
         }
     }
+
+    fn parse_prefixed(
+        &mut self,
+        prefix: &Prefix<'_>,
+        _line: &[u8],
+        emit: &mut dyn FnMut(Event),
+    ) -> Outcome {
+        match parse_text(prefix.text) {
+            Some(parsed) => outcome(parsed, emit),
+            None => Outcome::Ignored,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
-use super::event::{LineParser, Outcome};
+use super::event::{Event, LineParser, Outcome};
 use super::line_host::{self, LineHost};
 use super::stream::Batch;
 use super::tail::Follower;
@@ -130,14 +130,21 @@ impl Sink<'_, '_> {
         let (tracker, index, latest) = (&mut *self.tracker, self.index, self.latest);
         self.stats.lines.fetch_add(1, Ordering::Relaxed);
         let mut refused = None;
-        let outcome = match line_host.of(line, tracker.hosts_mut()) {
-            Ok(host) => parser.parse(line, &mut |event| {
-                if event.time().is_some_and(|t| t > latest) {
-                    refused = Some(AHEAD);
-                } else if let Err(why) = line_host::apply(event, host, tracker, index) {
-                    refused = Some(why);
+        let (prefix, host) = line_host.of(line, tracker.hosts_mut());
+        let outcome = match host {
+            Ok(host) => {
+                let mut emit = |event: Event| {
+                    if event.time().is_some_and(|t| t > latest) {
+                        refused = Some(AHEAD);
+                    } else if let Err(why) = line_host::apply(event, host, tracker, index) {
+                        refused = Some(why);
+                    }
+                };
+                match &prefix {
+                    Some(p) => parser.parse_prefixed(p, line, &mut emit),
+                    None => parser.parse(line, &mut emit),
                 }
-            }),
+            }
             Err(why) => Outcome::Rejected(why),
         };
         let outcome = match (outcome, refused) {

@@ -8,7 +8,7 @@
 use super::event::{Event, LineParser, MtaEvent, NextHop, Outcome};
 use super::mta::{next_hop_queue_id, status_class, RecipientFields};
 use super::native::{self, NativeTags};
-use super::syslog::{parse_prefix, SyslogClock};
+use super::syslog::{parse_prefix, Prefix, SyslogClock};
 use crate::index::message::Action;
 use crate::protocol::date::Timestamp;
 
@@ -69,7 +69,16 @@ impl LineParser for SendmailParser {
         let Some(prefix) = parse_prefix(line, &mut self.clock) else {
             return Outcome::Rejected("no syslog prefix");
         };
-        if let Some(parsed) = native::from_syslog(&prefix, &self.native_tags) {
+        self.parse_prefixed(&prefix, line, emit)
+    }
+
+    fn parse_prefixed(
+        &mut self,
+        prefix: &Prefix<'_>,
+        _line: &[u8],
+        emit: &mut dyn FnMut(Event),
+    ) -> Outcome {
+        if let Some(parsed) = native::from_syslog(prefix, &self.native_tags) {
             return native::outcome(parsed, emit);
         }
         if !is_sendmail_program(prefix.program) {

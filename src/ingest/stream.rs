@@ -12,7 +12,7 @@ use super::exim::{self, EximParser};
 use super::native::{NativeParser, NativeTags};
 use super::postfix::PostfixParser;
 use super::sendmail::{self, SendmailParser};
-use super::syslog::{parse_prefix, SyslogClock};
+use super::syslog::{parse_prefix, Prefix, SyslogClock};
 use super::timezone::Zone;
 use crate::clock::unix_now;
 
@@ -96,6 +96,15 @@ impl LineParser for TagRouter {
         let Some(prefix) = parse_prefix(line, &mut self.clock) else {
             return Outcome::Rejected("no syslog prefix");
         };
+        self.parse_prefixed(&prefix, line, emit)
+    }
+
+    fn parse_prefixed(
+        &mut self,
+        prefix: &Prefix<'_>,
+        line: &[u8],
+        emit: &mut dyn FnMut(Event),
+    ) -> Outcome {
         let program = prefix.program;
         let parser: &mut dyn LineParser = if self.native_tags.allows(program) {
             &mut self.native
@@ -108,7 +117,7 @@ impl LineParser for TagRouter {
         } else {
             return Outcome::Ignored;
         };
-        parser.parse(line, emit)
+        parser.parse_prefixed(prefix, line, emit)
     }
 }
 

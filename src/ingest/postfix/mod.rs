@@ -16,7 +16,7 @@ use memchr::{memchr, memmem, memrchr};
 use super::event::{Event, LineParser, MtaEvent, NextHop, Outcome};
 use super::mta::{status_class, RecipientFields, MAX_ADDRESS, MAX_MESSAGE_ID};
 use super::native::{self, NativeTags};
-use super::syslog::{parse_prefix, SyslogClock};
+use super::syslog::{parse_prefix, Prefix, SyslogClock};
 use crate::index::message::{Action, Recipient};
 use crate::protocol::date::Timestamp;
 
@@ -57,7 +57,16 @@ impl LineParser for PostfixParser {
         let Some(prefix) = parse_prefix(line, &mut self.clock) else {
             return Outcome::Rejected("no syslog prefix");
         };
-        if let Some(parsed) = native::from_syslog(&prefix, &self.native_tags) {
+        self.parse_prefixed(&prefix, line, emit)
+    }
+
+    fn parse_prefixed(
+        &mut self,
+        prefix: &Prefix<'_>,
+        _line: &[u8],
+        emit: &mut dyn FnMut(Event),
+    ) -> Outcome {
+        if let Some(parsed) = native::from_syslog(prefix, &self.native_tags) {
             return native::outcome(parsed, emit);
         }
         // `postfix`, `postfix-incoming`, `postfix-smo/submission`… are all `syslog_name`s of
