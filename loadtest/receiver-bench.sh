@@ -10,10 +10,11 @@
 # generator's tag), `mtqp-load send` writing the log as octet-counted messages as fast as the
 # receiver takes them, then SIGTERM: the time from the first line sent to the server's exit,
 # every line applied. file: `mtqpd serve --log postfix:LOG` until "ingest caught up".
+# BIN=DIR takes the binaries from DIR (e.g. a copy of another build's, for A/B rounds).
 set -euo pipefail
 log=${1:?usage: receiver-bench.sh LOG [ROUNDS]}
 rounds=${2:-2}
-bin=$(dirname "$0")/../target/release
+bin=${BIN:-$(dirname "$0")/../target/release}
 port=10600
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
