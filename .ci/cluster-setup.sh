@@ -91,20 +91,7 @@ command -v rsyslogd >/dev/null 2>&1 || missing+=(rsyslog)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "cluster-setup: installing ${missing[*]}"
   echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
-  apt-get update -qq >/dev/null || fail "apt-get update"
-  # No postinst may start Debian's own daemons (rsyslogd on /dev/log, Postfix on port 25) where
-  # an init system runs: a policy-rc.d that says no (101), for the install, when there is none.
-  policy=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    policy=/usr/sbin/policy-rc.d
-    printf '#!/bin/sh\n# .ci/cluster-setup.sh, for one apt-get install\nexit 101\n' >"$policy"
-    chmod 0755 "$policy"
-  fi
-  apt-get install -y -qq "${missing[@]}" >/dev/null || {
-    [ -z "$policy" ] || rm -f "$policy"
-    fail "apt-get install ${missing[*]}"
-  }
-  [ -z "$policy" ] || rm -f "$policy"
+  install_packages "${missing[@]}"
 fi
 if ! id "$TEST_USER" >/dev/null 2>&1; then
   echo "cluster-setup: creating local user $TEST_USER"

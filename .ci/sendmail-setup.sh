@@ -96,21 +96,7 @@ for p in m4 rsyslog libwrap0 liblockfile1; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "sendmail-setup: installing ${missing[*]}"
-  apt-get update -qq >/dev/null || fail "apt-get update"
-  # rsyslog's postinst would start Debian's rsyslogd, with Debian's configuration, where an init
-  # system runs: the rsyslogd on /dev/log is to be ours. A policy-rc.d that says no (101), for
-  # the install, when there is none.
-  policy=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    policy=/usr/sbin/policy-rc.d
-    printf '#!/bin/sh\n# .ci/sendmail-setup.sh, for one apt-get install\nexit 101\n' >"$policy"
-    chmod 0755 "$policy"
-  fi
-  apt-get install -y -qq "${missing[@]}" >/dev/null || {
-    [ -z "$policy" ] || rm -f "$policy"
-    fail "apt-get install ${missing[*]}"
-  }
-  [ -z "$policy" ] || rm -f "$policy"
+  install_packages "${missing[@]}"
 fi
 
 # Unpacked once; `rm -rf $PKG` to unpack the current candidates again.
