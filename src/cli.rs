@@ -36,6 +36,10 @@ pub enum Command {
     /// Read logs once, offline, and print the messages they track and the lines they could not
     /// read, to check a hub's logs before deploying.
     IngestCheck(crate::check::CheckArgs),
+    /// Write the manual page or a shell's completion script to standard output, made from
+    /// these definitions (for packagers: dist/build-deb.sh).
+    #[command(hide = true)]
+    Generate(crate::generate::GenerateArgs),
 }
 
 /// What to answer for an unknown envid or a wrong secret.

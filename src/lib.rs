@@ -15,6 +15,8 @@
 //! - [`serve`], [`demo`] and [`check`] (`ingest-check`, an offline read of logs for
 //!   operators): what the subcommands run.
 //! - [`clock`]: the wall clock, its test seam, and durations.
+//! - [`generate`]: `mtqpd generate` (hidden), the manual page and shell completions for
+//!   packagers.
 //!
 //! How the parts fit together is drawn in `docs/ARCHITECTURE.md`.
 
@@ -28,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod gate;
+pub mod generate;
 pub mod index;
 pub mod ingest;
 pub mod serve;

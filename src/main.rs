@@ -78,6 +78,7 @@ fn run(cli: Cli) -> ExitCode {
             .and_then(|s| mtqpd::gate::run(&s)),
         Command::Demo(args) => mtqpd::demo::run(&args),
         Command::IngestCheck(args) => mtqpd::check::run(&args),
+        Command::Generate(args) => mtqpd::generate::run(&args),
         // The client has exit statuses of its own (how the message fares), so it reports
         // its errors itself.
         Command::Track(args) => return mtqpd::track::run(&args),
