@@ -74,7 +74,7 @@ pub fn run(args: &GenerateArgs) -> Result<(), String> {
 }
 
 /// Writes `what` to `out`.
-pub fn write(what: Artifact, out: &mut dyn Write) -> io::Result<()> {
+fn write(what: Artifact, out: &mut dyn Write) -> io::Result<()> {
     let shell = match what {
         Artifact::Man => return manual(out),
         Artifact::CompleteBash => Shell::Bash,
