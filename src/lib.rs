@@ -15,6 +15,8 @@
 //! - [`serve`], [`demo`] and [`check`] (`ingest-check`, an offline read of logs for
 //!   operators): what the subcommands run.
 //! - [`clock`]: the wall clock, its test seam, and durations.
+//! - [`privilege`]: `--user`, giving up root once the ports are bound; [`sdnotify`]: telling
+//!   systemd that the service is ready; [`reload`]: SIGHUP (docs/operations.md).
 //!
 //! How the parts fit together is drawn in `docs/ARCHITECTURE.md`.
 
@@ -30,6 +32,9 @@ pub mod demo;
 pub mod gate;
 pub mod index;
 pub mod ingest;
+pub mod privilege;
+pub mod reload;
+pub mod sdnotify;
 pub mod serve;
 pub mod server;
 pub mod settings;

@@ -13,6 +13,7 @@
 
 mod conn;
 pub(crate) mod listen;
+pub mod live_certs;
 mod output;
 pub(crate) mod per_address;
 mod session;
@@ -81,7 +82,7 @@ pub struct ServerConfig {
     pub unknown: UnknownAnswer,
     pub limits: Limits,
     /// Certificates for STARTTLS; None: STARTTLS answers `-ERR/unsupported`.
-    pub tls: Option<Arc<tls::TlsCerts>>,
+    pub tls: Option<Arc<live_certs::LiveCerts>>,
     /// TRACK only under TLS.
     pub tls_required: bool,
 }
@@ -93,7 +94,7 @@ pub struct Shared {
     pub greeting: Arc<[u8]>,
     /// The greeting after the TLS handshake (without it).
     pub greeting_tls: Arc<[u8]>,
-    pub tls: Option<Arc<tls::TlsCerts>>,
+    pub tls: Option<Arc<live_certs::LiveCerts>>,
     pub tls_required: bool,
     pub unknown: UnknownAnswer,
     pub limits: Limits,
@@ -114,18 +115,21 @@ pub struct Running {
 
 /// Binds every listener and starts the workers.
 pub fn start(config: ServerConfig, index: Arc<Index>) -> Result<Running, String> {
-    let threads = config.threads.max(1);
-    let mut per_worker: Vec<Vec<mio::net::TcpListener>> =
-        (0..threads).map(|_| Vec::new()).collect();
-    let mut local_addrs = Vec::new();
-    for addr in &config.listen {
-        let (bound, listeners) = listen::bind_group(*addr, threads)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        local_addrs.push(bound);
-        for (w, l) in per_worker.iter_mut().zip(listeners) {
-            w.push(l);
-        }
-    }
+    let bound = listen::bind_all(&config.listen, config.threads)?;
+    start_on(bound, config, index)
+}
+
+/// Starts the workers on listeners [`listen::bind_all`] bound earlier (`serve` binds, then
+/// gives up root, then starts).
+pub fn start_on(
+    bound: listen::Bound,
+    config: ServerConfig,
+    index: Arc<Index>,
+) -> Result<Running, String> {
+    let listen::Bound {
+        local_addrs,
+        per_worker,
+    } = bound;
     let options: &[&str] = match (&config.tls, config.tls_required) {
         (None, _) => &[],
         (Some(_), false) => &["STARTTLS"],

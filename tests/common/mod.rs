@@ -13,6 +13,7 @@ pub mod pki;
 pub mod postfix;
 pub mod real_mta;
 pub mod smtp;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -60,6 +61,30 @@ pub fn append(path: &Path, text: &str) {
         .open(path)
         .expect("open log");
     f.write_all(text.as_bytes()).expect("append log");
+}
+
+/// A native log of one delivered message, logged a minute ago: `TRACK <tls-1@example.org>`
+/// with secret `s3cret` finds it delivered. Returns the `--log` value.
+pub fn log_with_one_message(dir: &TempDir) -> String {
+    let log = dir.path("mail.log");
+    let now = unix_now();
+    append(
+        &log,
+        &accept_line(
+            &rfc3339(now - 60),
+            "tls-1@example.org",
+            "s3cret",
+            "queue=Q1",
+        ),
+    );
+    append(
+        &log,
+        &format!(
+            "mtqp: event=rcpt time={} queue=Q1 rcpt=u@example.net action=delivered status=2.0.0\n",
+            rfc3339(now - 59)
+        ),
+    );
+    format!("native:{}", log.display())
 }
 
 /// Unix seconds now, by the clock the test runs under.
