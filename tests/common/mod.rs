@@ -364,6 +364,16 @@ impl Server {
         c
     }
 
+    /// Sends a signal (by name, e.g. "HUP") and returns at once.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
     /// Sends a signal (by name, e.g. "TERM") and waits for the exit; returns status and stderr.
     pub fn stop(mut self, signal: &str) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");
@@ -528,7 +538,14 @@ pub fn strace_usable() -> bool {
 
 /// Runs `mtqpd ARGS…` to its exit (killing it after the deadline); returns status and stderr.
 pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mtqpd"))
+    run_to_exit_with(args, |_| {})
+}
+
+/// Like [`run_to_exit`], letting the caller adjust the command (its environment, say).
+pub fn run_to_exit_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> (ExitStatus, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtqpd"));
+    adjust(&mut cmd);
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
