@@ -3,9 +3,9 @@
 //!
 //! Thread model: every listener is bound up front ([`listen::bind_all`], so a port in use is
 //! reported before anything runs, and `serve` can give up root between binding and
-//! [`start_on`]; [`start`] does both), then one [`worker`] thread starts per `--threads`, each with its own
-//! `mio::Poll` and its own SO_REUSEPORT listener per address. A connection lives and dies on
-//! the worker that accepted it. Workers read the shared [`Index`]; they never write it.
+//! [`start_on`]; [`start`] does both), then one [`worker`] thread starts per `--threads`, each
+//! with its own `mio::Poll` and its own SO_REUSEPORT listener per address. A connection lives
+//! and dies on the worker that accepted it. Workers read the shared [`Index`]; they never write it.
 //! [`Running::shutdown`] wakes every worker, which stops accepting, finishes the answers it
 //! owes (for a few seconds at most) and returns its statistics for merging.
 //!
