@@ -8,8 +8,8 @@
 //! Thread model, as `serve`'s: [`run`] binds every listener and gives up root (`--user`), then
 //! [`start`] starts one [`worker`] per `--threads`, each a mio event loop with its own
 //! SO_REUSEPORT listeners; a session (client socket and MTA socket, [`session`]) lives on the
-//! worker that accepted it. One more thread
-//! owns the accept log ([`accept_log`]) and makes the lines of all sessions durable together.
+//! worker that accepted it. One more thread owns the accept log ([`accept_log`]) and makes the
+//! lines of all sessions durable together.
 //! The SMTP pieces without I/O are in [`smtp`]; a tracked transaction is a [`transaction`].
 
 pub mod accept_log;

@@ -74,9 +74,9 @@ pub struct GateArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Once every listener is bound, give up root for this user: its uid, group and
-    /// supplementary groups, with no capability left. Certificates and the accept log are then opened as this
-    /// user, as SIGHUP will open them
-    /// (docs/operations.md) [default: stay as started].
+    /// supplementary groups, with no capability left. The certificates (re-read at SIGHUP) and
+    /// the accept log are then opened as this user (docs/operations.md) [default: stay as
+    /// started].
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
     /// Most sessions at once; more are told 421.
