@@ -13,9 +13,8 @@ use crate::index::Index;
 use crate::ingest::receiver::{self, ReceiverConfig};
 use crate::ingest::{self, IngestConfig};
 use crate::sdnotify::Notifier;
-use crate::server::listen::{self, Bound};
 use crate::server::live_certs::LiveCerts;
-use crate::server::{self, ServerConfig, UnknownAnswer};
+use crate::server::{self, Bound, ServerConfig, UnknownAnswer};
 use crate::settings::Settings;
 use crate::{privilege, reload};
 
@@ -148,7 +147,7 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
 /// opened), so a listener added later belongs here, before the switch.
 fn bind_then_drop_root(settings: &Settings) -> Result<(Bound, Option<receiver::Sockets>), String> {
     // Bound before anything starts, so that a port in use stays a one-line start-up error.
-    let listeners = listen::bind_all(&settings.listen, settings.threads)?;
+    let listeners = server::bind_all(&settings.listen, settings.threads)?;
     let syslog = if settings.syslog.listen.is_empty() {
         None
     } else {

@@ -32,9 +32,9 @@ use rustls::ServerConfig;
 use signal_hook::iterator::Signals;
 
 use crate::sdnotify::Notifier;
-use crate::server::listen::{bind_all, Bound};
 use crate::server::live_certs::LiveCerts;
 use crate::server::per_address::AddressCounts;
+use crate::server::{bind_all, Bound};
 use crate::{privilege, reload};
 use accept_log::{Answers, Request, Writer};
 use settings::GateSettings;

@@ -1,7 +1,7 @@
 //! The network side: thread-per-core event loops that accept MTQP connections and answer them
 //! from the index.
 //!
-//! Thread model: every listener is bound up front ([`listen::bind_all`], so a port in use is
+//! Thread model: every listener is bound up front ([`bind_all`], so a port in use is
 //! reported before anything runs, and `serve` can give up root between binding and
 //! [`start_on`]; [`start`] does both), then one [`worker`] thread starts per `--threads`, each
 //! with its own `mio::Poll` and its own SO_REUSEPORT listener per address. A connection lives
@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use listen::{bind_all, Bound};
 pub use session::UnknownAnswer;
 
 use crate::index::Index;
@@ -116,18 +117,14 @@ pub struct Running {
 
 /// Binds every listener and starts the workers.
 pub fn start(config: ServerConfig, index: Arc<Index>) -> Result<Running, String> {
-    let bound = listen::bind_all(&config.listen, config.threads)?;
+    let bound = bind_all(&config.listen, config.threads)?;
     start_on(bound, config, index)
 }
 
-/// Starts the workers on listeners [`listen::bind_all`] bound earlier (`serve` binds, then
+/// Starts the workers on listeners [`bind_all`] bound earlier (`serve` binds, then
 /// gives up root, then starts).
-pub fn start_on(
-    bound: listen::Bound,
-    config: ServerConfig,
-    index: Arc<Index>,
-) -> Result<Running, String> {
-    let listen::Bound {
+pub fn start_on(bound: Bound, config: ServerConfig, index: Arc<Index>) -> Result<Running, String> {
+    let Bound {
         local_addrs,
         per_worker,
     } = bound;
