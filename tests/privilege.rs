@@ -203,6 +203,28 @@ fn what_the_user_cannot_use_is_a_one_line_start_up_error() {
     );
     assert!(last.ends_with(" (as --user nobody)"), "{stderr}");
 
+    // The gate: an accept log in root's directory.
+    let accept_log = dir.path("accept.log");
+    let (status, stderr) = run_to_exit(&[
+        "gate",
+        "--listen",
+        "127.0.0.1:0",
+        "--mta",
+        "127.0.0.1:25",
+        "--user",
+        "nobody",
+        "--accept-log",
+        accept_log.to_str().unwrap(),
+    ]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.lines().last().unwrap(),
+        format!(
+            "mtqpd: cannot open the accept log {}: Permission denied (os error 13) (as --user nobody)",
+            accept_log.display()
+        )
+    );
+
     let (status, stderr) = run_to_exit(&["serve", "--user", "no-such-user-mtqpd"]);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert_eq!(stderr, "mtqpd: --user no-such-user-mtqpd: no such user\n");

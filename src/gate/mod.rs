@@ -21,6 +21,7 @@ pub mod stats;
 pub mod transaction;
 mod worker;
 
+use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -75,15 +76,14 @@ pub struct Running {
     writer: Writer,
 }
 
-/// Opens the accept log, loads the certificates and starts the workers and the writer on the
-/// listeners [`bind_all`] bound (`run` binds, then gives up root, then starts).
-pub fn start(bound: Bound, settings: &GateSettings) -> Result<Running, String> {
-    let file = accept_log::open(&settings.accept_log)?;
-    let certs = if settings.tls.is_empty() {
-        None
-    } else {
-        Some(LiveCerts::load(&settings.tls)?)
-    };
+/// Starts the workers and the writer on the listeners [`bind_all`] bound, with the accept log
+/// ([`accept_log::open`]) and the certificates `run` opened once it had given up root.
+pub fn start(
+    bound: Bound,
+    file: File,
+    certs: Option<Arc<LiveCerts>>,
+    settings: &GateSettings,
+) -> Result<Running, String> {
     let tls = certs.as_ref().map(LiveCerts::by_sni).transpose()?;
     let Bound {
         local_addrs,
@@ -176,10 +176,17 @@ pub fn run(settings: &GateSettings) -> Result<(), String> {
     // certificates are opened as --user, as a SIGHUP will read them.
     let bound = bind_all(&settings.listen, settings.threads)?;
     privilege::drop_to(settings.user.as_ref(), "mtqpd gate")?;
-    let running = start(bound, settings).map_err(|e| match &settings.user {
+    let as_user = |e: String| match &settings.user {
         Some(user) => format!("{e} (as --user {})", user.name),
         None => e,
-    })?;
+    };
+    let file = accept_log::open(&settings.accept_log).map_err(as_user)?;
+    let certs = if settings.tls.is_empty() {
+        None
+    } else {
+        Some(LiveCerts::load(&settings.tls).map_err(as_user)?)
+    };
+    let running = start(bound, file, certs, settings)?;
     raise_open_files(settings);
     for addr in &running.local_addrs {
         eprintln!("mtqpd gate: listening on {addr}");
