@@ -104,6 +104,7 @@ fn main() {
         stream_native_tags: NativeTags::default(),
         local_host: "hub".into(),
         cluster_hosts: Vec::new(),
+        notify: None,
     };
     let index = Arc::new(Index::new(32));
     let before = rss_kib();

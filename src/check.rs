@@ -90,6 +90,7 @@ pub fn run(args: &CheckArgs) -> Result<(), String> {
         stream_native_tags: NativeTags::new(&args.native_tags),
         local_host: crate::settings::system_hostname(),
         cluster_hosts: args.cluster_hosts.clone(),
+        notify: None,
     };
     let index = Index::new(1);
     let r = replay(&config, &index);

@@ -75,6 +75,12 @@ pub struct ServeArgs {
     /// Event-loop threads [default: number of cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Once every listener is bound, give up root for this user: its uid, group and
+    /// supplementary groups, with no capability left. Certificates, logs and the state
+    /// directory are then opened as this user, as SIGHUP and log rotation will open them
+    /// (docs/operations.md) [default: stay as started].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     /// A log to follow, `FORMAT:PATH` or `FORMAT:journal[:UNIT]`, with `,host=NAME` (the host whose
     /// log it is) or `,host=*` (each line names its host) after it (repeatable; given here,
     /// replaces the config file's list). FORMAT: native, postfix, exim or sendmail.

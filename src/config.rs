@@ -72,6 +72,7 @@ impl std::error::Error for ConfigError {}
 struct File {
     listen: Option<Vec<Spanned<String>>>,
     threads: Option<usize>,
+    user: Option<String>,
     log: Option<Vec<Spanned<String>>>,
     log_timezone: Option<String>,
     native_tags: Option<Vec<String>>,
@@ -247,6 +248,7 @@ fn merge_text(text: &str, matches: &ArgMatches, args: &mut ServeArgs) -> Result<
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     set(&mut args.listen, listen, given("listen"));
     set(&mut args.threads, file.threads.map(Some), given("threads"));
+    set(&mut args.user, file.user.map(Some), given("user"));
     set(&mut args.log, log, given("log"));
     set(
         &mut args.log_timezone,
@@ -428,6 +430,7 @@ mod tests {
         let File {
             listen: Some(_),
             threads: Some(_),
+            user: Some(_),
             log: Some(_),
             log_timezone: Some(_),
             native_tags: Some(_),

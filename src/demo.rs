@@ -179,6 +179,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     let settings = Settings {
         listen: vec![addr],
         threads: 1,
+        user: None,
         logs: vec![LogSource::file(LogFormat::Native, log)],
         log_zone: Zone::utc(),
         native_tags: NativeTags::default(),

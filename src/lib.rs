@@ -17,6 +17,8 @@
 //! - [`clock`]: the wall clock, its test seam, and durations.
 //! - [`generate`]: `mtqpd generate` (hidden), the manual page and shell completions for
 //!   packagers.
+//! - [`privilege`]: `--user`, giving up root once the ports are bound; [`sdnotify`]: telling
+//!   systemd that the service is ready; [`reload`]: SIGHUP (docs/operations.md).
 //!
 //! How the parts fit together is drawn in `docs/ARCHITECTURE.md`.
 
@@ -33,6 +35,9 @@ pub mod gate;
 pub mod generate;
 pub mod index;
 pub mod ingest;
+pub mod privilege;
+pub mod reload;
+pub mod sdnotify;
 pub mod serve;
 pub mod server;
 pub mod settings;

@@ -1,9 +1,10 @@
-//! `mtqpd serve`: builds the index, starts the ingest thread and the workers, waits for SIGINT
-//! or SIGTERM, then shuts down in order and prints the statistics.
+//! `mtqpd serve`: binds its listeners and gives up root (`--user`), builds the index, starts the
+//! ingest thread and the workers, tells systemd when ingest has caught up, reloads its
+//! certificates at SIGHUP until SIGINT or SIGTERM, then shuts down in order and prints the
+//! statistics.
 
 use std::sync::Arc;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::Unknown;
@@ -11,18 +12,22 @@ use crate::index::render::OpaqueAnswer;
 use crate::index::Index;
 use crate::ingest::receiver::{self, ReceiverConfig};
 use crate::ingest::{self, IngestConfig};
-use crate::server::tls::TlsCerts;
-use crate::server::{self, ServerConfig, UnknownAnswer};
+use crate::sdnotify::Notifier;
+use crate::server::live_certs::LiveCerts;
+use crate::server::{self, Bound, ServerConfig, UnknownAnswer};
 use crate::settings::Settings;
+use crate::{privilege, reload};
 
 /// Shards per worker thread: enough that the ingest thread's writes rarely meet a reader.
 const SHARDS_PER_THREAD: usize = 16;
 
-/// Runs the server until SIGINT or SIGTERM.
+/// Runs the server until SIGINT or SIGTERM, reloading its certificates at SIGHUP.
 pub fn serve(settings: &Settings) -> Result<(), String> {
-    // Registered before anything runs, so that a signal at any later moment shuts down cleanly.
+    // Registered before anything runs, so that a signal at any later moment is handled.
     let mut signals =
-        Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("cannot handle signals: {e}"))?;
+        Signals::new(reload::SIGNALS).map_err(|e| format!("cannot handle signals: {e}"))?;
+    // Taken out of the environment while no other thread runs.
+    let notify = Notifier::from_env()?;
     for warning in &settings.warnings {
         eprintln!("mtqpd: {warning}");
     }
@@ -32,38 +37,49 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
         Unknown::Noinfo => UnknownAnswer::Noinfo,
         Unknown::Opaque => UnknownAnswer::Opaque(OpaqueAnswer::new(&hostname)),
     };
-    let pairs: Vec<_> = settings
-        .tls
-        .iter()
-        .map(|(cert, key)| (cert.as_path(), key.as_path()))
-        .collect();
-    let tls = if pairs.is_empty() {
+    let (listeners, syslog_sockets) = bind_then_drop_root(settings)?;
+    // Everything from here on is done as --user: what it cannot read now (a key, a log, the
+    // state directory) fails start-up, not the first SIGHUP or log rotation.
+    let as_user = |e: String| match &settings.user {
+        Some(user) => format!("{e} (as --user {})", user.name),
+        None => e,
+    };
+    if settings.user.is_some() {
+        ingest::check_sources(&settings.logs).map_err(as_user)?;
+        if let Some(dir) = &settings.state_dir {
+            ingest::state::check_dir(dir).map_err(as_user)?;
+        }
+    }
+    let tls = if settings.tls.is_empty() {
         None
     } else {
-        Some(Arc::new(TlsCerts::load(&pairs)?))
+        Some(LiveCerts::load(&settings.tls).map_err(as_user)?)
     };
-    // Bound before the workers start, so that a port in use stays a one-line start-up error.
     let mut received = Vec::new();
-    let receiver = match ReceiverConfig::new(&settings.syslog, tls.as_deref())? {
-        Some(config) => {
+    let receiver = match (
+        syslog_sockets,
+        ReceiverConfig::new(&settings.syslog, tls.as_ref())?,
+    ) {
+        (Some(sockets), Some(config)) => {
             let (tx, batches) = crossbeam_channel::bounded(ingest::stream::CHANNEL_BATCHES);
-            let r = receiver::spawn(config, tx).map_err(|e| e.to_string())?;
+            let r = receiver::start(sockets, config, tx).map_err(|e| e.to_string())?;
             received.push(ingest::Received {
                 name: "syslog receiver".into(),
                 batches,
             });
             Some(r)
         }
-        None => None,
+        _ => None,
     };
-    let running = server::start(
+    let running = server::start_on(
+        listeners,
         ServerConfig {
             listen: settings.listen.clone(),
             threads,
             hostname: hostname.clone(),
             unknown,
             limits: settings.limits.clone(),
-            tls,
+            tls: tls.clone(),
             tls_required: settings.tls_required,
         },
         Arc::clone(&index),
@@ -83,6 +99,7 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
             stream_native_tags: settings.stream_native_tags.clone(),
             local_host: crate::settings::system_hostname(),
             cluster_hosts: settings.cluster_hosts.clone(),
+            notify: notify.clone(),
         },
         received,
         Arc::clone(&index),
@@ -98,9 +115,9 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
         "mtqpd: {threads} worker thread(s), {} log(s)",
         settings.logs.len()
     );
-    if let Some(sig) = signals.forever().next() {
-        let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
-        eprintln!("mtqpd: {name}: shutting down");
+    reload::wait_for_stop(&mut signals, tls.as_deref(), "mtqpd");
+    if let Some(notify) = &notify {
+        notify.stopping();
     }
     let stats = running.shutdown();
     let ingest_stats = Arc::clone(&ingest.stats);
@@ -123,6 +140,21 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
         index.len()
     );
     Ok(())
+}
+
+/// Binds every socket serve listens on, then gives up root for `--user`: the one place where
+/// the process is still what it was started as. Nothing else runs yet (no thread, no file
+/// opened), so a listener added later belongs here, before the switch.
+fn bind_then_drop_root(settings: &Settings) -> Result<(Bound, Option<receiver::Sockets>), String> {
+    // Bound before anything starts, so that a port in use stays a one-line start-up error.
+    let listeners = server::bind_all(&settings.listen, settings.threads)?;
+    let syslog = if settings.syslog.listen.is_empty() {
+        None
+    } else {
+        Some(receiver::bind(&settings.syslog.listen).map_err(|e| e.to_string())?)
+    };
+    privilege::drop_to(settings.user.as_ref(), "mtqpd")?;
+    Ok((listeners, syslog))
 }
 
 /// Raises the soft open-files limit to the hard one, so that `--max-connections`, not the

@@ -14,6 +14,7 @@ use crate::ingest::native::NativeTags;
 use crate::ingest::receiver::{Cidr, SyslogListen, Transport};
 use crate::ingest::timezone::Zone;
 use crate::ingest::LogSource;
+use crate::privilege::RunAs;
 use crate::server::Limits;
 
 /// The syslog receiver's settings ([`crate::ingest::receiver::ReceiverConfig::new`] makes
@@ -33,6 +34,8 @@ pub struct Settings {
     pub listen: Vec<SocketAddr>,
     /// Event-loop threads.
     pub threads: usize,
+    /// `--user`: who the process becomes once the listeners are bound.
+    pub user: Option<RunAs>,
     pub logs: Vec<LogSource>,
     /// The zone of log timestamps that carry none.
     pub log_zone: Zone,
@@ -90,7 +93,10 @@ impl Settings {
         }
         let syslog = syslog_settings(args)?;
         let hostname = hostname_or_system(args.hostname.as_deref())?;
-        if let Some(dir) = &args.state_dir {
+        let user = args.user.as_deref().map(RunAs::lookup).transpose()?;
+        // With --user the directory is checked once the process is that user (serve.rs):
+        // checked as root, the user's own directory would belong to "another user".
+        if let (Some(dir), None) = (&args.state_dir, &user) {
             crate::ingest::state::check_dir(dir)?;
         }
         let (log_zone, zone_warning) =
@@ -111,6 +117,7 @@ impl Settings {
             threads: args
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+            user,
             logs: args.log.clone(),
             log_zone,
             native_tags: given_tags.map_or_else(NativeTags::default, NativeTags::new),

@@ -271,6 +271,18 @@ fn unreadable_file_is_one_line() {
     assert!(stderr.starts_with(&want), "{stderr}");
 }
 
+/// The name of the user this test runs as.
+fn current_user() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .expect("id -un");
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_string()
+}
+
 /// The example's paths, and where this test puts them.
 fn redirect(example: &str, root: &Path) -> String {
     let text = example
@@ -279,7 +291,12 @@ fn redirect(example: &str, root: &Path) -> String {
         .replace("/etc/mtqpd/", &format!("{}/tls/", root.display()))
         // The example's syslog listeners are on a hub's own network.
         .replace("10.0.0.1:6514", "127.0.0.1:0")
-        .replace("10.0.0.1:6515", "127.0.0.1:0");
+        .replace("10.0.0.1:6515", "127.0.0.1:0")
+        // The user this test runs as: becoming it changes nothing (tests/privilege.rs drops).
+        .replace(
+            "user = \"mtqpd\"",
+            &format!("user = \"{}\"", current_user()),
+        );
     assert!(
         !text.contains("\"/var/") && !text.contains("\"/etc/"),
         "the example has a path this test does not redirect:\n{text}"

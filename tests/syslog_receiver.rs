@@ -18,7 +18,7 @@ use mtqpd::ingest::receiver::{
     spawn, Cidr, Receiver, ReceiverConfig, ReceiverTls, SyslogListen, MAX_CONNECTIONS,
 };
 use mtqpd::ingest::stream::{Batch, CHANNEL_BATCHES};
-use mtqpd::server::tls::TlsCerts;
+use mtqpd::server::live_certs::LiveCerts;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
@@ -237,7 +237,7 @@ fn tls_client(
 }
 
 fn receiver_tls(pki: &Pki, leaf: &common::pki::Leaf, client_ca: Option<&Path>) -> ReceiverTls {
-    let certs = TlsCerts::load(&[(Path::new(&leaf.cert), Path::new(&leaf.key))]).unwrap();
+    let certs = LiveCerts::load(&[(leaf.cert.clone().into(), leaf.key.clone().into())]).unwrap();
     ReceiverTls::new(&certs, client_ca.map(Path::to_path_buf))
         .unwrap_or_else(|e| panic!("{e} ({})", pki.dir.0.display()))
 }

@@ -4,39 +4,9 @@ mod common;
 use common::*;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 
 use common::pki::{Leaf, Pki};
-use mtqpd::protocol::response::parse_response;
-use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, StreamOwned};
-
-type Tls = StreamOwned<ClientConnection, TcpStream>;
-
-/// Reads one response from a TLS stream.
-fn tls_response(tls: &mut Tls, buf: &mut Vec<u8>) -> Vec<u8> {
-    loop {
-        if let Some(r) = parse_response(buf).expect("status line") {
-            return buf.drain(..r.wire_len).collect();
-        }
-        let mut chunk = [0u8; 16384];
-        let n = tls.read(&mut chunk).expect("tls read");
-        assert!(n > 0, "closed mid-response");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Handshakes over a client whose STARTTLS was answered `+OK`; returns the TLS stream, the
-/// greeting that follows the handshake, and the certificate the server showed.
-fn handshake(c: Client, pki: &Pki, fqdn: &str) -> (Tls, Vec<u8>, Vec<u8>, Vec<u8>) {
-    let name = ServerName::try_from(fqdn.to_string()).unwrap();
-    let conn = ClientConnection::new(pki.client_config(), name).unwrap();
-    let mut tls = StreamOwned::new(conn, c.stream);
-    let mut buf = Vec::new();
-    let greeting = tls_response(&mut tls, &mut buf);
-    let peer = tls.conn.peer_certificates().expect("peer certs")[0].to_vec();
-    (tls, greeting, peer, buf)
-}
+use common::tls::{handshake, tls_response};
 
 fn serve_args<'a>(leaves: &'a [&'a Leaf], extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["--hostname", "example2.com"];
@@ -130,29 +100,6 @@ fn certificate_is_chosen_by_the_starttls_name_wildcards_per_rfc_6125() {
         c.roundtrip("STARTTLS"),
         b"-BAD/syntax Wrong number of arguments\r\n"
     );
-}
-
-/// A native log of one delivered message, logged a minute ago.
-fn log_with_one_message(dir: &TempDir) -> String {
-    let log = dir.path("mail.log");
-    let now = unix_now();
-    append(
-        &log,
-        &accept_line(
-            &rfc3339(now - 60),
-            "tls-1@example.org",
-            "s3cret",
-            "queue=Q1",
-        ),
-    );
-    append(
-        &log,
-        &format!(
-            "mtqp: event=rcpt time={} queue=Q1 rcpt=u@example.net action=delivered status=2.0.0\n",
-            rfc3339(now - 59)
-        ),
-    );
-    format!("native:{}", log.display())
 }
 
 #[test]

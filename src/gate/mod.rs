@@ -5,10 +5,11 @@
 //! reads. It runs as its own process: a crash of the tracking server never stops mail, and
 //! the reverse. Deployment: docs/deployment.md.
 //!
-//! Thread model, as `serve`'s: [`start`] binds every listener, then starts one [`worker`] per
-//! `--threads`, each a mio event loop with its own SO_REUSEPORT listeners; a session (client
-//! socket and MTA socket, [`session`]) lives on the worker that accepted it. One more thread
-//! owns the accept log ([`accept_log`]) and makes the lines of all sessions durable together.
+//! Thread model, as `serve`'s: [`run`] binds every listener and gives up root (`--user`), then
+//! [`start`] starts one [`worker`] per `--threads`, each a mio event loop with its own
+//! SO_REUSEPORT listeners; a session (client socket and MTA socket, [`session`]) lives on the
+//! worker that accepted it. One more thread owns the accept log ([`accept_log`]) and makes the
+//! lines of all sessions durable together.
 //! The SMTP pieces without I/O are in [`smtp`]; a tracked transaction is a [`transaction`].
 
 pub mod accept_log;
@@ -20,6 +21,7 @@ pub mod stats;
 pub mod transaction;
 mod worker;
 
+use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,12 +30,13 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use rustls::ServerConfig;
-use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::server::listen::bind_group;
+use crate::sdnotify::Notifier;
+use crate::server::live_certs::LiveCerts;
 use crate::server::per_address::AddressCounts;
-use crate::server::tls::TlsCerts;
+use crate::server::{bind_all, Bound};
+use crate::{privilege, reload};
 use accept_log::{Answers, Request, Writer};
 use settings::GateSettings;
 use smtp::reply::QueueIdPattern;
@@ -65,37 +68,27 @@ pub struct GateShared {
 pub struct Running {
     /// The addresses bound (port 0 resolved), in `--listen` order.
     pub local_addrs: Vec<SocketAddr>,
+    /// The certificates STARTTLS offers, which SIGHUP reloads.
+    pub certs: Option<Arc<LiveCerts>>,
     shared: Arc<GateShared>,
     wakers: Vec<Arc<mio::Waker>>,
     threads: Vec<JoinHandle<GateStats>>,
     writer: Writer,
 }
 
-/// Opens the accept log, binds every listener and starts the workers and the writer.
-pub fn start(settings: &GateSettings) -> Result<Running, String> {
-    let file = accept_log::open(&settings.accept_log)?;
-    let tls = if settings.tls.is_empty() {
-        None
-    } else {
-        let pairs: Vec<_> = settings
-            .tls
-            .iter()
-            .map(|(c, k)| (c.as_path(), k.as_path()))
-            .collect();
-        Some(TlsCerts::load(&pairs)?.by_sni()?)
-    };
-    let threads = settings.threads.max(1);
-    let mut per_worker: Vec<Vec<mio::net::TcpListener>> =
-        (0..threads).map(|_| Vec::new()).collect();
-    let mut local_addrs = Vec::new();
-    for addr in &settings.listen {
-        let (bound, listeners) =
-            bind_group(*addr, threads).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        local_addrs.push(bound);
-        for (w, l) in per_worker.iter_mut().zip(listeners) {
-            w.push(l);
-        }
-    }
+/// Starts the workers and the writer on the listeners [`bind_all`] bound, with the accept log
+/// ([`accept_log::open`]) and the certificates `run` opened once it had given up root.
+pub fn start(
+    bound: Bound,
+    file: File,
+    certs: Option<Arc<LiveCerts>>,
+    settings: &GateSettings,
+) -> Result<Running, String> {
+    let tls = certs.as_ref().map(LiveCerts::by_sni).transpose()?;
+    let Bound {
+        local_addrs,
+        per_worker,
+    } = bound;
     let mut setups = Vec::new();
     let mut answers = Vec::new();
     for listeners in per_worker {
@@ -135,6 +128,7 @@ pub fn start(settings: &GateSettings) -> Result<Running, String> {
     }
     Ok(Running {
         local_addrs,
+        certs,
         shared,
         wakers,
         threads: handles,
@@ -163,10 +157,13 @@ impl Running {
     }
 }
 
-/// Runs the gate until SIGINT or SIGTERM, then prints its statistics.
+/// Runs the gate until SIGINT or SIGTERM (reloading its certificates at SIGHUP), then prints
+/// its statistics.
 pub fn run(settings: &GateSettings) -> Result<(), String> {
     let mut signals =
-        Signals::new([SIGINT, SIGTERM]).map_err(|e| format!("cannot handle signals: {e}"))?;
+        Signals::new(reload::SIGNALS).map_err(|e| format!("cannot handle signals: {e}"))?;
+    // Taken out of the environment while no other thread runs.
+    let notify = Notifier::from_env()?;
     if !settings.proxy_v2 {
         eprintln!(
             "mtqpd gate: WARNING: --proxy-protocol none: the MTA sees every session come from \
@@ -175,7 +172,21 @@ pub fn run(settings: &GateSettings) -> Result<(), String> {
              (docs/deployment.md)."
         );
     }
-    let running = start(settings)?;
+    // Bind everything, then give up root: nothing else has run yet, so the accept log and the
+    // certificates are opened as --user, as a SIGHUP will read them.
+    let bound = bind_all(&settings.listen, settings.threads)?;
+    privilege::drop_to(settings.user.as_ref(), "mtqpd gate")?;
+    let as_user = |e: String| match &settings.user {
+        Some(user) => format!("{e} (as --user {})", user.name),
+        None => e,
+    };
+    let file = accept_log::open(&settings.accept_log).map_err(as_user)?;
+    let certs = if settings.tls.is_empty() {
+        None
+    } else {
+        Some(LiveCerts::load(&settings.tls).map_err(as_user)?)
+    };
+    let running = start(bound, file, certs, settings)?;
     raise_open_files(settings);
     for addr in &running.local_addrs {
         eprintln!("mtqpd gate: listening on {addr}");
@@ -186,9 +197,12 @@ pub fn run(settings: &GateSettings) -> Result<(), String> {
         settings.mta,
         settings.accept_log.display()
     );
-    if let Some(sig) = signals.forever().next() {
-        let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
-        eprintln!("mtqpd gate: {name}: shutting down");
+    if let Some(notify) = &notify {
+        notify.ready(&format!("relaying to {}", settings.mta));
+    }
+    reload::wait_for_stop(&mut signals, running.certs.as_deref(), "mtqpd gate");
+    if let Some(notify) = &notify {
+        notify.stopping();
     }
     let stats = running.shutdown();
     eprint!("{}", stats.report());

@@ -15,6 +15,7 @@ use super::smtp::reply::QueueIdPattern;
 use crate::clock::parse_duration;
 use crate::config::{one_line, position, read_bounded, set, ConfigError, TlsPair};
 use crate::ingest::hosts::check_host_name;
+use crate::privilege::RunAs;
 
 /// How the MTA learns the client's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -72,6 +73,12 @@ pub struct GateArgs {
     /// Event-loop threads [default: number of cores].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Once every listener is bound, give up root for this user: its uid, group and
+    /// supplementary groups, with no capability left. The certificates (re-read at SIGHUP) and
+    /// the accept log are then opened as this user (docs/operations.md) [default: stay as
+    /// started].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     /// Most sessions at once; more are told 421.
     #[arg(long, value_name = "N", default_value_t = 20_000)]
     pub max_sessions: usize,
@@ -99,6 +106,8 @@ pub struct GateSettings {
     pub mta_host: Option<String>,
     pub tls: Vec<(PathBuf, PathBuf)>,
     pub threads: usize,
+    /// `--user`: who the gate becomes once its listeners are bound.
+    pub user: Option<RunAs>,
     pub max_sessions: usize,
     pub max_sessions_per_ip: usize,
     /// The built-in patterns, then the configured ones.
@@ -137,6 +146,7 @@ impl GateSettings {
         if let Some(h) = &args.mta_host {
             check_host_name(h).map_err(|e| format!("--mta-host {e}"))?;
         }
+        let user = args.user.as_deref().map(RunAs::lookup).transpose()?;
         let mut queue_id_patterns = QueueIdPattern::built_in();
         queue_id_patterns.extend(args.queue_id_pattern.iter().cloned());
         Ok(GateSettings {
@@ -155,6 +165,7 @@ impl GateSettings {
             threads: args
                 .threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+            user,
             max_sessions: args.max_sessions,
             max_sessions_per_ip: args.max_sessions_per_ip,
             queue_id_patterns,
@@ -184,6 +195,7 @@ struct GateTable {
     mta_host: Option<String>,
     tls: Option<Vec<TlsPair>>,
     threads: Option<usize>,
+    user: Option<String>,
     max_sessions: Option<usize>,
     max_sessions_per_ip: Option<usize>,
     queue_id_pattern: Option<Vec<String>>,
@@ -254,6 +266,7 @@ pub fn merge_file(
         (args.tls_cert, args.tls_key) = pairs.into_iter().map(|p| (p.cert, p.key)).unzip();
     }
     set(&mut args.threads, t.threads.map(Some), given("threads"));
+    set(&mut args.user, t.user.map(Some), given("user"));
     set(
         &mut args.max_sessions,
         t.max_sessions,
@@ -293,6 +306,7 @@ mod tests {
             mta_host: Some(_),
             tls: Some(_),
             threads: Some(_),
+            user: Some(_),
             max_sessions: Some(_),
             max_sessions_per_ip: Some(_),
             queue_id_pattern: Some(_),

@@ -183,6 +183,8 @@ pub struct IngestConfig {
     pub local_host: String,
     /// `--cluster-host`: where the other hosts of the cluster take mail.
     pub cluster_hosts: Vec<hosts::ClusterHost>,
+    /// Told `READY=1` once every log has been read to its end (systemd's `Type=notify`).
+    pub notify: Option<crate::sdnotify::Notifier>,
 }
 
 /// Counters the ingest thread keeps, read at shutdown.
@@ -601,11 +603,16 @@ fn run(
             last_sweep = Instant::now();
         }
         if !more && !stats.caught_up.swap(true, Ordering::Relaxed) {
-            eprintln!(
-                "mtqpd: ingest caught up: {} lines, {} records",
+            let status = format!(
+                "ingest caught up: {} lines, {} records",
                 stats.lines.load(Ordering::Relaxed),
                 index.len()
             );
+            eprintln!("mtqpd: {status}");
+            // After the publish above: a client told "ready" finds every line in the index.
+            if let Some(notify) = &config.notify {
+                notify.ready(&status);
+            }
         }
         let lines = stats.lines.load(Ordering::Relaxed);
         if let Some(dir) = &config.state_dir {

@@ -79,6 +79,37 @@ pub fn bind_group(
     Ok((bound, listeners))
 }
 
+/// Every `--listen` address bound for `workers` workers, before any of them runs: binding comes
+/// first so that a port in use is a start-up error, and so that `--user` can give up root
+/// once the ports below 1024 are bound.
+pub struct Bound {
+    /// The addresses bound (port 0 resolved), in `--listen` order.
+    pub local_addrs: Vec<SocketAddr>,
+    /// Each worker's listeners, one per address.
+    pub per_worker: Vec<Vec<mio::net::TcpListener>>,
+}
+
+/// Binds every address of `listen` once per worker (see [`bind_group`]); the error names the
+/// address.
+pub fn bind_all(listen: &[SocketAddr], workers: usize) -> Result<Bound, String> {
+    let workers = workers.max(1);
+    let mut per_worker: Vec<Vec<mio::net::TcpListener>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    let mut local_addrs = Vec::new();
+    for addr in listen {
+        let (bound, listeners) =
+            bind_group(*addr, workers).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        local_addrs.push(bound);
+        for (w, l) in per_worker.iter_mut().zip(listeners) {
+            w.push(l);
+        }
+    }
+    Ok(Bound {
+        local_addrs,
+        per_worker,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

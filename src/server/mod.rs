@@ -1,10 +1,11 @@
 //! The network side: thread-per-core event loops that accept MTQP connections and answer them
 //! from the index.
 //!
-//! Thread model: [`start`] binds every listener up front (so a port in use is reported before
-//! anything runs), then starts one [`worker`] thread per `--threads`, each with its own
-//! `mio::Poll` and its own SO_REUSEPORT listener per address. A connection lives and dies on
-//! the worker that accepted it. Workers read the shared [`Index`]; they never write it.
+//! Thread model: every listener is bound up front ([`bind_all`], so a port in use is
+//! reported before anything runs, and `serve` can give up root between binding and
+//! [`start_on`]; [`start`] does both), then one [`worker`] thread starts per `--threads`, each
+//! with its own `mio::Poll` and its own SO_REUSEPORT listener per address. A connection lives
+//! and dies on the worker that accepted it. Workers read the shared [`Index`]; they never write it.
 //! [`Running::shutdown`] wakes every worker, which stops accepting, finishes the answers it
 //! owes (for a few seconds at most) and returns its statistics for merging.
 //!
@@ -13,6 +14,7 @@
 
 mod conn;
 pub(crate) mod listen;
+pub mod live_certs;
 mod output;
 pub(crate) mod per_address;
 mod session;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use listen::{bind_all, Bound};
 pub use session::UnknownAnswer;
 
 use crate::index::Index;
@@ -81,7 +84,7 @@ pub struct ServerConfig {
     pub unknown: UnknownAnswer,
     pub limits: Limits,
     /// Certificates for STARTTLS; None: STARTTLS answers `-ERR/unsupported`.
-    pub tls: Option<Arc<tls::TlsCerts>>,
+    pub tls: Option<Arc<live_certs::LiveCerts>>,
     /// TRACK only under TLS.
     pub tls_required: bool,
 }
@@ -93,7 +96,7 @@ pub struct Shared {
     pub greeting: Arc<[u8]>,
     /// The greeting after the TLS handshake (without it).
     pub greeting_tls: Arc<[u8]>,
-    pub tls: Option<Arc<tls::TlsCerts>>,
+    pub tls: Option<Arc<live_certs::LiveCerts>>,
     pub tls_required: bool,
     pub unknown: UnknownAnswer,
     pub limits: Limits,
@@ -114,18 +117,17 @@ pub struct Running {
 
 /// Binds every listener and starts the workers.
 pub fn start(config: ServerConfig, index: Arc<Index>) -> Result<Running, String> {
-    let threads = config.threads.max(1);
-    let mut per_worker: Vec<Vec<mio::net::TcpListener>> =
-        (0..threads).map(|_| Vec::new()).collect();
-    let mut local_addrs = Vec::new();
-    for addr in &config.listen {
-        let (bound, listeners) = listen::bind_group(*addr, threads)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        local_addrs.push(bound);
-        for (w, l) in per_worker.iter_mut().zip(listeners) {
-            w.push(l);
-        }
-    }
+    let bound = bind_all(&config.listen, config.threads)?;
+    start_on(bound, config, index)
+}
+
+/// Starts the workers on listeners [`bind_all`] bound earlier (`serve` binds, then
+/// gives up root, then starts).
+pub fn start_on(bound: Bound, config: ServerConfig, index: Arc<Index>) -> Result<Running, String> {
+    let Bound {
+        local_addrs,
+        per_worker,
+    } = bound;
     let options: &[&str] = match (&config.tls, config.tls_required) {
         (None, _) => &[],
         (Some(_), false) => &["STARTTLS"],

@@ -165,7 +165,7 @@ impl Session {
         } else {
             match &turn.shared.tls {
                 None => reply::TLS_UNSUPPORTED,
-                Some(certs) => match certs.config_for(fqdn) {
+                Some(certs) => match certs.current().config_for(fqdn) {
                     None => reply::TLS_BAD_FQDN,
                     Some(config) => {
                         self.upgrade = Some(config);

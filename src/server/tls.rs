@@ -2,8 +2,8 @@
 //! client name the server in `STARTTLS <fqdn>`, and the server answers with the certificate
 //! whose subjectAltName dNSNames match that name (wildcards per RFC 6125, as webpki checks
 //! them). One rustls crypto provider (ring), TLS 1.2 and 1.3 only. The gate and the syslog
-//! receiver use the same certificates, chosen by SNI; the receiver may also require client
-//! certificates ([`TlsCerts::for_syslog`]).
+//! receiver use the same certificates, chosen by SNI ([`TlsCerts::by_sni`]); SIGHUP replaces the
+//! whole set ([`super::live_certs`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,10 +11,9 @@ use std::sync::Arc;
 use rustls::crypto::ring::default_provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName};
-use rustls::server::danger::ClientCertVerifier;
-use rustls::server::{ClientHello, NoClientAuth, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::ClientHello;
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 
 /// Plaintext and TLS output a connection may buffer inside rustls; past it, writing waits.
 pub const TLS_BUFFER_LIMIT: usize = 64 * 1024;
@@ -55,51 +54,28 @@ fn load_pair(cert: &Path, key: &Path) -> Result<Served, String> {
         .key_provider
         .load_private_key(key_der.clone_key())
         .map_err(|e| format!("key {} cannot be used: {e}", key.display()))?;
-    let certified = Arc::new(CertifiedKey::new(chain.clone(), signing_key));
+    let certified = CertifiedKey::new(chain.clone(), signing_key);
+    // A renewed certificate copied without its new key must be refused here, at a reload
+    // too, not found out by clients failing their handshakes.
+    certified.keys_match().map_err(|e| {
+        format!(
+            "key {} does not fit certificate {}: {e}",
+            key.display(),
+            cert.display()
+        )
+    })?;
+    let certified = Arc::new(certified);
     let config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS setup: {e}"))?
         .with_no_client_auth()
         .with_single_cert(chain, key_der)
-        .map_err(|e| {
-            format!(
-                "key {} does not fit certificate {}: {e}",
-                key.display(),
-                cert.display()
-            )
-        })?;
+        .map_err(|e| format!("certificate {}: {e}", cert.display()))?;
     Ok(Served {
         end_entity,
         config: Arc::new(config),
         certified,
     })
-}
-
-/// Chooses a certificate by the name the client's TLS hello asks for (SNI), the first in order
-/// when the hello names none or no certificate serves the name: SMTP's STARTTLS, unlike MTQP's,
-/// names no host.
-#[derive(Debug)]
-struct BySni(Vec<(CertificateDer<'static>, Arc<CertifiedKey>)>);
-
-impl ResolvesServerCert for BySni {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let wanted = hello
-            .server_name()
-            .and_then(|n| DnsName::try_from(n.to_ascii_lowercase()).ok())
-            .map(ServerName::DnsName);
-        let serves = |ee: &CertificateDer<'static>| {
-            let name = wanted.as_ref()?;
-            webpki::EndEntityCert::try_from(ee)
-                .ok()?
-                .verify_is_valid_for_subject_name(name)
-                .ok()
-        };
-        self.0
-            .iter()
-            .find(|(ee, _)| serves(ee).is_some())
-            .or(self.0.first())
-            .map(|(_, key)| Arc::clone(key))
-    }
 }
 
 impl TlsCerts {
@@ -112,55 +88,31 @@ impl TlsCerts {
         Ok(TlsCerts { served })
     }
 
-    /// One configuration for every certificate, choosing by the client's SNI (see [`BySni`]).
-    pub fn by_sni(&self) -> Result<Arc<ServerConfig>, String> {
-        self.by_sni_verifying(Arc::new(NoClientAuth))
-    }
-
-    /// [`TlsCerts::by_sni`] for the syslog receiver (RFC 5425), where a client certificate
-    /// signed by a CA of `client_ca` (a PEM file), when given, is required: it stands for the
-    /// sender's address in the allow list.
-    pub fn for_syslog(&self, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, String> {
-        let Some(ca) = client_ca else {
-            return self.by_sni();
+    /// The certificate for the name the client's TLS hello asks for (SNI), the first in order
+    /// when the hello names none or no certificate serves the name: SMTP's STARTTLS, unlike
+    /// MTQP's, names no host.
+    pub(crate) fn by_sni(&self, hello: &ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let wanted = hello
+            .server_name()
+            .and_then(|n| DnsName::try_from(n.to_ascii_lowercase()).ok())
+            .map(ServerName::DnsName);
+        let serves = |ee: &CertificateDer<'static>| {
+            let name = wanted.as_ref()?;
+            webpki::EndEntityCert::try_from(ee)
+                .ok()?
+                .verify_is_valid_for_subject_name(name)
+                .ok()
         };
-        let mut roots = RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(ca)
-            .map_err(|e| format!("cannot read CA certificates {}: {e}", ca.display()))?;
-        for cert in certs {
-            let cert = cert
-                .map_err(|e| format!("CA certificates {} are not valid PEM: {e}", ca.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("CA certificate in {} cannot be used: {e}", ca.display()))?;
-        }
-        if roots.is_empty() {
-            return Err(format!("{} holds no CA certificate", ca.display()));
-        }
-        let verifier = WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            Arc::new(default_provider()),
-        )
-        .build()
-        .map_err(|e| format!("CA certificates {}: {e}", ca.display()))?;
-        self.by_sni_verifying(verifier)
+        self.served
+            .iter()
+            .find(|s| serves(&s.end_entity).is_some())
+            .or(self.served.first())
+            .map(|s| Arc::clone(&s.certified))
     }
 
-    fn by_sni_verifying(
-        &self,
-        verifier: Arc<dyn ClientCertVerifier>,
-    ) -> Result<Arc<ServerConfig>, String> {
-        let keys = self
-            .served
-            .iter()
-            .map(|s| (s.end_entity.clone(), Arc::clone(&s.certified)))
-            .collect();
-        let config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| format!("TLS setup: {e}"))?
-            .with_client_cert_verifier(verifier)
-            .with_cert_resolver(Arc::new(BySni(keys)));
-        Ok(Arc::new(config))
+    /// How many certificates there are.
+    pub(crate) fn len(&self) -> usize {
+        self.served.len()
     }
 
     /// The configuration whose certificate is valid for `fqdn`, the first in order when several

@@ -13,6 +13,7 @@ pub mod pki;
 pub mod postfix;
 pub mod real_mta;
 pub mod smtp;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -60,6 +61,30 @@ pub fn append(path: &Path, text: &str) {
         .open(path)
         .expect("open log");
     f.write_all(text.as_bytes()).expect("append log");
+}
+
+/// A native log of one delivered message, logged a minute ago: `TRACK <tls-1@example.org>`
+/// with secret `s3cret` finds it delivered. Returns the `--log` value.
+pub fn log_with_one_message(dir: &TempDir) -> String {
+    let log = dir.path("mail.log");
+    let now = unix_now();
+    append(
+        &log,
+        &accept_line(
+            &rfc3339(now - 60),
+            "tls-1@example.org",
+            "s3cret",
+            "queue=Q1",
+        ),
+    );
+    append(
+        &log,
+        &format!(
+            "mtqp: event=rcpt time={} queue=Q1 rcpt=u@example.net action=delivered status=2.0.0\n",
+            rfc3339(now - 59)
+        ),
+    );
+    format!("native:{}", log.display())
 }
 
 /// Unix seconds now, by the clock the test runs under.
@@ -339,6 +364,16 @@ impl Server {
         c
     }
 
+    /// Sends a signal (by name, e.g. "HUP") and returns at once.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{signal} failed");
+    }
+
     /// Sends a signal (by name, e.g. "TERM") and waits for the exit; returns status and stderr.
     pub fn stop(mut self, signal: &str) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");
@@ -503,7 +538,14 @@ pub fn strace_usable() -> bool {
 
 /// Runs `mtqpd ARGS…` to its exit (killing it after the deadline); returns status and stderr.
 pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mtqpd"))
+    run_to_exit_with(args, |_| {})
+}
+
+/// Like [`run_to_exit`], letting the caller adjust the command (its environment, say).
+pub fn run_to_exit_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> (ExitStatus, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtqpd"));
+    adjust(&mut cmd);
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

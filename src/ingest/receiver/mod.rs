@@ -3,8 +3,8 @@
 //! hands the lines to the ingest thread as [`Batch`]es over a bounded channel.
 //!
 //! - [`spec`]: the `--syslog-listen` values; [`cidr`]: `--syslog-allow`, who may send.
-//! - [`socket`]: binding; [`event_loop`]: the thread's mio loop (accept, admit, read, drain);
-//!   [`conn`]: one TCP or TLS connection.
+//! - [`socket`]: binding ([`bind`], then [`start`]; or both: [`spawn`]); [`event_loop`]: the
+//!   thread's mio loop (accept, admit, read, drain); [`conn`]: one TCP or TLS connection.
 //! - [`frame`]: RFC 6587 framing; [`message`]: a message to the line ingest reads;
 //!   [`sink`]: lines into batches onto the channel, where backpressure comes from.
 //! - [`stats`]: the counters; [`udp_drops`]: the kernel's count of UDP datagrams lost.
@@ -44,7 +44,7 @@ pub use spec::{SyslogListen, Transport};
 pub use stats::{ReceiverStats, StatsSnapshot};
 
 use crate::ingest::stream::Batch;
-use crate::server::tls::TlsCerts;
+use crate::server::live_certs::LiveCerts;
 use event_loop::{EventLoop, Listener, Parts, Source, WAKER};
 use sink::Sink;
 use udp_drops::UdpDrops;
@@ -83,7 +83,7 @@ impl ReceiverConfig {
     /// that they are there).
     pub fn new(
         settings: &crate::settings::SyslogSettings,
-        certs: Option<&TlsCerts>,
+        certs: Option<&Arc<LiveCerts>>,
     ) -> Result<Option<ReceiverConfig>, String> {
         if settings.listen.is_empty() {
             return Ok(None);
@@ -110,7 +110,7 @@ impl ReceiverConfig {
 
 impl ReceiverTls {
     /// `certs`, with client certificates required and checked against `client_ca` when given.
-    pub fn new(certs: &TlsCerts, client_ca: Option<PathBuf>) -> Result<ReceiverTls, String> {
+    pub fn new(certs: &Arc<LiveCerts>, client_ca: Option<PathBuf>) -> Result<ReceiverTls, String> {
         let config = certs
             .for_syslog(client_ca.as_deref())
             .map_err(|e| format!("--syslog-client-ca: {e}"))?;
@@ -130,23 +130,36 @@ pub struct Receiver {
     bound: Vec<SyslogListen>,
 }
 
+/// The receiver's sockets, bound and registered, before its thread runs: `serve` binds, gives up
+/// root (`--user`), then starts the thread with [`start`].
+pub struct Sockets {
+    poll: Poll,
+    waker: Waker,
+    listeners: Vec<Listener>,
+    bound: Vec<SyslogListen>,
+    udp: Vec<UdpDrops>,
+}
+
 /// Binds every listener, then starts the receiver thread, which sends batches on `tx` (made by
 /// the caller, with capacity [`crate::ingest::stream::CHANNEL_BATCHES`]). A listener that
 /// cannot be bound is the error, naming it; nothing is started then.
 pub fn spawn(config: ReceiverConfig, tx: Sender<Batch>) -> io::Result<Receiver> {
+    let sockets = bind(&config.listen)?;
+    start(sockets, config, tx)
+}
+
+/// Binds every listener of `listen`; the error names the one that could not be bound.
+pub fn bind(listen: &[SyslogListen]) -> io::Result<Sockets> {
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKER)?;
-    let mut listeners = Vec::with_capacity(config.listen.len());
-    let mut bound = Vec::with_capacity(config.listen.len());
+    let mut listeners = Vec::with_capacity(listen.len());
+    let mut bound = Vec::with_capacity(listen.len());
     let mut udp = Vec::new();
-    for (i, spec) in config.listen.iter().enumerate() {
+    for (i, spec) in listen.iter().enumerate() {
         let named = |e: io::Error| io::Error::new(e.kind(), format!("--syslog-listen {spec}: {e}"));
         let token = mio::Token(i);
         let (addr, source) = match spec.transport {
             Transport::Tcp | Transport::Tls => {
-                if spec.transport == Transport::Tls && config.tls.is_none() {
-                    return Err(named(io::Error::other("no TLS certificates")));
-                }
                 let (addr, mut listener) = socket::tcp(spec.addr).map_err(named)?;
                 poll.registry()
                     .register(&mut listener, token, mio::Interest::READABLE)?;
@@ -166,6 +179,32 @@ pub fn spawn(config: ReceiverConfig, tx: Sender<Batch>) -> io::Result<Receiver> 
             transport: spec.transport,
             addr,
         });
+    }
+    Ok(Sockets {
+        poll,
+        waker,
+        listeners,
+        bound,
+        udp,
+    })
+}
+
+/// Starts the receiver thread on `sockets` (see [`spawn`]); `config.listen` is not looked at.
+pub fn start(sockets: Sockets, config: ReceiverConfig, tx: Sender<Batch>) -> io::Result<Receiver> {
+    let Sockets {
+        poll,
+        waker,
+        listeners,
+        bound,
+        udp,
+    } = sockets;
+    if let (Some(spec), None) = (
+        bound.iter().find(|l| l.transport == Transport::Tls),
+        &config.tls,
+    ) {
+        return Err(io::Error::other(format!(
+            "--syslog-listen {spec}: no TLS certificates"
+        )));
     }
     let stats = Arc::new(ReceiverStats {
         udp,
