@@ -37,7 +37,7 @@ use crate::server::tls::TlsCerts;
 use accept_log::{Answers, Request, Writer};
 use settings::GateSettings;
 use smtp::reply::QueueIdPattern;
-use stats::GateStats;
+use stats::{Counters, GateStats};
 
 /// Read-only state every worker shares.
 pub struct GateShared {
@@ -69,6 +69,22 @@ pub struct Running {
     wakers: Vec<Arc<mio::Waker>>,
     threads: Vec<JoinHandle<GateStats>>,
     writer: Writer,
+    live: Vec<Arc<Counters>>,
+}
+
+/// What the admin server reads of a running gate: each worker's counters and the sessions
+/// open now.
+#[derive(Clone)]
+pub struct GateView {
+    pub workers: Vec<Arc<Counters>>,
+    shared: Arc<GateShared>,
+}
+
+impl GateView {
+    /// Sessions open now, across the workers.
+    pub fn open_sessions(&self) -> usize {
+        self.shared.open_sessions.load(Ordering::Relaxed)
+    }
 }
 
 /// Opens the accept log, binds every listener and starts the workers and the writer.
@@ -125,11 +141,14 @@ pub fn start(settings: &GateSettings) -> Result<Running, String> {
         shutdown: AtomicBool::new(false),
     });
     let mut handles = Vec::new();
+    let mut live = Vec::new();
     for (i, setup) in setups.into_iter().enumerate() {
         let shared = Arc::clone(&shared);
+        let stats = GateStats::default();
+        live.push(Arc::clone(&stats.counters));
         let handle = std::thread::Builder::new()
             .name(format!("mtqpd-gate-{i}"))
-            .spawn(move || worker::run(i, setup, shared))
+            .spawn(move || worker::run(i, setup, shared, stats))
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         handles.push(handle);
     }
@@ -139,10 +158,19 @@ pub fn start(settings: &GateSettings) -> Result<Running, String> {
         wakers,
         threads: handles,
         writer,
+        live,
     })
 }
 
 impl Running {
+    /// What the admin server reads while the gate runs.
+    pub fn view(&self) -> GateView {
+        GateView {
+            workers: self.live.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// Stops accepting, lets sessions finish within the drain timeout (then tells the rest
     /// 421), waits for the accept log to write what it was given, and returns the statistics.
     pub fn shutdown(self) -> GateStats {

@@ -29,7 +29,7 @@ pub use session::UnknownAnswer;
 
 use crate::index::Index;
 use crate::protocol::reply;
-use crate::stats::WorkerStats;
+use crate::stats::{LiveStats, WorkerStats};
 
 /// Per-connection and per-server bounds.
 #[derive(Debug, Clone)]
@@ -103,6 +103,21 @@ pub struct Shared {
     pub shutdown: AtomicBool,
 }
 
+/// What the admin server reads of a running server: each worker's counters and latency
+/// buckets, and the connections open now.
+#[derive(Clone)]
+pub struct ServerView {
+    pub workers: Vec<LiveStats>,
+    shared: Arc<Shared>,
+}
+
+impl ServerView {
+    /// Connections open now, across the workers.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open_connections.load(Ordering::Relaxed)
+    }
+}
+
 /// A running server.
 pub struct Running {
     /// The addresses actually bound (port 0 resolved), in `--listen` order.
@@ -110,6 +125,7 @@ pub struct Running {
     shared: Arc<Shared>,
     wakers: Vec<Arc<mio::Waker>>,
     threads: Vec<JoinHandle<WorkerStats>>,
+    live: Vec<LiveStats>,
 }
 
 /// Binds every listener and starts the workers.
@@ -145,14 +161,17 @@ pub fn start(config: ServerConfig, index: Arc<Index>) -> Result<Running, String>
     });
     let mut wakers = Vec::new();
     let mut handles = Vec::new();
+    let mut live = Vec::new();
     for (i, listeners) in per_worker.into_iter().enumerate() {
         let setup =
             worker::WorkerSetup::new(listeners).map_err(|e| format!("cannot start worker: {e}"))?;
         wakers.push(Arc::clone(&setup.waker));
         let shared = Arc::clone(&shared);
+        let stats = WorkerStats::default();
+        live.push(stats.live());
         let handle = std::thread::Builder::new()
             .name(format!("mtqpd-worker-{i}"))
-            .spawn(move || worker::run(setup, shared))
+            .spawn(move || worker::run(setup, shared, stats))
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         handles.push(handle);
     }
@@ -161,10 +180,19 @@ pub fn start(config: ServerConfig, index: Arc<Index>) -> Result<Running, String>
         shared,
         wakers,
         threads: handles,
+        live,
     })
 }
 
 impl Running {
+    /// What the admin server reads while the server runs.
+    pub fn view(&self) -> ServerView {
+        ServerView {
+            workers: self.live.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// Stops accepting, lets every worker finish the answers it owes, and returns the merged
     /// statistics.
     pub fn shutdown(self) -> WorkerStats {
