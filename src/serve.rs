@@ -6,6 +6,7 @@ use std::sync::Arc;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::admin::{self, serve::ServePages};
 use crate::cli::Unknown;
 use crate::index::render::OpaqueAnswer;
 use crate::index::Index;
@@ -88,11 +89,26 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
         Arc::clone(&index),
     )
     .map_err(|e| format!("cannot start ingest thread: {e}"))?;
+    let admin_addr = match settings.admin_listen {
+        Some(addr) => {
+            let pages = ServePages {
+                server: running.view(),
+                ingest: Arc::clone(&ingest.stats),
+                index: Arc::clone(&index),
+                max_lag: settings.healthz_max_lag,
+            };
+            Some(admin::start(addr, Arc::new(pages))?)
+        }
+        None => None,
+    };
     for addr in &running.local_addrs {
         eprintln!("mtqpd: listening on {addr}");
     }
     for l in receiver.iter().flat_map(|r| r.local_addrs()) {
         eprintln!("mtqpd: syslog on {l}");
+    }
+    if let Some(addr) = admin_addr {
+        eprintln!("mtqpd: admin on {addr}");
     }
     eprintln!(
         "mtqpd: {threads} worker thread(s), {} log(s)",

@@ -204,9 +204,21 @@ pub fn run(settings: &GateSettings) -> Result<(), String> {
         );
     }
     let running = start(settings)?;
+    let admin_addr = match settings.admin_listen {
+        Some(addr) => {
+            let pages = crate::admin::gate::GatePages {
+                gate: running.view(),
+            };
+            Some(crate::admin::start(addr, Arc::new(pages))?)
+        }
+        None => None,
+    };
     raise_open_files(settings);
     for addr in &running.local_addrs {
         eprintln!("mtqpd gate: listening on {addr}");
+    }
+    if let Some(addr) = admin_addr {
+        eprintln!("mtqpd gate: admin on {addr}");
     }
     eprintln!(
         "mtqpd gate: {} worker thread(s), MTA {}, accept log {}",
