@@ -9,6 +9,9 @@ use crate::gate::stats::Counters;
 use crate::gate::GateView;
 use crate::stats::Counter;
 
+/// Picks one counter out of a worker's.
+type Pick = fn(&Counters) -> &Counter;
+
 /// What the gate's admin endpoint reads.
 pub struct GatePages {
     pub gate: GateView,
@@ -24,7 +27,7 @@ impl GatePages {
         &self,
         out: &mut String,
         (name, label, help): (&str, &str, &str),
-        rows: &[(&str, fn(&Counters) -> &Counter)],
+        rows: &[(&str, Pick)],
     ) {
         family(out, name, Kind::Counter, help);
         for (value, f) in rows {

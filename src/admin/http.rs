@@ -157,7 +157,31 @@ pub fn serve_one(stream: &mut TcpStream, pages: &dyn Pages) {
     if !head_only {
         out.push_str(&body);
     }
-    let _ = stream.write_all(out.as_bytes());
+    if stream.write_all(out.as_bytes()).is_ok() {
+        linger(stream);
+    }
+}
+
+/// Octets of unread input discarded after answering.
+const DRAIN: usize = 64 * 1024;
+/// How long the discarding may take.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Ends the answer and discards what the client still sends (up to [`DRAIN`] octets for
+/// [`DRAIN_TIME`]), so that closing with unread input (the rest of an oversized head) does not
+/// reset the connection before the client has read its answer.
+fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(DRAIN_TIME));
+    let started = Instant::now();
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained < DRAIN && started.elapsed() < DRAIN_TIME {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
+    }
 }
 
 fn reason_phrase(status: u16) -> &'static str {

@@ -6,7 +6,8 @@
 //! sockets) and hands each connection to one of [`HANDLERS`] threads through a queue of
 //! [`QUEUED`]; a connection that finds the queue full is closed at once. Each connection gets
 //! one request, a deadline and `Connection: close`, so a slow or hostile client holds one
-//! handler for [`http::DEADLINE`] at most and the workers not at all. What it reads, the
+//! handler for [`http::DEADLINE`] (and a second of lingering) at most, and the workers not
+//! at all. What it reads, the
 //! workers publish as single-writer relaxed counters ([`crate::stats::Counter`]): scraping
 //! takes no lock a worker could wait on. The threads live as long as the process.
 
@@ -17,6 +18,7 @@ pub mod serve;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TrySendError};
 
@@ -24,6 +26,8 @@ use crossbeam_channel::{Receiver, TrySendError};
 pub const HANDLERS: usize = 2;
 /// Accepted admin connections that may wait for a handler; more are closed unanswered.
 pub const QUEUED: usize = 8;
+/// How long accepting pauses after a failed accept.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// The answer to `/healthz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,12 +65,16 @@ pub fn start(addr: SocketAddr, pages: Arc<dyn Pages>) -> Result<SocketAddr, Stri
         .name("mtqpd-admin".into())
         .spawn(move || {
             for stream in listener.incoming() {
-                // A failed accept (the peer gone, out of descriptors) concerns only that
-                // client; a full queue closes the connection by dropping it.
-                if let Ok(s) = stream {
-                    if let Err(TrySendError::Disconnected(_)) = tx.try_send(s) {
-                        return;
+                match stream {
+                    // A full queue closes the connection by dropping it.
+                    Ok(s) => {
+                        if let Err(TrySendError::Disconnected(_)) = tx.try_send(s) {
+                            return;
+                        }
                     }
+                    // The peer gone, or out of descriptors: a pause, so that a failure that
+                    // lasts does not spin.
+                    Err(_) => std::thread::sleep(ACCEPT_PAUSE),
                 }
             }
         })

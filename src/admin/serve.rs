@@ -14,6 +14,9 @@ use crate::protocol::command::{BadCommand, CommandKind};
 use crate::server::ServerView;
 use crate::stats::{slot, Counter, Counters, BUCKET_BOUNDS_NS};
 
+/// Picks one counter out of a worker's.
+type Pick = fn(&Counters) -> &Counter;
+
 /// What `serve`'s admin endpoint reads.
 pub struct ServePages {
     pub server: ServerView,
@@ -82,7 +85,7 @@ impl ServePages {
             Kind::Counter,
             "MTQP commands answered, by command and result.",
         );
-        let fixed: [(&str, &str, fn(&Counters) -> &Counter); 7] = [
+        let fixed: [(&str, &str, Pick); 7] = [
             ("track", "hit", |c| &c.track_hits),
             ("track", "miss", |c| &c.track_misses),
             ("track", "tls_required", |c| &c.track_tls_required),
@@ -141,7 +144,7 @@ impl ServePages {
             Kind::Counter,
             "MTQP connections accepted, by what became of them.",
         );
-        let results: [(&str, fn(&Counters) -> &Counter); 4] = [
+        let results: [(&str, Pick); 4] = [
             ("admitted", |c| &c.admitted),
             ("refused_over_limit", |c| &c.refused_over_limit),
             ("refused_per_address", |c| &c.refused_per_address),
@@ -157,7 +160,7 @@ impl ServePages {
             Kind::Counter,
             "MTQP connections the server closed, by reason.",
         );
-        let reasons: [(&str, fn(&Counters) -> &Counter); 3] = [
+        let reasons: [(&str, Pick); 3] = [
             ("idle", |c| &c.closed_idle),
             ("handshake_timeout", |c| &c.closed_handshake_timeout),
             ("too_many_errors", |c| &c.closed_too_many_errors),
@@ -172,7 +175,7 @@ impl ServePages {
             Kind::Counter,
             "TLS handshakes after STARTTLS, by result.",
         );
-        let results: [(&str, fn(&Counters) -> &Counter); 3] = [
+        let results: [(&str, Pick); 3] = [
             ("ok", |c| &c.tls_handshakes),
             ("failed", |c| &c.tls_failures),
             ("timeout", |c| &c.closed_handshake_timeout),
