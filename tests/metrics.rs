@@ -90,15 +90,7 @@ fn scrape(addr: SocketAddr) -> BTreeMap<String, f64> {
 /// A served log holding one delivered message, `QQ1`, and the server, caught up.
 fn serve_one_message(dir: &TempDir, extra: &[&str]) -> (Server, SocketAddr) {
     let log = dir.path("mtqp.log");
-    let time = rfc3339(unix_now() - 60);
-    append(
-        &log,
-        &(accept_line(&time, "QQ1", "s3cret", "")
-            + &format!(
-                "mtqp: event=rcpt time={time} envid=QQ1 rcpt=a@example.org \
-                 action=delivered status=2.0.0\n"
-            )),
-    );
+    append(&log, &one_message_lines());
     let log_arg = format!("native:{}", log.display());
     let mut args = vec!["--log", &log_arg, "--admin-listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
@@ -172,6 +164,56 @@ fn counters_move_by_exactly_the_commands_sent() {
     );
     assert_eq!(moved(r#"mtqpd_connections_total{result="admitted"}"#), 1.0);
     assert_eq!(after["mtqpd_connections{}"], 0.0);
+}
+
+/// The lines of [`serve_one_message`]'s log.
+fn one_message_lines() -> String {
+    let time = rfc3339(unix_now() - 60);
+    accept_line(&time, "QQ1", "s3cret", "")
+        + &format!(
+            "mtqp: event=rcpt time={time} envid=QQ1 rcpt=a@example.org \
+             action=delivered status=2.0.0\n"
+        )
+}
+
+/// Ingest that has not caught up: the log is a sparse file of 1 TiB of NULs (no disk used),
+/// which ingest reads at memory speed, minutes for the whole, so it is behind for as long as
+/// the test lets it be. Cut to a real log, it is read again from its start and caught up.
+#[test]
+fn healthz_is_503_until_ingest_has_caught_up_then_200() {
+    let dir = TempDir::new("metrics-healthz-503");
+    let log = dir.path("mtqp.log");
+    std::fs::File::create(&log)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let log_arg = format!("native:{}", log.display());
+    let server = Server::start(&["--log", &log_arg, "--admin-listen", "127.0.0.1:0"]);
+    let admin = admin_addr(&server, "mtqpd:");
+    let (status, body) = get(admin, "/healthz");
+    assert_eq!(status, 503);
+    assert!(body.starts_with("ingest has not caught up yet ("), "{body}");
+    let behind = scrape(admin);
+    assert_eq!(behind["mtqpd_ingest_caught_up{}"], 0.0);
+    assert!(behind["mtqpd_ingest_lag_seconds{}"] > 0.0);
+    assert!(!server.stderr().contains("ingest caught up"));
+
+    std::fs::File::create(&log).unwrap();
+    append(&log, &one_message_lines());
+    // The follower meets the end of the file at its old offset first (and so catches up),
+    // then notices the truncation at its next look and reads the lines.
+    server.wait_for_stderr("ingest caught up");
+    let started = std::time::Instant::now();
+    while scrape(admin)["mtqpd_records{}"] != 1.0 {
+        assert!(started.elapsed() < DEADLINE, "the record never came");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, body) = get(admin, "/healthz");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ok: ingest caught up, lag 0.000s\n")
+    );
+    assert_eq!(scrape(admin)["mtqpd_ingest_lag_seconds{}"], 0.0);
 }
 
 #[test]
