@@ -164,6 +164,16 @@ fn counters_move_by_exactly_the_commands_sent() {
     );
     assert_eq!(moved(r#"mtqpd_connections_total{result="admitted"}"#), 1.0);
     assert_eq!(after["mtqpd_connections{}"], 0.0);
+    // The shutdown report keeps its exact histograms.
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{stderr}");
+    let track_row: Vec<&str> = stderr
+        .lines()
+        .find(|l| l.starts_with("  TRACK "))
+        .expect("the TRACK row")
+        .split_whitespace()
+        .collect();
+    assert_eq!(track_row[1], "5", "{stderr}");
 }
 
 /// The lines of [`serve_one_message`]'s log.
@@ -337,4 +347,8 @@ fn the_gate_s_metrics_move_as_a_tracked_session_goes_through() {
     assert_eq!(moved("mtqpd_gate_accept_log_failures_total{}"), 0.0);
     let (status, _) = get(admin, "/healthz");
     assert_eq!(status, 200);
+    // The admin threads hold nothing the shutdown waits for.
+    let (status, stderr) = gate.stop("TERM");
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("tracked 1 "), "{stderr}");
 }

@@ -54,7 +54,9 @@ pub struct GateShared {
     pub queue_id_patterns: Vec<QueueIdPattern>,
     pub accept_log: Sender<Request>,
     pub max_sessions: usize,
-    pub open_sessions: AtomicUsize,
+    /// Shared with the admin endpoint's [`GateView`], which must not hold the rest: the accept
+    /// log's writer ends when the last sender, this struct's, is dropped.
+    pub open_sessions: Arc<AtomicUsize>,
     pub per_address: AddressCounts,
     /// How long sessions may go on after SIGTERM.
     pub drain_timeout: Duration,
@@ -77,13 +79,13 @@ pub struct Running {
 #[derive(Clone)]
 pub struct GateView {
     pub workers: Vec<Arc<Counters>>,
-    shared: Arc<GateShared>,
+    open_sessions: Arc<AtomicUsize>,
 }
 
 impl GateView {
     /// Sessions open now, across the workers.
     pub fn open_sessions(&self) -> usize {
-        self.shared.open_sessions.load(Ordering::Relaxed)
+        self.open_sessions.load(Ordering::Relaxed)
     }
 }
 
@@ -135,7 +137,7 @@ pub fn start(settings: &GateSettings) -> Result<Running, String> {
         queue_id_patterns: settings.queue_id_patterns.clone(),
         accept_log: writer.requests.clone(),
         max_sessions: settings.max_sessions,
-        open_sessions: AtomicUsize::new(0),
+        open_sessions: Arc::new(AtomicUsize::new(0)),
         per_address: AddressCounts::new(settings.max_sessions_per_ip),
         drain_timeout: settings.drain_timeout,
         shutdown: AtomicBool::new(false),
@@ -167,7 +169,7 @@ impl Running {
     pub fn view(&self) -> GateView {
         GateView {
             workers: self.live.clone(),
-            shared: Arc::clone(&self.shared),
+            open_sessions: Arc::clone(&self.shared.open_sessions),
         }
     }
 
