@@ -161,6 +161,15 @@ pub struct ServeArgs {
     /// such a certificate admits its sender whatever its address.
     #[arg(long, value_name = "PEM")]
     pub syslog_client_ca: Option<PathBuf>,
+    /// Serve Prometheus metrics at /metrics and a health check at /healthz on this address
+    /// (plain HTTP, no authentication: keep it on loopback or a management network;
+    /// docs/metrics.md) [default: none].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin_listen: Option<SocketAddr>,
+    /// /healthz answers 503 when ingest lags its logs by more than this (and until it has
+    /// first caught up).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub healthz_max_lag: Duration,
 }
 
 /// `mtqpd demo` flags.

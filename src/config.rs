@@ -93,6 +93,8 @@ struct File {
     syslog_listen: Option<Vec<Spanned<String>>>,
     syslog_allow: Option<Vec<Spanned<String>>>,
     syslog_client_ca: Option<PathBuf>,
+    admin_listen: Option<Spanned<String>>,
+    healthz_max_lag: Option<Spanned<String>>,
     /// `mtqpd gate`'s table ([`crate::gate::settings`]), so that one file may set up both.
     #[serde(rename = "gate")]
     _gate: Option<toml::Table>,
@@ -240,6 +242,16 @@ fn merge_text(text: &str, matches: &ArgMatches, args: &mut ServeArgs) -> Result<
     let first_command_timeout = duration("first_command_timeout", file.first_command_timeout)?;
     let tls_handshake_timeout = duration("tls_handshake_timeout", file.tls_handshake_timeout)?;
     let snapshot_interval = duration("snapshot_interval", file.snapshot_interval)?;
+    let healthz_max_lag = duration("healthz_max_lag", file.healthz_max_lag)?;
+    let admin_listen = file
+        .admin_listen
+        .map(|v| {
+            SocketAddr::from_str(v.get_ref()).map_err(|e| {
+                let why = format!("'{}' is not ADDR:PORT ({e})", v.get_ref());
+                bad("admin_listen", &v, why)
+            })
+        })
+        .transpose()?;
     let syslog_listen = parsed_list("syslog_listen", file.syslog_listen, text)?;
     // An empty list is allowed: with --syslog-client-ca, certificates alone admit senders.
     let syslog_allow = parsed_list("syslog_allow", file.syslog_allow, text)?;
@@ -327,6 +339,16 @@ fn merge_text(text: &str, matches: &ArgMatches, args: &mut ServeArgs) -> Result<
         &mut args.syslog_client_ca,
         file.syslog_client_ca.map(Some),
         given("syslog_client_ca"),
+    );
+    set(
+        &mut args.admin_listen,
+        admin_listen.map(Some),
+        given("admin_listen"),
+    );
+    set(
+        &mut args.healthz_max_lag,
+        healthz_max_lag,
+        given("healthz_max_lag"),
     );
     Ok(())
 }
@@ -451,6 +473,8 @@ mod tests {
             syslog_listen: Some(_),
             syslog_allow: Some(_),
             syslog_client_ca: Some(_),
+            admin_listen: Some(_),
+            healthz_max_lag: Some(_),
             _gate: Some(_),
         } = file
         else {

@@ -200,6 +200,8 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
         state_dir: None,
         snapshot_interval: Duration::from_secs(30),
         syslog: Default::default(),
+        admin_listen: None,
+        healthz_max_lag: Duration::from_secs(60),
         warnings: Vec::new(),
     };
     let result = crate::serve::serve(&settings);

@@ -6,7 +6,8 @@
 //! - [`server`]: the thread-per-core event loops that answer clients.
 //! - [`gate`]: `mtqpd gate`, the SMTP front end that accepts MTRK before the MTA and writes the
 //!   accept log.
-//! - [`stats`]: latency histograms and counters.
+//! - [`stats`]: latency histograms and counters; [`admin`]: `--admin-listen`, their Prometheus
+//!   metrics and `/healthz`.
 //! - [`track`]: `mtqpd track`, the command line of the MTQP client (the `mtqp-client` crate,
 //!   `client/`).
 //! - [`cli`]: the command line as clap parses it; [`config`]: `serve --config FILE`, the
@@ -26,6 +27,7 @@
 
 pub use mtqp_protocol as protocol;
 
+pub mod admin;
 pub mod check;
 pub mod cli;
 pub mod clock;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use signal_hook::iterator::Signals;
 
+use crate::admin::{self, serve::ServePages};
 use crate::cli::Unknown;
 use crate::index::render::OpaqueAnswer;
 use crate::index::Index;
@@ -37,7 +38,11 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
         Unknown::Noinfo => UnknownAnswer::Noinfo,
         Unknown::Opaque => UnknownAnswer::Opaque(OpaqueAnswer::new(&hostname)),
     };
-    let (listeners, syslog_sockets) = bind_then_drop_root(settings)?;
+    let Sockets {
+        listeners,
+        syslog: syslog_sockets,
+        admin: admin_listener,
+    } = bind_then_drop_root(settings)?;
     // Everything from here on is done as --user: what it cannot read now (a key, a log, the
     // state directory) fails start-up, not the first SIGHUP or log rotation.
     let as_user = |e: String| match &settings.user {
@@ -105,11 +110,26 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
         Arc::clone(&index),
     )
     .map_err(|e| format!("cannot start ingest thread: {e}"))?;
+    let admin_addr = match admin_listener {
+        Some(listener) => {
+            let pages = ServePages {
+                server: running.view(),
+                ingest: Arc::clone(&ingest.stats),
+                index: Arc::clone(&index),
+                max_lag: settings.healthz_max_lag,
+            };
+            Some(admin::start(listener, Arc::new(pages))?)
+        }
+        None => None,
+    };
     for addr in &running.local_addrs {
         eprintln!("mtqpd: listening on {addr}");
     }
     for l in receiver.iter().flat_map(|r| r.local_addrs()) {
         eprintln!("mtqpd: syslog on {l}");
+    }
+    if let Some(addr) = admin_addr {
+        eprintln!("mtqpd: admin on {addr}");
     }
     eprintln!(
         "mtqpd: {threads} worker thread(s), {} log(s)",
@@ -142,10 +162,17 @@ pub fn serve(settings: &Settings) -> Result<(), String> {
     Ok(())
 }
 
+/// Every socket serve listens on, bound while the process may still be root.
+struct Sockets {
+    listeners: Bound,
+    syslog: Option<receiver::Sockets>,
+    admin: Option<std::net::TcpListener>,
+}
+
 /// Binds every socket serve listens on, then gives up root for `--user`: the one place where
 /// the process is still what it was started as. Nothing else runs yet (no thread, no file
 /// opened), so a listener added later belongs here, before the switch.
-fn bind_then_drop_root(settings: &Settings) -> Result<(Bound, Option<receiver::Sockets>), String> {
+fn bind_then_drop_root(settings: &Settings) -> Result<Sockets, String> {
     // Bound before anything starts, so that a port in use stays a one-line start-up error.
     let listeners = server::bind_all(&settings.listen, settings.threads)?;
     let syslog = if settings.syslog.listen.is_empty() {
@@ -153,8 +180,13 @@ fn bind_then_drop_root(settings: &Settings) -> Result<(Bound, Option<receiver::S
     } else {
         Some(receiver::bind(&settings.syslog.listen).map_err(|e| e.to_string())?)
     };
+    let admin = settings.admin_listen.map(admin::bind).transpose()?;
     privilege::drop_to(settings.user.as_ref(), "mtqpd")?;
-    Ok((listeners, syslog))
+    Ok(Sockets {
+        listeners,
+        syslog,
+        admin,
+    })
 }
 
 /// Raises the soft open-files limit to the hard one, so that `--max-connections`, not the

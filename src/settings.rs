@@ -56,6 +56,10 @@ pub struct Settings {
     pub state_dir: Option<PathBuf>,
     pub snapshot_interval: Duration,
     pub syslog: SyslogSettings,
+    /// `--admin-listen`: where /metrics and /healthz are served; None: nowhere.
+    pub admin_listen: Option<SocketAddr>,
+    /// `--healthz-max-lag`.
+    pub healthz_max_lag: Duration,
     /// Said on stderr as the server starts (a local time zone that could not be determined).
     pub warnings: Vec<String>,
 }
@@ -147,6 +151,8 @@ impl Settings {
             state_dir: args.state_dir.clone(),
             snapshot_interval: args.snapshot_interval,
             syslog,
+            admin_listen: args.admin_listen,
+            healthz_max_lag: args.healthz_max_lag,
             warnings: zone_warning.into_iter().collect(),
         })
     }

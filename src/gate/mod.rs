@@ -40,7 +40,7 @@ use crate::{privilege, reload};
 use accept_log::{Answers, Request, Writer};
 use settings::GateSettings;
 use smtp::reply::QueueIdPattern;
-use stats::GateStats;
+use stats::{Counters, GateStats};
 
 /// Read-only state every worker shares.
 pub struct GateShared {
@@ -57,7 +57,9 @@ pub struct GateShared {
     pub queue_id_patterns: Vec<QueueIdPattern>,
     pub accept_log: Sender<Request>,
     pub max_sessions: usize,
-    pub open_sessions: AtomicUsize,
+    /// Shared with the admin endpoint's [`GateView`], which must not hold the rest: the accept
+    /// log's writer ends when the last sender, this struct's, is dropped.
+    pub open_sessions: Arc<AtomicUsize>,
     pub per_address: AddressCounts,
     /// How long sessions may go on after SIGTERM.
     pub drain_timeout: Duration,
@@ -74,6 +76,22 @@ pub struct Running {
     wakers: Vec<Arc<mio::Waker>>,
     threads: Vec<JoinHandle<GateStats>>,
     writer: Writer,
+    live: Vec<Arc<Counters>>,
+}
+
+/// What the admin server reads of a running gate: each worker's counters and the sessions
+/// open now.
+#[derive(Clone)]
+pub struct GateView {
+    pub workers: Vec<Arc<Counters>>,
+    open_sessions: Arc<AtomicUsize>,
+}
+
+impl GateView {
+    /// Sessions open now, across the workers.
+    pub fn open_sessions(&self) -> usize {
+        self.open_sessions.load(Ordering::Relaxed)
+    }
 }
 
 /// Starts the workers and the writer on the listeners [`bind_all`] bound, with the accept log
@@ -112,17 +130,20 @@ pub fn start(
         queue_id_patterns: settings.queue_id_patterns.clone(),
         accept_log: writer.requests.clone(),
         max_sessions: settings.max_sessions,
-        open_sessions: AtomicUsize::new(0),
+        open_sessions: Arc::new(AtomicUsize::new(0)),
         per_address: AddressCounts::new(settings.max_sessions_per_ip),
         drain_timeout: settings.drain_timeout,
         shutdown: AtomicBool::new(false),
     });
     let mut handles = Vec::new();
+    let mut live = Vec::new();
     for (i, setup) in setups.into_iter().enumerate() {
         let shared = Arc::clone(&shared);
+        let stats = GateStats::default();
+        live.push(Arc::clone(&stats.counters));
         let handle = std::thread::Builder::new()
             .name(format!("mtqpd-gate-{i}"))
-            .spawn(move || worker::run(i, setup, shared))
+            .spawn(move || worker::run(i, setup, shared, stats))
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         handles.push(handle);
     }
@@ -133,10 +154,19 @@ pub fn start(
         wakers,
         threads: handles,
         writer,
+        live,
     })
 }
 
 impl Running {
+    /// What the admin server reads while the gate runs.
+    pub fn view(&self) -> GateView {
+        GateView {
+            workers: self.live.clone(),
+            open_sessions: Arc::clone(&self.shared.open_sessions),
+        }
+    }
+
     /// Stops accepting, lets sessions finish within the drain timeout (then tells the rest
     /// 421), waits for the accept log to write what it was given, and returns the statistics.
     pub fn shutdown(self) -> GateStats {
@@ -175,6 +205,7 @@ pub fn run(settings: &GateSettings) -> Result<(), String> {
     // Bind everything, then give up root: nothing else has run yet, so the accept log and the
     // certificates are opened as --user, as a SIGHUP will read them.
     let bound = bind_all(&settings.listen, settings.threads)?;
+    let admin_listener = settings.admin_listen.map(crate::admin::bind).transpose()?;
     privilege::drop_to(settings.user.as_ref(), "mtqpd gate")?;
     let as_user = |e: String| match &settings.user {
         Some(user) => format!("{e} (as --user {})", user.name),
@@ -187,9 +218,21 @@ pub fn run(settings: &GateSettings) -> Result<(), String> {
         Some(LiveCerts::load(&settings.tls).map_err(as_user)?)
     };
     let running = start(bound, file, certs, settings)?;
+    let admin_addr = match admin_listener {
+        Some(listener) => {
+            let pages = crate::admin::gate::GatePages {
+                gate: running.view(),
+            };
+            Some(crate::admin::start(listener, Arc::new(pages))?)
+        }
+        None => None,
+    };
     raise_open_files(settings);
     for addr in &running.local_addrs {
         eprintln!("mtqpd gate: listening on {addr}");
+    }
+    if let Some(addr) = admin_addr {
+        eprintln!("mtqpd gate: admin on {addr}");
     }
     eprintln!(
         "mtqpd gate: {} worker thread(s), MTA {}, accept log {}",

@@ -93,6 +93,10 @@ pub struct GateArgs {
     /// After SIGTERM, how long sessions may go on before they are told 421 (at most 10s).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
+    /// Serve Prometheus metrics at /metrics (and /healthz) on this address (plain HTTP, no
+    /// authentication: keep it on loopback; docs/metrics.md) [default: none].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// What `mtqpd gate` runs with, checked.
@@ -113,6 +117,8 @@ pub struct GateSettings {
     /// The built-in patterns, then the configured ones.
     pub queue_id_patterns: Vec<QueueIdPattern>,
     pub drain_timeout: Duration,
+    /// `--admin-listen`: where /metrics and /healthz are served; None: nowhere.
+    pub admin_listen: Option<SocketAddr>,
 }
 
 impl GateSettings {
@@ -170,6 +176,7 @@ impl GateSettings {
             max_sessions_per_ip: args.max_sessions_per_ip,
             queue_id_patterns,
             drain_timeout: args.drain_timeout,
+            admin_listen: args.admin_listen,
         })
     }
 }
@@ -200,6 +207,7 @@ struct GateTable {
     max_sessions_per_ip: Option<usize>,
     queue_id_pattern: Option<Vec<String>>,
     drain_timeout: Option<String>,
+    admin_listen: Option<String>,
 }
 
 /// Every value of a list key parsed as its flag parses it.
@@ -250,6 +258,13 @@ pub fn merge_file(
         .drain_timeout
         .map(|v| parse_duration(&v).map_err(|e| fail(format!("gate.drain_timeout: {e}"))))
         .transpose()?;
+    let admin = t
+        .admin_listen
+        .map(|v| {
+            v.parse::<SocketAddr>()
+                .map_err(|e| fail(format!("gate.admin_listen: '{v}': {e}")))
+        })
+        .transpose()?;
 
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     set(&mut args.listen, listen, given("listen"));
@@ -283,6 +298,11 @@ pub fn merge_file(
         given("queue_id_pattern"),
     );
     set(&mut args.drain_timeout, drain, given("drain_timeout"));
+    set(
+        &mut args.admin_listen,
+        admin.map(Some),
+        given("admin_listen"),
+    );
     GateSettings::from_args(args).map_err(fail)?;
     Ok(())
 }
@@ -311,6 +331,7 @@ mod tests {
             max_sessions_per_ip: Some(_),
             queue_id_pattern: Some(_),
             drain_timeout: Some(_),
+            admin_listen: Some(_),
         } = file.gate
         else {
             panic!("the example leaves a [gate] key out: {:?}", file.gate)

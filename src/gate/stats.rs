@@ -1,13 +1,14 @@
-//! The gate's statistics: counters and latency histograms, one set per event loop (no sharing),
-//! merged and printed at shutdown like `serve`'s.
+//! The gate's statistics: counters and latency histograms, one set per event loop, merged and
+//! printed at shutdown like `serve`'s. The counters are [`Counter`]s behind an `Arc`: only
+//! their loop writes them, the admin server ([`crate::admin`]) reads them while it runs.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use hdrhistogram::Histogram;
 
-use super::smtp::data::Normalised;
 use super::smtp::mail::Untracked;
-use crate::stats::latency_table;
+use crate::stats::{latency_table, Counter};
 
 /// Highest latency recorded exactly, in nanoseconds (the DATA end may take 10 minutes).
 const MAX_LATENCY_NS: u64 = 600_000_000_000;
@@ -50,65 +51,74 @@ impl Timed {
     }
 }
 
-/// Counters of one event loop.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Counters of one event loop, aligned so that two loops' counters never share a cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct Counters {
-    pub sessions: u64,
-    pub refused_over_limit: u64,
-    pub refused_per_address: u64,
-    pub mta_unreachable: u64,
+    pub sessions: Counter,
+    pub refused_over_limit: Counter,
+    pub refused_per_address: Counter,
+    pub mta_unreachable: Counter,
     /// Messages the MTA accepted (a 2xx to the end of data).
-    pub transactions: u64,
+    pub transactions: Counter,
     /// Of those, tracked: their native lines were written.
-    pub tracked: u64,
+    pub tracked: Counter,
     /// MAILs with MTRK that flow untracked, by [`Untracked`] reason.
-    pub untracked: [u64; Untracked::ALL.len()],
+    pub untracked: [Counter; Untracked::ALL.len()],
     /// Tracked messages whose queue id the MTA's reply did not give (see `--queue-id-pattern`).
-    pub untracked_no_queue_id: u64,
+    pub untracked_no_queue_id: Counter,
     /// `501` for a malformed or repeated MTRK.
-    pub mtrk_malformed: u64,
+    pub mtrk_malformed: Counter,
     /// Commands the gate answered `502` (unknown verbs, XCLIENT, XFORWARD, BDAT, AUTH …).
-    pub refused_verbs: u64,
+    pub refused_verbs: Counter,
     /// Native lines that could not be made durable (the 250 was relayed anyway).
-    pub accept_log_failures: u64,
+    pub accept_log_failures: Counter,
     /// Accepted recipients whose ORCPT could not be remembered (over the bounds).
-    pub recipients_dropped: u64,
-    pub normalised: Normalised,
+    pub recipients_dropped: Counter,
+    /// Bare LF or bare CR line ends in message data, forwarded as CRLF.
+    pub bare_line_ends: Counter,
+    /// Lone `.` lines without CRLF on both sides, forwarded as `..`.
+    pub dots_stuffed: Counter,
     /// Sessions ended because the MTA's output was not a reply to the command sent.
-    pub desyncs: u64,
-    pub timeouts: u64,
-    pub tls_handshakes: u64,
-    pub tls_failures: u64,
+    pub desyncs: Counter,
+    pub timeouts: Counter,
+    pub tls_handshakes: Counter,
+    pub tls_failures: Counter,
 }
 
 impl Counters {
-    fn add(&mut self, o: &Counters) {
-        self.sessions += o.sessions;
-        self.refused_over_limit += o.refused_over_limit;
-        self.refused_per_address += o.refused_per_address;
-        self.mta_unreachable += o.mta_unreachable;
-        self.transactions += o.transactions;
-        self.tracked += o.tracked;
-        for (mine, theirs) in self.untracked.iter_mut().zip(o.untracked) {
-            *mine += theirs;
+    fn add(&self, o: &Counters) {
+        let pairs = [
+            (&self.sessions, &o.sessions),
+            (&self.refused_over_limit, &o.refused_over_limit),
+            (&self.refused_per_address, &o.refused_per_address),
+            (&self.mta_unreachable, &o.mta_unreachable),
+            (&self.transactions, &o.transactions),
+            (&self.tracked, &o.tracked),
+            (&self.untracked_no_queue_id, &o.untracked_no_queue_id),
+            (&self.mtrk_malformed, &o.mtrk_malformed),
+            (&self.refused_verbs, &o.refused_verbs),
+            (&self.accept_log_failures, &o.accept_log_failures),
+            (&self.recipients_dropped, &o.recipients_dropped),
+            (&self.bare_line_ends, &o.bare_line_ends),
+            (&self.dots_stuffed, &o.dots_stuffed),
+            (&self.desyncs, &o.desyncs),
+            (&self.timeouts, &o.timeouts),
+            (&self.tls_handshakes, &o.tls_handshakes),
+            (&self.tls_failures, &o.tls_failures),
+        ];
+        for (mine, theirs) in pairs
+            .into_iter()
+            .chain(self.untracked.iter().zip(&o.untracked))
+        {
+            mine.add(theirs.get());
         }
-        self.untracked_no_queue_id += o.untracked_no_queue_id;
-        self.mtrk_malformed += o.mtrk_malformed;
-        self.refused_verbs += o.refused_verbs;
-        self.accept_log_failures += o.accept_log_failures;
-        self.recipients_dropped += o.recipients_dropped;
-        self.normalised.bare_line_ends += o.normalised.bare_line_ends;
-        self.normalised.dots_stuffed += o.normalised.dots_stuffed;
-        self.desyncs += o.desyncs;
-        self.timeouts += o.timeouts;
-        self.tls_handshakes += o.tls_handshakes;
-        self.tls_failures += o.tls_failures;
     }
 
     /// Counts a MAIL with MTRK that flows untracked.
-    pub fn count_untracked(&mut self, why: Untracked) {
+    pub fn count_untracked(&self, why: Untracked) {
         if let Some(i) = Untracked::ALL.iter().position(|u| *u == why) {
-            self.untracked[i] += 1;
+            self.untracked[i].add(1);
         }
     }
 }
@@ -116,7 +126,7 @@ impl Counters {
 /// One event loop's statistics.
 pub struct GateStats {
     latency: Vec<Histogram<u64>>,
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
 }
 
 impl Default for GateStats {
@@ -126,7 +136,7 @@ impl Default for GateStats {
                 .iter()
                 .map(|_| Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).expect("valid bounds"))
                 .collect(),
-            counters: Counters::default(),
+            counters: Arc::default(),
         }
     }
 }
@@ -167,9 +177,9 @@ impl GateStats {
         let c = &self.counters;
         let untracked: Vec<String> = Untracked::ALL
             .iter()
-            .zip(c.untracked)
-            .map(|(why, n)| format!("{} {n}", why.name()))
-            .chain([format!("no-queue-id {}", c.untracked_no_queue_id)])
+            .zip(&c.untracked)
+            .map(|(why, n)| format!("{} {}", why.name(), n.get()))
+            .chain([format!("no-queue-id {}", c.untracked_no_queue_id.get())])
             .collect();
         let _ = writeln!(
             out,
@@ -177,23 +187,23 @@ impl GateStats {
              mta-unreachable {}; transactions {} tracked {} untracked ({}); mtrk-malformed {}; \
              accept-log write failures {}; recipients-not-remembered {}; refused-verbs {}; \
              bare-line-ends {} dots-stuffed {}; desyncs {} timeouts {}; tls handshakes {} failed {}",
-            c.sessions,
-            c.refused_over_limit,
-            c.refused_per_address,
-            c.mta_unreachable,
-            c.transactions,
-            c.tracked,
+            c.sessions.get(),
+            c.refused_over_limit.get(),
+            c.refused_per_address.get(),
+            c.mta_unreachable.get(),
+            c.transactions.get(),
+            c.tracked.get(),
             untracked.join(", "),
-            c.mtrk_malformed,
-            c.accept_log_failures,
-            c.recipients_dropped,
-            c.refused_verbs,
-            c.normalised.bare_line_ends,
-            c.normalised.dots_stuffed,
-            c.desyncs,
-            c.timeouts,
-            c.tls_handshakes,
-            c.tls_failures
+            c.mtrk_malformed.get(),
+            c.accept_log_failures.get(),
+            c.recipients_dropped.get(),
+            c.refused_verbs.get(),
+            c.bare_line_ends.get(),
+            c.dots_stuffed.get(),
+            c.desyncs.get(),
+            c.timeouts.get(),
+            c.tls_handshakes.get(),
+            c.tls_failures.get()
         );
         out
     }

@@ -84,8 +84,9 @@ struct Worker {
     accept_failures: u64,
 }
 
-/// Runs a worker until shutdown; returns its statistics.
-pub fn run(id: usize, setup: WorkerSetup, shared: Arc<GateShared>) -> GateStats {
+/// Runs a worker until shutdown, counting into `stats` (whose counters others may read);
+/// returns them.
+pub fn run(id: usize, setup: WorkerSetup, shared: Arc<GateShared>, stats: GateStats) -> GateStats {
     let mut w = Worker {
         id,
         shared,
@@ -98,7 +99,7 @@ pub fn run(id: usize, setup: WorkerSetup, shared: Arc<GateShared>) -> GateStats 
         again: VecDeque::new(),
         next_generation: 0,
         scratch: vec![0u8; SCRATCH].into_boxed_slice(),
-        stats: GateStats::default(),
+        stats,
         accept_paused_until: None,
         accept_failures: 0,
     };
@@ -299,17 +300,17 @@ impl Worker {
         let open = &self.shared.open_sessions;
         if open.fetch_add(1, Ordering::AcqRel) >= self.shared.max_sessions {
             open.fetch_sub(1, Ordering::AcqRel);
-            self.stats.counters.refused_over_limit += 1;
+            self.stats.counters.refused_over_limit.add(1);
             self.refuse(stream, "Error: too many sessions, try again later");
             return None;
         }
         let Some(key) = self.shared.per_address.admit(peer.ip()) else {
             open.fetch_sub(1, Ordering::AcqRel);
-            self.stats.counters.refused_per_address += 1;
+            self.stats.counters.refused_per_address.add(1);
             self.refuse(stream, "Error: too many sessions from your address");
             return None;
         };
-        self.stats.counters.sessions += 1;
+        self.stats.counters.sessions.add(1);
         // TCP_NODELAY comes from the listener (see `bind_group`).
         let local = if local.ip().is_unspecified() {
             stream.local_addr().unwrap_or(local)
@@ -321,7 +322,7 @@ impl Worker {
             Err(e) => {
                 open.fetch_sub(1, Ordering::AcqRel);
                 self.shared.per_address.release(key);
-                self.stats.counters.mta_unreachable += 1;
+                self.stats.counters.mta_unreachable.add(1);
                 eprintln!(
                     "mtqpd gate: cannot connect to the MTA at {}: {e}",
                     self.shared.mta

@@ -187,8 +187,68 @@ pub struct IngestConfig {
     pub notify: Option<crate::sdnotify::Notifier>,
 }
 
-/// Counters the ingest thread keeps, read at shutdown.
-#[derive(Debug, Default)]
+/// Where a line came from, for the per-format counters: a `--log` of one [`LogFormat`] (file
+/// or journal), or the syslog receiver (whose lines are read by their program tags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineOrigin {
+    Log(LogFormat),
+    Receiver,
+}
+
+impl LineOrigin {
+    /// Every origin, in the order of [`IngestStats::by_origin`].
+    pub const ALL: [LineOrigin; 5] = [
+        LineOrigin::Log(LogFormat::Native),
+        LineOrigin::Log(LogFormat::Postfix),
+        LineOrigin::Log(LogFormat::Exim),
+        LineOrigin::Log(LogFormat::Sendmail),
+        LineOrigin::Receiver,
+    ];
+
+    /// Its name in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            LineOrigin::Log(LogFormat::Native) => "native",
+            LineOrigin::Log(LogFormat::Postfix) => "postfix",
+            LineOrigin::Log(LogFormat::Exim) => "exim",
+            LineOrigin::Log(LogFormat::Sendmail) => "sendmail",
+            LineOrigin::Receiver => "syslog_receiver",
+        }
+    }
+
+    fn slot(self) -> usize {
+        LineOrigin::ALL.iter().position(|o| *o == self).unwrap_or(0)
+    }
+}
+
+/// What became of a line, for the per-format counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineOutcome {
+    Applied,
+    Ignored,
+    Rejected,
+}
+
+impl LineOutcome {
+    /// Every outcome, in the order of [`IngestStats::by_origin`]'s inner arrays.
+    pub const ALL: [LineOutcome; 3] = [
+        LineOutcome::Applied,
+        LineOutcome::Ignored,
+        LineOutcome::Rejected,
+    ];
+
+    /// Its name in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            LineOutcome::Applied => "applied",
+            LineOutcome::Ignored => "ignored",
+            LineOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// Counters the ingest thread keeps, read at shutdown and by the admin server.
+#[derive(Debug)]
 pub struct IngestStats {
     pub lines: AtomicU64,
     pub applied: AtomicU64,
@@ -200,6 +260,70 @@ pub struct IngestStats {
     pub read_errors: AtomicU64,
     /// Set once every file has been read to its end for the first time.
     pub caught_up: AtomicBool,
+    /// Lines by [`LineOrigin`] and [`LineOutcome`] (in the order of their `ALL`).
+    pub by_origin: [[AtomicU64; LineOutcome::ALL.len()]; LineOrigin::ALL.len()],
+    /// Since when input has been waiting (see [`IngestStats::lag`]): nanoseconds after
+    /// `epoch`, plus one; 0 while none waits.
+    behind_since: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for IngestStats {
+    /// Counters at zero, behind from now on: nothing is applied yet.
+    fn default() -> Self {
+        IngestStats {
+            lines: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
+            too_long: AtomicU64::new(0),
+            rotations: AtomicU64::new(0),
+            truncations: AtomicU64::new(0),
+            read_errors: AtomicU64::new(0),
+            caught_up: AtomicBool::new(false),
+            by_origin: Default::default(),
+            behind_since: AtomicU64::new(1),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl IngestStats {
+    /// Counts one line of `origin` that ended as `outcome`.
+    pub fn count(&self, origin: LineOrigin, outcome: LineOutcome) {
+        let i = LineOutcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(0);
+        self.by_origin[origin.slot()][i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes, after a round of reading, whether input is left waiting: the lag runs from the
+    /// first round that left some until a round leaves none.
+    pub fn note_waiting(&self, waiting: bool) {
+        let since = &self.behind_since;
+        if !waiting {
+            since.store(0, Ordering::Relaxed);
+        } else if since.load(Ordering::Relaxed) == 0 {
+            let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            since.store(nanos + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// How long input has been waiting to be applied: since start-up until the first catch-up,
+    /// later since the first round of reading that left input unread (a file read to its
+    /// budget, a stream's batches still queued); zero when the last round read everything.
+    /// An upper bound on the age of the oldest line available but not yet applied; lines
+    /// written since the last round (at most 50 ms ago when ingest is idle) do not count.
+    pub fn lag(&self) -> Duration {
+        match self.behind_since.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            since => self
+                .epoch
+                .elapsed()
+                .saturating_sub(Duration::from_nanos(since - 1)),
+        }
+    }
 }
 
 impl fmt::Display for IngestStats {
@@ -432,6 +556,7 @@ fn open(config: &IngestConfig, received: Vec<Received>, follow_journals: bool) -
                 };
                 sources.push(Source {
                     follower,
+                    origin: LineOrigin::Log(s.format),
                     parser,
                     host,
                 });
@@ -450,6 +575,7 @@ fn open(config: &IngestConfig, received: Vec<Received>, follow_journals: bool) -
                 }
                 streams.push(StreamSource {
                     name: key.clone(),
+                    origin: LineOrigin::Log(s.format),
                     batches,
                     parser,
                     host,
@@ -463,6 +589,7 @@ fn open(config: &IngestConfig, received: Vec<Received>, follow_journals: bool) -
     for r in received {
         streams.push(StreamSource {
             name: r.name,
+            origin: LineOrigin::Receiver,
             batches: r.batches,
             parser: Box::new(stream::TagRouter::new(
                 &config.log_zone,
@@ -596,6 +723,7 @@ fn run(
     let mut lines_at_snapshot = 0;
     loop {
         let more = p.round();
+        stats.note_waiting(more);
         let now = unix_now();
         p.tracker.publish(index, now);
         if last_sweep.elapsed() >= EXPIRY_SWEEP {

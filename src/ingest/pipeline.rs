@@ -14,7 +14,7 @@ use super::line_host::{self, LineHost};
 use super::stream::Batch;
 use super::tail::Follower;
 use super::tracker::Tracker;
-use super::IngestStats;
+use super::{IngestStats, LineOrigin, LineOutcome};
 use crate::clock::unix_now;
 use crate::index::Index;
 
@@ -28,6 +28,7 @@ const AHEAD: &str = "event time ahead of the clock";
 /// One followed file, the parser of its format, and whose lines it holds.
 pub struct Source {
     pub follower: Follower,
+    pub origin: LineOrigin,
     pub parser: Box<dyn LineParser + Send>,
     pub host: LineHost,
 }
@@ -37,6 +38,7 @@ pub struct Source {
 pub struct StreamSource {
     /// What the rejection log calls it.
     pub name: String,
+    pub origin: LineOrigin,
     pub batches: Receiver<Batch>,
     pub parser: Box<dyn LineParser + Send>,
     pub host: LineHost,
@@ -123,6 +125,7 @@ impl Sink<'_, '_> {
     fn line(
         &mut self,
         source: &dyn fmt::Display,
+        origin: LineOrigin,
         parser: &mut dyn LineParser,
         line_host: &mut LineHost,
         line: &[u8],
@@ -151,14 +154,22 @@ impl Sink<'_, '_> {
             (Outcome::Parsed, Some(why)) => Outcome::Rejected(why),
             (outcome, _) => outcome,
         };
-        match outcome {
-            Outcome::Parsed => self.stats.applied.fetch_add(1, Ordering::Relaxed),
-            Outcome::Ignored => self.stats.ignored.fetch_add(1, Ordering::Relaxed),
+        let counted = match outcome {
+            Outcome::Parsed => {
+                self.stats.applied.fetch_add(1, Ordering::Relaxed);
+                LineOutcome::Applied
+            }
+            Outcome::Ignored => {
+                self.stats.ignored.fetch_add(1, Ordering::Relaxed);
+                LineOutcome::Ignored
+            }
             Outcome::Rejected(why) => {
                 self.rejects.note(source, why);
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed)
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                LineOutcome::Rejected
             }
         };
+        self.stats.count(origin, counted);
     }
 }
 
@@ -176,8 +187,9 @@ impl Pipeline<'_> {
         };
         for source in &mut self.sources {
             let path = source.follower.path().display().to_string();
-            let (parser, line_host) = (&mut *source.parser, &mut source.host);
-            let mut on_line = |line: &[u8]| sink.line(&path, parser, line_host, line);
+            let (parser, line_host, origin) =
+                (&mut *source.parser, &mut source.host, source.origin);
+            let mut on_line = |line: &[u8]| sink.line(&path, origin, parser, line_host, line);
             match source.follower.poll(READ_BUDGET, &mut on_line) {
                 Ok(p) => {
                     let stats = sink.stats;
@@ -229,7 +241,13 @@ impl StreamSource {
             };
             taken += batch.bytes.len();
             for line in batch.lines() {
-                sink.line(&self.name, &mut *self.parser, &mut self.host, line);
+                sink.line(
+                    &self.name,
+                    self.origin,
+                    &mut *self.parser,
+                    &mut self.host,
+                    line,
+                );
             }
             if let (Some((_, cursor)), Some(c)) = (&mut self.cursor, batch.cursor) {
                 *cursor = Some(c);

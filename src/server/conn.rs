@@ -284,7 +284,7 @@ impl Conn {
                 self.readable = true;
             }
             Err(_) => {
-                stats.counters.tls_failures += 1;
+                stats.counters.tls_failures.add(1);
                 self.session.closing = true;
             }
         }
@@ -304,14 +304,14 @@ impl Conn {
         }
         if let Err(e) = tls.process_new_packets() {
             if was_handshaking {
-                turn.stats.counters.tls_failures += 1;
+                turn.stats.counters.tls_failures.add(1);
             }
             // Send the alert rustls queued, then give up on the connection.
             let _ = tls.write_tls(&mut self.stream);
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
         if was_handshaking && !tls.is_handshaking() {
-            turn.stats.counters.tls_handshakes += 1;
+            turn.stats.counters.tls_handshakes.add(1);
             self.handshake_started = None;
             self.session.start_over_under_tls(&turn.shared.greeting_tls);
         }

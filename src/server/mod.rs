@@ -32,7 +32,7 @@ pub use session::UnknownAnswer;
 
 use crate::index::Index;
 use crate::protocol::reply;
-use crate::stats::WorkerStats;
+use crate::stats::{LiveStats, WorkerStats};
 
 /// Per-connection and per-server bounds.
 #[derive(Debug, Clone)]
@@ -106,6 +106,21 @@ pub struct Shared {
     pub shutdown: AtomicBool,
 }
 
+/// What the admin server reads of a running server: each worker's counters and latency
+/// buckets, and the connections open now.
+#[derive(Clone)]
+pub struct ServerView {
+    pub workers: Vec<LiveStats>,
+    shared: Arc<Shared>,
+}
+
+impl ServerView {
+    /// Connections open now, across the workers.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open_connections.load(Ordering::Relaxed)
+    }
+}
+
 /// A running server.
 pub struct Running {
     /// The addresses actually bound (port 0 resolved), in `--listen` order.
@@ -113,6 +128,7 @@ pub struct Running {
     shared: Arc<Shared>,
     wakers: Vec<Arc<mio::Waker>>,
     threads: Vec<JoinHandle<WorkerStats>>,
+    live: Vec<LiveStats>,
 }
 
 /// Binds every listener and starts the workers.
@@ -147,14 +163,17 @@ pub fn start_on(bound: Bound, config: ServerConfig, index: Arc<Index>) -> Result
     });
     let mut wakers = Vec::new();
     let mut handles = Vec::new();
+    let mut live = Vec::new();
     for (i, listeners) in per_worker.into_iter().enumerate() {
         let setup =
             worker::WorkerSetup::new(listeners).map_err(|e| format!("cannot start worker: {e}"))?;
         wakers.push(Arc::clone(&setup.waker));
         let shared = Arc::clone(&shared);
+        let stats = WorkerStats::default();
+        live.push(stats.live());
         let handle = std::thread::Builder::new()
             .name(format!("mtqpd-worker-{i}"))
-            .spawn(move || worker::run(setup, shared))
+            .spawn(move || worker::run(setup, shared, stats))
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         handles.push(handle);
     }
@@ -163,10 +182,19 @@ pub fn start_on(bound: Bound, config: ServerConfig, index: Arc<Index>) -> Result
         shared,
         wakers,
         threads: handles,
+        live,
     })
 }
 
 impl Running {
+    /// What the admin server reads while the server runs.
+    pub fn view(&self) -> ServerView {
+        ServerView {
+            workers: self.live.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// Stops accepting, lets every worker finish the answers it owes, and returns the merged
     /// statistics.
     pub fn shutdown(self) -> WorkerStats {

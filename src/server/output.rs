@@ -96,7 +96,7 @@ impl Output {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            stats.counters.bytes_out += wrote as u64;
+            stats.counters.bytes_out.add(wrote as u64);
             self.advance(wrote, stats);
         }
         Ok(true)
@@ -179,6 +179,6 @@ mod tests {
         assert_eq!(stats.count(CommandKind::Track), 1);
         assert!(out.is_empty());
         assert_eq!(out.pending_bytes(), 0);
-        assert_eq!(stats.counters.bytes_out, 26);
+        assert_eq!(stats.counters.bytes_out.get(), 26);
     }
 }

@@ -95,7 +95,7 @@ impl Session {
                 }
                 // One more octet than a line may hold, for the CR of the CRLF.
                 None if rest.len() > MAX_LINE + 1 => {
-                    turn.stats.counters.lines_too_long += 1;
+                    turn.stats.counters.lines_too_long.add(1);
                     turn.budget = turn.budget.saturating_sub(1);
                     self.reject(BadCommand::LineTooLong, turn);
                     self.discarding = !self.closing;
@@ -131,7 +131,7 @@ impl Session {
         self.reply(Bytes::Static(reply::bad(why)), CommandKind::Bad, turn);
         self.bad_streak += 1;
         if self.bad_streak >= turn.shared.limits.max_bad_commands {
-            turn.stats.counters.closed_too_many_errors += 1;
+            turn.stats.counters.closed_too_many_errors.add(1);
             self.out.push(Bytes::Static(reply::TOO_MANY_ERRORS), None);
             self.closing = true;
         }
@@ -145,13 +145,16 @@ impl Session {
         self.bad_streak = 0;
         match command {
             Command::Track { .. } if turn.shared.tls_required && !self.tls_active => {
+                turn.stats.counters.track_tls_required.add(1);
                 self.reply(Bytes::Static(reply::TLS_REQUIRED), CommandKind::Track, turn);
             }
             Command::Track { envid, secret_hash } => self.track(envid, &secret_hash, turn),
             Command::Comment => {
+                turn.stats.counters.comments.add(1);
                 self.reply(Bytes::Static(reply::COMMENT_OK), CommandKind::Comment, turn)
             }
             Command::Quit => {
+                turn.stats.counters.quits.add(1);
                 self.reply(Bytes::Static(reply::BYE), CommandKind::Quit, turn);
                 self.closing = true;
             }
@@ -174,6 +177,11 @@ impl Session {
                 },
             }
         };
+        let counter = match self.upgrade {
+            Some(_) => &turn.stats.counters.starttls_accepted,
+            None => &turn.stats.counters.starttls_refused,
+        };
+        counter.add(1);
         self.reply(Bytes::Static(answer), CommandKind::Starttls, turn);
     }
 
@@ -185,7 +193,7 @@ impl Session {
             Err(_) => return self.reject(BadCommand::BadEnvid, turn),
         };
         if let Some(answer) = turn.shared.index.lookup(raw, secret_hash, turn.now_unix) {
-            turn.stats.counters.track_hits += 1;
+            turn.stats.counters.track_hits.add(1);
             let Some((prefix, suffix)) = answer.frame() else {
                 return self.reply(Bytes::Record(answer), CommandKind::Track, turn);
             };
@@ -193,7 +201,7 @@ impl Session {
             self.out.push(Bytes::Record(answer), None);
             return self.reply(Bytes::Static(suffix), CommandKind::Track, turn);
         }
-        turn.stats.counters.track_misses += 1;
+        turn.stats.counters.track_misses.add(1);
         match &turn.shared.unknown {
             UnknownAnswer::Noinfo => {
                 self.reply(Bytes::Static(reply::NOINFO), CommandKind::Track, turn)

@@ -78,8 +78,9 @@ struct Worker {
     accept_paused_until: Option<Instant>,
 }
 
-/// Runs a worker until shutdown; returns its statistics.
-pub fn run(setup: WorkerSetup, shared: Arc<Shared>) -> WorkerStats {
+/// Runs a worker until shutdown, counting into `stats` (whose live part others may read);
+/// returns them.
+pub fn run(setup: WorkerSetup, shared: Arc<Shared>, stats: WorkerStats) -> WorkerStats {
     let mut w = Worker {
         shared,
         poll: setup.poll,
@@ -88,7 +89,7 @@ pub fn run(setup: WorkerSetup, shared: Arc<Shared>) -> WorkerStats {
         free: Vec::new(),
         again: VecDeque::new(),
         scratch: vec![0u8; SCRATCH].into_boxed_slice(),
-        stats: WorkerStats::default(),
+        stats,
         reserve_fd: File::open("/dev/null").ok(),
         accept_paused_until: None,
     };
@@ -199,19 +200,19 @@ impl Worker {
             };
             match listen::accept(l) {
                 Accepted::Client(stream, peer) => {
-                    self.stats.counters.accepted += 1;
+                    self.stats.counters.accepted.add(1);
                     if let Some(id) = self.admit(stream, peer.ip()) {
                         touched.push(id);
                     }
                 }
                 Accepted::Drained => return,
                 Accepted::OutOfDescriptors(_) => {
-                    self.stats.counters.accept_errors += 1;
+                    self.stats.counters.accept_errors.add(1);
                     self.refuse_one_without_descriptors(listener);
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
-                Accepted::ClientFailed(_) => self.stats.counters.accept_errors += 1,
+                Accepted::ClientFailed(_) => self.stats.counters.accept_errors.add(1),
             }
         }
     }
@@ -223,7 +224,7 @@ impl Worker {
         if let Some(Some(l)) = self.listeners.get(listener) {
             if let Ok((mut stream, _)) = l.accept() {
                 let _ = stream.write(reply::TOO_MANY_CONNECTIONS);
-                self.stats.counters.refused_over_limit += 1;
+                self.stats.counters.refused_over_limit.add(1);
             }
         }
         self.reserve_fd = File::open("/dev/null").ok();
@@ -234,13 +235,13 @@ impl Worker {
         if open.fetch_add(1, Ordering::AcqRel) >= self.shared.limits.max_connections {
             open.fetch_sub(1, Ordering::AcqRel);
             let _ = stream.write(reply::TOO_MANY_CONNECTIONS);
-            self.stats.counters.refused_over_limit += 1;
+            self.stats.counters.refused_over_limit.add(1);
             return None;
         }
         let Some(client) = self.shared.per_address.admit(peer) else {
             open.fetch_sub(1, Ordering::AcqRel);
             let _ = stream.write(reply::TOO_MANY_FROM_ADDRESS);
-            self.stats.counters.refused_per_address += 1;
+            self.stats.counters.refused_per_address.add(1);
             return None;
         };
         // TCP_NODELAY comes from the listener (see `listen::bind_group`).
@@ -260,6 +261,7 @@ impl Worker {
             self.free.push(id);
             return None;
         }
+        self.stats.counters.admitted.add(1);
         self.conns[id] = Some(Conn::new(stream, client, &self.shared, Instant::now()));
         Some(id)
     }
@@ -287,7 +289,7 @@ impl Worker {
                 .handshake_started
                 .is_some_and(|t| now.saturating_duration_since(t) >= limits.tls_handshake_timeout);
             if handshake_late {
-                self.stats.counters.closed_handshake_timeout += 1;
+                self.stats.counters.closed_handshake_timeout.add(1);
                 self.close(id);
                 continue;
             }
@@ -298,7 +300,7 @@ impl Worker {
             if now.saturating_duration_since(conn.last_activity) < limit {
                 continue;
             }
-            self.stats.counters.closed_idle += 1;
+            self.stats.counters.closed_idle.add(1);
             if conn.pending_output() > 0 {
                 // A client that reads nothing while answers wait is as idle as a silent one.
                 self.close(id);

@@ -48,7 +48,7 @@ impl Session {
             Ok(Some(_)) | Err(_) => {
                 // More than one reply, or not a reply: the gate no longer knows which reply
                 // answers which command, and says so rather than guess.
-                ctx.stats.counters.desyncs += 1;
+                ctx.stats.counters.desyncs.add(1);
                 self.close_with(
                     ctx,
                     "421 4.4.0",
@@ -148,16 +148,19 @@ impl Session {
     /// After the MTA's 2xx to the data: hands a tracked transaction's native lines to the
     /// accept log. True when the reply must now wait for them to be durable.
     fn hand_over(&mut self, ctx: &mut Ctx<'_>, text: &[u8]) -> bool {
-        ctx.stats.counters.transactions += 1;
+        ctx.stats.counters.transactions.add(1);
         let Some(tx) = self.transaction.take() else {
             return false;
         };
         let Some(Ok(tracking)) = &tx.tracking else {
             return false;
         };
-        ctx.stats.counters.recipients_dropped += tx.recipients_dropped;
+        ctx.stats
+            .counters
+            .recipients_dropped
+            .add(tx.recipients_dropped);
         let Some(queue) = reply::queue_id(text, &ctx.shared.queue_id_patterns) else {
-            ctx.stats.counters.untracked_no_queue_id += 1;
+            ctx.stats.counters.untracked_no_queue_id.add(1);
             if !std::mem::replace(&mut self.untracked_logged, true) {
                 eprintln!(
                     "mtqpd gate: no queue id in the MTA's reply {:?}: the message is not \
@@ -181,7 +184,7 @@ impl Session {
             handed_over: Instant::now(),
         });
         if sent.is_err() {
-            ctx.stats.counters.accept_log_failures += 1;
+            ctx.stats.counters.accept_log_failures.add(1);
             return false;
         }
         true
@@ -193,9 +196,9 @@ impl Session {
             return;
         };
         if durable {
-            ctx.stats.counters.tracked += 1;
+            ctx.stats.counters.tracked.add(1);
         } else {
-            ctx.stats.counters.accept_log_failures += 1;
+            ctx.stats.counters.accept_log_failures.add(1);
         }
         self.client_out.extend_from_slice(&text);
         self.deadline = ctx.now + timeouts::CLIENT;
@@ -231,9 +234,9 @@ impl Session {
     pub(super) fn end_of_data(&mut self, ctx: &mut Ctx<'_>) {
         if let Phase::Data(scanner) = &self.phase {
             let n = scanner.normalised;
-            let c = &mut ctx.stats.counters;
-            c.normalised.bare_line_ends += n.bare_line_ends;
-            c.normalised.dots_stuffed += n.dots_stuffed;
+            let c = &ctx.stats.counters;
+            c.bare_line_ends.add(n.bare_line_ends);
+            c.dots_stuffed.add(n.dots_stuffed);
         }
         self.await_reply(Pending::DataEnd, timeouts::DATA_END_REPLY, ctx.now);
     }
@@ -291,7 +294,7 @@ impl Session {
         let pending = match verb {
             Verb::StartTls => return self.starttls(ctx, line),
             Verb::Other => {
-                ctx.stats.counters.refused_verbs += 1;
+                ctx.stats.counters.refused_verbs.add(1);
                 return self.error(ctx, "502 5.5.1", "Error: command not implemented");
             }
             Verb::Mail if self.need_helo => {
@@ -299,7 +302,7 @@ impl Session {
             }
             Verb::Mail => match mail::splice(line) {
                 Mail::Malformed(why) => {
-                    ctx.stats.counters.mtrk_malformed += 1;
+                    ctx.stats.counters.mtrk_malformed.add(1);
                     self.errors += 1;
                     let text = format!("501 5.5.4 Malformed MTRK parameter: {why}\r\n");
                     self.client_out.extend_from_slice(text.as_bytes());
@@ -335,7 +338,7 @@ impl Session {
     /// STARTTLS is the gate's: the MTA's TLS cannot work through a gate that reads commands.
     fn starttls(&mut self, ctx: &mut Ctx<'_>, line: &[u8]) {
         if ctx.shared.tls.is_none() {
-            ctx.stats.counters.refused_verbs += 1;
+            ctx.stats.counters.refused_verbs.add(1);
             return self.error(ctx, "502 5.5.1", "Error: command not implemented");
         }
         if self.client.is_tls() {

@@ -327,13 +327,14 @@ impl Session {
     }
 
     fn mta_unreachable(&mut self, ctx: &mut Ctx<'_>, e: &io::Error) {
-        let c = &mut ctx.stats.counters;
-        c.mta_unreachable += 1;
-        if c.mta_unreachable == 1 || c.mta_unreachable % 1000 == 0 {
+        let unreachable = &ctx.stats.counters.mta_unreachable;
+        unreachable.add(1);
+        let so_far = unreachable.get();
+        if so_far == 1 || so_far % 1000 == 0 {
             eprintln!(
-                "mtqpd gate: cannot reach the MTA at {}: {e} ({} session(s) told 421 by this \
-                 thread so far)",
-                ctx.shared.mta, c.mta_unreachable
+                "mtqpd gate: cannot reach the MTA at {}: {e} ({so_far} session(s) told 421 by \
+                 this thread so far)",
+                ctx.shared.mta
             );
         }
         self.close_with(
@@ -413,13 +414,13 @@ impl Session {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
             Err(e) => {
                 if self.client.handshaking() {
-                    ctx.stats.counters.tls_failures += 1;
+                    ctx.stats.counters.tls_failures.add(1);
                 }
                 return Err(e);
             }
         };
         if self.client.handshake_done() {
-            ctx.stats.counters.tls_handshakes += 1;
+            ctx.stats.counters.tls_handshakes.add(1);
             self.need_helo = true;
             self.transaction = None;
             self.deadline = ctx.now + timeouts::CLIENT;
@@ -471,7 +472,7 @@ impl Session {
                 self.deadline = ctx.now + timeouts::TLS_HANDSHAKE;
             }
             Err(_) => {
-                ctx.stats.counters.tls_failures += 1;
+                ctx.stats.counters.tls_failures.add(1);
                 self.phase = Phase::Closing;
             }
         }
@@ -479,7 +480,7 @@ impl Session {
 
     /// The session's wait ran out.
     pub fn on_timeout(&mut self, ctx: &mut Ctx<'_>) {
-        ctx.stats.counters.timeouts += 1;
+        ctx.stats.counters.timeouts.add(1);
         match &self.phase {
             Phase::Connecting => {
                 let e = io::Error::new(io::ErrorKind::TimedOut, "connection timed out");
