@@ -676,8 +676,12 @@ fn bad_settings_are_one_line() {
             "mtqpd: --accept-log PATH is required",
         ),
         (
+            // The listeners are bound before the accept log is opened (as --user, when
+            // given): a free port, so that the accept log is what fails.
             vec![
                 "gate",
+                "--listen",
+                "127.0.0.1:0",
                 "--mta",
                 "127.0.0.1:1",
                 "--accept-log",
