@@ -265,8 +265,15 @@ pub struct IngestStats {
     /// Since when input has been waiting (see [`IngestStats::lag`]): nanoseconds after
     /// `epoch`, plus one; 0 while none waits.
     behind_since: AtomicU64,
+    /// When the last round of reading ended: nanoseconds after `epoch`.
+    last_round: AtomicU64,
     epoch: Instant,
 }
+
+/// How long the ingest thread may go without a round of reading before the time counts as lag:
+/// an idle thread reads every [`IDLE_POLL`], a busy one many times a second, so a second means
+/// it is held up (a snapshot written, an expiry sweep, a disk that hangs).
+const STALL: Duration = Duration::from_secs(1);
 
 impl Default for IngestStats {
     /// Counters at zero, behind from now on: nothing is applied yet.
@@ -283,6 +290,7 @@ impl Default for IngestStats {
             caught_up: AtomicBool::new(false),
             by_origin: Default::default(),
             behind_since: AtomicU64::new(1),
+            last_round: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -302,10 +310,11 @@ impl IngestStats {
     /// first round that left some until a round leaves none.
     pub fn note_waiting(&self, waiting: bool) {
         let since = &self.behind_since;
+        let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.last_round.store(nanos, Ordering::Relaxed);
         if !waiting {
             since.store(0, Ordering::Relaxed);
         } else if since.load(Ordering::Relaxed) == 0 {
-            let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
             since.store(nanos + 1, Ordering::Relaxed);
         }
     }
@@ -315,13 +324,21 @@ impl IngestStats {
     /// budget, a stream's batches still queued); zero when the last round read everything.
     /// An upper bound on the age of the oldest line available but not yet applied; lines
     /// written since the last round (at most 50 ms ago when ingest is idle) do not count.
+    /// A thread held up between rounds for more than [`STALL`] cannot see what waits: the
+    /// time since its last round counts then, whether input waits or not.
     pub fn lag(&self) -> Duration {
-        match self.behind_since.load(Ordering::Relaxed) {
+        let now = self.epoch.elapsed();
+        let streak = match self.behind_since.load(Ordering::Relaxed) {
             0 => Duration::ZERO,
-            since => self
-                .epoch
-                .elapsed()
-                .saturating_sub(Duration::from_nanos(since - 1)),
+            since => now.saturating_sub(Duration::from_nanos(since - 1)),
+        };
+        let stalled = now.saturating_sub(Duration::from_nanos(
+            self.last_round.load(Ordering::Relaxed),
+        ));
+        if stalled > STALL {
+            streak.max(stalled)
+        } else {
+            streak
         }
     }
 }
@@ -776,6 +793,50 @@ fn run(
         eprintln!(
             "mtqpd: ingest: rejected lines by reason: {}",
             p.rejects.summary()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stats whose clock started `ago` before now, as if the thread had run that long.
+    fn started(ago: Duration) -> IngestStats {
+        IngestStats {
+            epoch: Instant::now()
+                .checked_sub(ago)
+                .expect("a clock that far back"),
+            ..IngestStats::default()
+        }
+    }
+
+    #[test]
+    fn lag_runs_while_input_waits_and_is_zero_once_a_round_reads_everything() {
+        let stats = started(Duration::from_secs(30));
+        assert!(
+            stats.lag() >= Duration::from_secs(30),
+            "behind since start-up"
+        );
+        stats.note_waiting(false);
+        assert_eq!(stats.lag(), Duration::ZERO);
+        stats.note_waiting(true);
+        assert!(stats.lag() < STALL, "{:?}", stats.lag());
+    }
+
+    #[test]
+    fn a_thread_held_up_between_rounds_counts_as_lagging() {
+        let stats = started(Duration::from_secs(30));
+        stats.note_waiting(false);
+        // The last round ended 10 s ago: the thread is held up, nothing waiting or not.
+        stats.last_round.store(
+            u64::try_from(Duration::from_secs(20).as_nanos()).unwrap(),
+            Ordering::Relaxed,
+        );
+        let lag = stats.lag();
+        assert!(
+            lag >= Duration::from_secs(10) && lag < Duration::from_secs(30),
+            "{lag:?}"
         );
     }
 }
