@@ -126,16 +126,7 @@ fn serve_as_nobody_in_every_thread_and_still_serving() {
     let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
     assert!(status.contains("\nNoNewPrivs:\t1\n"), "{status}");
     assert!(threads >= 5, "{threads} threads");
-    let mut c = s.client();
-    let answer = c.roundtrip(&format!(
-        "TRACK <tls-1@example.org> {}",
-        secret_b64("s3cret")
-    ));
-    assert!(
-        answer.ends_with(b"Action: delivered\r\nStatus: 2.0.0\r\n\r\n--mtqp-boundary--\r\n.\r\n"),
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    assert_one_message_delivered(&s);
     let (status, stderr) = s.stop("TERM");
     assert!(status.success(), "{stderr}");
     // The state was written, by nobody.

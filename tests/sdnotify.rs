@@ -33,16 +33,7 @@ fn serve_is_ready_once_ingest_has_caught_up_and_says_when_it_stops() {
         "READY=1\nSTATUS=ingest caught up: 2 lines, 1 records"
     );
     // Ready means caught up: the log's message is answered at once.
-    let mut c = s.client();
-    let answer = c.roundtrip(&format!(
-        "TRACK <tls-1@example.org> {}",
-        secret_b64("s3cret")
-    ));
-    assert!(
-        answer.ends_with(b"Action: delivered\r\nStatus: 2.0.0\r\n\r\n--mtqp-boundary--\r\n.\r\n"),
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    assert_one_message_delivered(&s);
     let (status, stderr) = s.stop("TERM");
     assert!(status.success(), "{stderr}");
     assert_eq!(next(&manager), "STOPPING=1\nSTATUS=shutting down");

@@ -87,6 +87,19 @@ pub fn log_with_one_message(dir: &TempDir) -> String {
     format!("native:{}", log.display())
 }
 
+/// Asks `server` for [`log_with_one_message`]'s message and asserts it is answered delivered.
+pub fn assert_one_message_delivered(server: &Server) {
+    let answer = server.client().roundtrip(&format!(
+        "TRACK <tls-1@example.org> {}",
+        secret_b64("s3cret")
+    ));
+    assert!(
+        answer.ends_with(b"Action: delivered\r\nStatus: 2.0.0\r\n\r\n--mtqp-boundary--\r\n.\r\n"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
 /// Unix seconds now, by the clock the test runs under.
 pub fn unix_now() -> i64 {
     mtqpd::clock::unix_now()
