@@ -2,7 +2,7 @@
 //! metric is listed in docs/metrics.md). The gate has no ingest to wait for: `/healthz` says
 //! 200 while it runs.
 
-use super::metrics::{family, resident_memory, sample, single, Kind};
+use super::metrics::{family, labelled, resident_memory, sample, single, Kind};
 use super::{Health, Pages};
 use crate::gate::smtp::mail::Untracked;
 use crate::gate::stats::Counters;
@@ -10,7 +10,7 @@ use crate::gate::GateView;
 use crate::stats::Counter;
 
 /// Picks one counter out of a worker's.
-type Pick = fn(&Counters) -> &Counter;
+type Pick = super::metrics::Pick<Counters>;
 
 /// What the gate's admin endpoint reads.
 pub struct GatePages {
@@ -22,17 +22,9 @@ impl GatePages {
         self.gate.workers.iter().map(|w| f(w).get()).sum()
     }
 
-    /// A family of counters, one sample per `(label value, counter)`.
-    fn labelled(
-        &self,
-        out: &mut String,
-        (name, label, help): (&str, &str, &str),
-        rows: &[(&str, Pick)],
-    ) {
-        family(out, name, Kind::Counter, help);
-        for (value, f) in rows {
-            sample(out, name, &[(label, value)], self.sum(f));
-        }
+    /// A family of counters with one label ([`labelled`]), summed over the workers.
+    fn labelled(&self, out: &mut String, meta: (&str, &str, &str), rows: &[(&str, Pick)]) {
+        labelled(out, meta, rows, |pick| self.sum(pick));
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::stats::Counter;
+
 /// A metric family's type.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
@@ -48,6 +50,23 @@ pub fn sample(
 pub fn single(out: &mut String, name: &str, kind: Kind, help: &str, value: impl std::fmt::Display) {
     family(out, name, kind, help);
     sample(out, name, &[], value);
+}
+
+/// Picks one counter out of a worker's counters `C`.
+pub type Pick<C> = fn(&C) -> &Counter;
+
+/// A family of counters with one label, one sample per `(label value, counter)`: `sum` adds
+/// the counter `pick` chooses over the workers.
+pub fn labelled<C>(
+    out: &mut String,
+    (name, label, help): (&str, &str, &str),
+    rows: &[(&str, Pick<C>)],
+    sum: impl Fn(Pick<C>) -> u64,
+) {
+    family(out, name, Kind::Counter, help);
+    for (value, pick) in rows {
+        sample(out, name, &[(label, value)], sum(*pick));
+    }
 }
 
 /// One histogram's samples: cumulative `_bucket`s (bounds in seconds, then `+Inf`), `_sum`

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::metrics::{family, histogram, resident_memory, sample, single, Kind};
+use super::metrics::{family, histogram, labelled, resident_memory, sample, single, Kind};
 use super::{Health, Pages};
 use crate::index::Index;
 use crate::ingest::{IngestStats, LineOrigin, LineOutcome};
@@ -15,7 +15,7 @@ use crate::server::ServerView;
 use crate::stats::{slot, Counter, Counters, BUCKET_BOUNDS_NS};
 
 /// Picks one counter out of a worker's.
-type Pick = fn(&Counters) -> &Counter;
+type Pick = super::metrics::Pick<Counters>;
 
 /// What `serve`'s admin endpoint reads.
 pub struct ServePages {
@@ -75,6 +75,11 @@ impl ServePages {
             .iter()
             .map(|w| f(&w.counters).get())
             .sum()
+    }
+
+    /// A family of counters with one label ([`labelled`]), summed over the workers.
+    fn labelled(&self, out: &mut String, meta: (&str, &str, &str), rows: &[(&str, Pick)]) {
+        labelled(out, meta, rows, |pick| self.sum(pick));
     }
 
     fn commands(&self, out: &mut String) {
@@ -137,52 +142,46 @@ impl ServePages {
             "MTQP connections open now.",
             self.server.open_connections(),
         );
-        let name = "mtqpd_connections_total";
-        family(
+        self.labelled(
             out,
-            name,
-            Kind::Counter,
-            "MTQP connections accepted, by what became of them.",
+            (
+                "mtqpd_connections_total",
+                "result",
+                "MTQP connections accepted, by what became of them.",
+            ),
+            &[
+                ("admitted", |c| &c.admitted),
+                ("refused_over_limit", |c| &c.refused_over_limit),
+                ("refused_per_address", |c| &c.refused_per_address),
+                ("accept_error", |c| &c.accept_errors),
+            ],
         );
-        let results: [(&str, Pick); 4] = [
-            ("admitted", |c| &c.admitted),
-            ("refused_over_limit", |c| &c.refused_over_limit),
-            ("refused_per_address", |c| &c.refused_per_address),
-            ("accept_error", |c| &c.accept_errors),
-        ];
-        for (result, f) in results {
-            sample(out, name, &[("result", result)], self.sum(f));
-        }
-        let name = "mtqpd_connections_closed_total";
-        family(
+        self.labelled(
             out,
-            name,
-            Kind::Counter,
-            "MTQP connections the server closed, by reason.",
+            (
+                "mtqpd_connections_closed_total",
+                "reason",
+                "MTQP connections the server closed, by reason.",
+            ),
+            &[
+                ("idle", |c| &c.closed_idle),
+                ("handshake_timeout", |c| &c.closed_handshake_timeout),
+                ("too_many_errors", |c| &c.closed_too_many_errors),
+            ],
         );
-        let reasons: [(&str, Pick); 3] = [
-            ("idle", |c| &c.closed_idle),
-            ("handshake_timeout", |c| &c.closed_handshake_timeout),
-            ("too_many_errors", |c| &c.closed_too_many_errors),
-        ];
-        for (reason, f) in reasons {
-            sample(out, name, &[("reason", reason)], self.sum(f));
-        }
-        let name = "mtqpd_tls_handshakes_total";
-        family(
+        self.labelled(
             out,
-            name,
-            Kind::Counter,
-            "TLS handshakes after STARTTLS, by result.",
+            (
+                "mtqpd_tls_handshakes_total",
+                "result",
+                "TLS handshakes after STARTTLS, by result.",
+            ),
+            &[
+                ("ok", |c| &c.tls_handshakes),
+                ("failed", |c| &c.tls_failures),
+                ("timeout", |c| &c.closed_handshake_timeout),
+            ],
         );
-        let results: [(&str, Pick); 3] = [
-            ("ok", |c| &c.tls_handshakes),
-            ("failed", |c| &c.tls_failures),
-            ("timeout", |c| &c.closed_handshake_timeout),
-        ];
-        for (result, f) in results {
-            sample(out, name, &[("result", result)], self.sum(f));
-        }
         single(
             out,
             "mtqpd_sent_bytes_total",
