@@ -174,7 +174,7 @@ fn main() {
     });
     let per = |n: usize| n as f64 / index.len().max(1) as f64;
     println!(
-        "records: {:.0} octets each on average ({:.0} answer, {:.0} tail, {:.0} header and envid)",
+        "records: {:.0} octets each on average ({:.0} answer without the frame and shared head, {:.0} tail, {:.0} header)",
         per(size),
         per(body),
         per(tail),

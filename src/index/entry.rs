@@ -1,6 +1,8 @@
 //! One servable record in one allocation: the header a TRACK needs to verify (expiry, the hash
 //! B of the secret, the envid), the answer pre-encoded for the wire, and a sidecar: octets the
 //! record's writer keeps beside the answer for itself, which the index stores and never reads.
+//! What every answer shares — the MIME frame, and the hub's `Reporting-MTA` line with the head
+//! of the `Arrival-Date` field ([`shared_head`]) — is kept once, not in every record.
 //!
 //! One allocation rather than a key, a struct and a body apart: a record is read by one
 //! pointer (a TRACK touches the same memory whether the secret is right or wrong), and at a
@@ -8,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::render;
+use super::{render, shared_head};
 use crate::protocol::secret::Hash;
 
 const EXPIRES: usize = 0;
@@ -18,17 +20,26 @@ const ENVID_LEN: usize = FRAMED + 1;
 const SIDECAR_LEN: usize = ENVID_LEN + 2;
 const SIDECAR: usize = SIDECAR_LEN + 4;
 
+/// The `frame` octet: the answer is the body.
+const WHOLE: u8 = 0;
+/// The body goes between the static frame slices.
+const FRAMED_KEPT: u8 = 1;
+/// Plus n: the body goes between the static frame slices, shared head n after its envid.
+const FRAMED_SHARED: u8 = 2;
+
 /// Longest envid a record can hold (the protocol allows 100 octets; logs are not trusted to).
 pub const MAX_ENVID: usize = u16::MAX as usize;
 
-/// A record: `[expires_at: i64][hash: 20][framed: u8][envid length: u16][sidecar length: u32]
-/// [sidecar][envid][body]`, all little-endian. Cheap to clone (one reference count), immutable
+/// A record: `[expires_at: i64][hash: 20][frame: u8][envid length: u16][sidecar length: u32]
+/// [sidecar][envid][body]`, all little-endian. `frame` is 0 for an answer kept whole, 1 for
+/// one kept between the static frame slices, 2 + n for one whose body also goes on the wire
+/// around shared head n (see [`Entry::wire`]). Cheap to clone (one reference count), immutable
 /// once built: its writer replaces a record rather than changing it, so a worker writing one
 /// never sees it change.
 ///
 /// A framed answer's first value is the envid itself ([`render::FRAME_PREFIX`] ends with
 /// `Original-Envelope-Id: `): the envid is stored once, right before the rest of the body, so
-/// that envid and body go on the wire as one slice.
+/// that envid and body go on the wire as one slice, or as two around the shared head.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Entry(Arc<[u8]>);
 
@@ -61,22 +72,27 @@ impl Entry {
     ) -> Option<Entry> {
         let envid_len = u16::try_from(envid.len()).ok()?;
         let sidecar_len = u32::try_from(sidecar.len()).ok()?;
-        let framed = framed_part(envid, wire);
+        // (frame, what follows the envid in the record)
+        let (frame, rest) = match framed_part(envid, wire) {
+            Some(envid_and_body) => {
+                let after = &envid_and_body[envid.len()..];
+                match shared_head::find(after) {
+                    Some((n, len)) => (FRAMED_SHARED + n, &after[len..]),
+                    None => (FRAMED_KEPT, after),
+                }
+            }
+            None => (WHOLE, wire),
+        };
         let bytes = scratch;
         bytes.clear();
         bytes.extend_from_slice(&expires_at.to_le_bytes());
         bytes.extend_from_slice(hash);
-        bytes.push(u8::from(framed.is_some()));
+        bytes.push(frame);
         bytes.extend_from_slice(&envid_len.to_le_bytes());
         bytes.extend_from_slice(&sidecar_len.to_le_bytes());
         bytes.extend_from_slice(sidecar);
-        match framed {
-            Some(envid_and_body) => bytes.extend_from_slice(envid_and_body),
-            None => {
-                bytes.extend_from_slice(envid);
-                bytes.extend_from_slice(wire);
-            }
-        }
+        bytes.extend_from_slice(envid);
+        bytes.extend_from_slice(rest);
         Some(Entry(Arc::from(&bytes[..])))
     }
 
@@ -118,8 +134,9 @@ impl Entry {
         &self.0[SIDECAR..SIDECAR + self.sidecar_len()]
     }
 
-    /// The stored part of the answer: for a framed one what goes between the frame slices,
-    /// the envid first (see [`framed_part`]); otherwise the whole answer.
+    /// The stored part of the answer: for a framed one the envid, then the rest of the body
+    /// without the frame and without the shared head (see [`Entry::wire`]); otherwise the
+    /// whole answer.
     pub fn body(&self) -> &[u8] {
         let at = SIDECAR + self.sidecar_len();
         if self.framed() {
@@ -129,24 +146,41 @@ impl Entry {
         }
     }
 
-    /// The static slices that go on the wire before and after [`Entry::body`], when the
-    /// answer has the usual frame; None when the body is the whole answer.
-    pub fn frame(&self) -> Option<(&'static [u8], &'static [u8])> {
-        self.framed()
-            .then_some((render::FRAME_PREFIX, render::FRAME_SUFFIX))
+    /// The shared head that a framed answer has right after its envid and its body does not
+    /// hold; empty when the body holds it, or the answer is kept whole.
+    pub fn shared_head(&self) -> &'static [u8] {
+        match self.0[FRAMED].checked_sub(FRAMED_SHARED) {
+            Some(n) => shared_head::get(n),
+            None => &[],
+        }
+    }
+
+    /// The answer as it goes on the wire, in order, some slices possibly empty: the frame's
+    /// prefix, the envid, the shared head, the rest of the body, the frame's suffix. The
+    /// server hands them to one vectored write, copying nothing.
+    pub fn wire(&self) -> [&[u8]; 5] {
+        let body = self.body();
+        if !self.framed() {
+            return [body, &[], &[], &[], &[]];
+        }
+        let (envid, rest) = body.split_at(self.envid_len());
+        [
+            render::FRAME_PREFIX,
+            envid,
+            self.shared_head(),
+            rest,
+            render::FRAME_SUFFIX,
+        ]
     }
 
     /// True when the answer goes out between the static frame slices.
     pub fn framed(&self) -> bool {
-        self.0[FRAMED] == 1
+        self.0[FRAMED] != WHOLE
     }
 
     /// The whole answer, as one buffer (for tests and tools; the server sends the slices).
     pub fn to_vec(&self) -> Vec<u8> {
-        match self.frame() {
-            Some((prefix, suffix)) => [prefix, self.body(), suffix].concat(),
-            None => self.body().to_vec(),
-        }
+        self.wire().concat()
     }
 
     /// Octets the record occupies, header included.
@@ -203,6 +237,39 @@ mod tests {
     }
 
     #[test]
+    fn the_shared_head_is_not_stored_and_goes_on_the_wire_in_its_place() {
+        let head = &b"\r\nReporting-MTA: dns; entry-test.example\r\nArrival-Date: "[..];
+        let rest = &b"Thu, 3 Dec 2026 14:45:54 +0000\r\n\r\nFinal-Recipient: rfc822; a@b\r\n"[..];
+        let wire = [
+            render::FRAME_PREFIX,
+            b"e@x",
+            head,
+            rest,
+            render::FRAME_SUFFIX,
+        ]
+        .concat();
+        let e = Entry::new(b"e@x", &[7; 20], 9, &wire, b"s").unwrap();
+        assert_eq!(e.shared_head(), head);
+        assert_eq!(e.body(), [&b"e@x"[..], rest].concat());
+        assert_eq!(
+            e.wire(),
+            [
+                render::FRAME_PREFIX,
+                b"e@x",
+                head,
+                rest,
+                render::FRAME_SUFFIX
+            ]
+        );
+        assert_eq!(e.to_vec(), wire);
+        assert_eq!(e.size(), SIDECAR + 1 + 3 + rest.len());
+        assert_eq!(
+            (e.envid(), e.sidecar(), e.hash()),
+            (&b"e@x"[..], &b"s"[..], &[7; 20])
+        );
+    }
+
+    #[test]
     fn an_unusual_answer_is_kept_whole() {
         let e = Entry::new(b"", &[0; 20], i64::MAX, b"+OK+ x\r\n.\r\n", b"").unwrap();
         assert!(!e.framed());
@@ -210,6 +277,8 @@ mod tests {
         assert_eq!(e.sidecar(), b"");
         assert_eq!(e.expires_at(), i64::MAX);
         assert_eq!(e.to_vec(), b"+OK+ x\r\n.\r\n");
+        assert_eq!(e.wire(), [&b"+OK+ x\r\n.\r\n"[..], b"", b"", b"", b""]);
+        assert_eq!(e.shared_head(), b"");
     }
 
     #[test]

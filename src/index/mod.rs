@@ -9,6 +9,7 @@
 pub mod entry;
 pub mod message;
 pub mod render;
+pub mod shared_head;
 mod table;
 
 use std::hash::BuildHasher;

@@ -1,5 +1,6 @@
-//! A connection's unsent answers: a queue of shared, pre-encoded byte slices written with
-//! vectored writes, so that answering never copies a tracking body. Each answer's last piece
+//! A connection's unsent answers: a queue of shared, pre-encoded pieces written with vectored
+//! writes, so that answering never copies a tracking body. A piece is one slice, or an index
+//! record's answer: its own slices around the ones every answer shares ([`Entry::wire`]). Each answer's last piece
 //! carries the time its command was read, so the write that finishes it records its latency.
 
 use std::collections::VecDeque;
@@ -17,18 +18,27 @@ pub enum Bytes {
     Static(&'static [u8]),
     Shared(Arc<[u8]>),
     Owned(Box<[u8]>),
-    /// The stored part of an index record's answer.
+    /// An index record's whole answer.
     Record(Entry),
 }
 
+/// Most slices one piece is made of.
+const PIECE_SLICES: usize = 5;
+
 impl Bytes {
-    fn as_slice(&self) -> &[u8] {
+    /// The piece's slices in order, some possibly empty.
+    fn slices(&self) -> [&[u8]; PIECE_SLICES] {
+        let one = |s| [s, &[][..], &[], &[], &[]];
         match self {
-            Bytes::Static(s) => s,
-            Bytes::Shared(s) => s,
-            Bytes::Owned(s) => s,
-            Bytes::Record(e) => e.body(),
+            Bytes::Static(s) => one(s),
+            Bytes::Shared(s) => one(s),
+            Bytes::Owned(s) => one(s),
+            Bytes::Record(e) => e.wire(),
         }
+    }
+
+    fn len(&self) -> usize {
+        self.slices().iter().map(|s| s.len()).sum()
     }
 }
 
@@ -55,7 +65,7 @@ pub struct Output {
 impl Output {
     /// Queues a piece; `completes` marks the last piece of a command's answer.
     pub fn push(&mut self, bytes: Bytes, completes: Option<(CommandKind, Instant)>) {
-        let len = bytes.as_slice().len();
+        let len = bytes.len();
         if len == 0 && completes.is_none() {
             return;
         }
@@ -84,10 +94,21 @@ impl Output {
         while !self.pieces.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let mut n = 0;
-            for (i, p) in self.pieces.iter().take(MAX_IOV).enumerate() {
-                let s = p.bytes.as_slice();
-                slices[i] = IoSlice::new(if i == 0 { &s[self.written..] } else { s });
-                n = i + 1;
+            // Octets of the front piece already written, skipped.
+            let mut skip = self.written;
+            'fill: for p in &self.pieces {
+                for s in p.bytes.slices() {
+                    if skip >= s.len() {
+                        skip -= s.len();
+                        continue;
+                    }
+                    if n == MAX_IOV {
+                        break 'fill;
+                    }
+                    slices[n] = IoSlice::new(&s[skip..]);
+                    skip = 0;
+                    n += 1;
+                }
             }
             let wrote = match sink.write_vectored(&slices[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -106,7 +127,7 @@ impl Output {
         self.pending -= wrote;
         let mut now = None;
         while let Some(front) = self.pieces.front() {
-            let left = front.bytes.as_slice().len() - self.written;
+            let left = front.bytes.len() - self.written;
             if wrote < left {
                 self.written += wrote;
                 return;
@@ -147,8 +168,57 @@ mod tests {
             Ok(n)
         }
 
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.calls == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.calls -= 1;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.chunk - n);
+                self.got.extend_from_slice(&b[..take]);
+                n += take;
+            }
+            Ok(n)
+        }
+
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    #[test]
+    fn a_record_goes_out_as_its_slices_and_the_shared_ones_whatever_the_chunks() {
+        let head = &b"\r\nReporting-MTA: dns; output-test.example\r\nArrival-Date: "[..];
+        let answer = |envid: &[u8]| {
+            let wire = [
+                crate::index::render::FRAME_PREFIX,
+                envid,
+                head,
+                b"Thu, 3 Dec 2026 14:45:54 +0000\r\n",
+                crate::index::render::FRAME_SUFFIX,
+            ]
+            .concat();
+            let e = Entry::new(envid, &[1; 20], 0, &wire, b"").unwrap();
+            assert_eq!(e.shared_head(), head);
+            (e, wire)
+        };
+        let ((a, wire_a), (b, wire_b)) = (answer(b"a@x"), answer(b"bb@x"));
+        for chunk in [1, 7, 64, 10_000] {
+            let mut out = Output::default();
+            let mut stats = WorkerStats::default();
+            let t = Instant::now();
+            out.push(Bytes::Record(a.clone()), Some((CommandKind::Track, t)));
+            out.push(Bytes::Record(b.clone()), Some((CommandKind::Track, t)));
+            assert_eq!(out.pending_bytes(), wire_a.len() + wire_b.len());
+            let mut sink = Trickle {
+                got: Vec::new(),
+                chunk,
+                calls: usize::MAX,
+            };
+            assert!(out.write_to(&mut sink, &mut stats).unwrap());
+            assert_eq!(sink.got, [&wire_a[..], &wire_b].concat(), "chunk {chunk}");
+            assert_eq!(stats.count(CommandKind::Track), 2);
         }
     }
 
@@ -170,7 +240,7 @@ mod tests {
             calls: 4,
         };
         assert!(!out.write_to(&mut sink, &mut stats).unwrap());
-        assert_eq!(sink.got, b"+OK\r\n+OK+ x");
+        assert_eq!(sink.got, b"+OK\r\n+OK+ x\r");
         assert_eq!(stats.count(CommandKind::Comment), 1);
         assert_eq!(stats.count(CommandKind::Track), 0);
         sink.calls = 100;

@@ -194,12 +194,7 @@ impl Session {
         };
         if let Some(answer) = turn.shared.index.lookup(raw, secret_hash, turn.now_unix) {
             turn.stats.counters.track_hits.add(1);
-            let Some((prefix, suffix)) = answer.frame() else {
-                return self.reply(Bytes::Record(answer), CommandKind::Track, turn);
-            };
-            self.out.push(Bytes::Static(prefix), None);
-            self.out.push(Bytes::Record(answer), None);
-            return self.reply(Bytes::Static(suffix), CommandKind::Track, turn);
+            return self.reply(Bytes::Record(answer), CommandKind::Track, turn);
         }
         turn.stats.counters.track_misses.add(1);
         match &turn.shared.unknown {

@@ -54,9 +54,17 @@ impl Extras {
 
 /// The message of `body`, an answer without its usual frame, which begins with the value of
 /// its first field, the envid (what [`super::Entry::body`] holds for a framed answer), for
-/// `envid` and `hash` (which the record's header holds). None when the body is not one the
-/// renderer wrote for `envid`, or the extras do not fit it.
-pub fn read_back(body: &[u8], envid: &[u8], hash: Hash, extras: &Extras) -> Option<Message> {
+/// `envid` and `hash` (which the record's header holds). `shared_head` is the record's
+/// [`super::Entry::shared_head`]: when not empty, the body holds the envid and then the rest
+/// after that head. None when the body is not one the renderer wrote for `envid`, or the
+/// extras do not fit it.
+pub fn read_back(
+    body: &[u8],
+    shared_head: &[u8],
+    envid: &[u8],
+    hash: Hash,
+    extras: &Extras,
+) -> Option<Message> {
     let mut m = Message {
         envid: envid.into(),
         hash,
@@ -72,7 +80,7 @@ pub fn read_back(body: &[u8], envid: &[u8], hash: Hash, extras: &Extras) -> Opti
         orcpts: Default::default(),
     };
     let mut times = extras.recipient_times.iter();
-    m.arrival = parse(body, envid, |r| {
+    m.arrival = parse(body, shared_head, envid, |r| {
         m.update_recipient(r.to_owned(*times.next()?));
         Some(())
     })?;
@@ -102,7 +110,7 @@ pub fn round_trips(body: &[u8], m: &Message) -> bool {
         return false;
     }
     let mut recipients = m.recipients.iter();
-    let arrival = parse(body, &m.envid, |shown| {
+    let arrival = parse(body, &[], &m.envid, |shown| {
         shown.is(recipients.next()?).then_some(())
     });
     arrival == Some(m.arrival) && recipients.next().is_none()
@@ -187,15 +195,23 @@ impl ShownRecipient<'_> {
 /// `envid` and `each` never stopped.
 fn parse<'a>(
     body: &'a [u8],
+    shared_head: &[u8],
     envid: &[u8],
     mut each: impl FnMut(ShownRecipient<'a>) -> Option<()>,
 ) -> Option<Timestamp> {
     let mut lines = Lines(body);
-    if lines.next()? != envid {
-        return None;
+    if shared_head.is_empty() {
+        if lines.next()? != envid {
+            return None;
+        }
+        lines.next()?.strip_prefix(REPORTING_MTA_HEAD)?;
+        lines = Lines(lines.0.strip_prefix(ARRIVAL_DATE)?);
+    } else {
+        // The shared head is the Reporting-MTA line and `Arrival-Date: ` (see
+        // `crate::index::shared_head`): what follows the envid is the date.
+        lines = Lines(body.strip_prefix(envid)?);
     }
-    lines.next()?.strip_prefix(REPORTING_MTA_HEAD)?;
-    let arrival = parse_date(lines.next()?.strip_prefix(ARRIVAL_DATE)?)?;
+    let arrival = parse_date(lines.next()?)?;
     let mut line = lines.next();
     while let Some(blank) = line {
         if !blank.is_empty() {
@@ -390,7 +406,7 @@ mod tests {
         let m = message(vec![a, d, f]);
         let body = body(&m);
         assert_eq!(
-            read_back(&body, &m.envid, m.hash, &Extras::of(&m)).as_ref(),
+            read_back(&body, &[], &m.envid, m.hash, &Extras::of(&m)).as_ref(),
             Some(&m)
         );
         assert!(round_trips(&body, &m));
@@ -399,7 +415,7 @@ mod tests {
     /// `round_trips` compares in place; it must agree with reading back and comparing.
     fn agrees_with_reading_back(m: &Message) {
         let body = body(m);
-        let back = read_back(&body, &m.envid, m.hash, &Extras::of(m));
+        let back = read_back(&body, &[], &m.envid, m.hash, &Extras::of(m));
         assert_eq!(round_trips(&body, m), back.as_ref() == Some(m), "{m:?}");
     }
 
@@ -498,17 +514,20 @@ mod tests {
         let body = body(&m);
         let mut short = Extras::of(&m);
         short.recipient_times.clear();
-        assert_eq!(read_back(&body, &m.envid, m.hash, &short), None);
+        assert_eq!(read_back(&body, &[], &m.envid, m.hash, &short), None);
         let mut long = Extras::of(&m);
         long.recipient_times.push(0);
-        assert_eq!(read_back(&body, &m.envid, m.hash, &long), None);
+        assert_eq!(read_back(&body, &[], &m.envid, m.hash, &long), None);
         for cut in 0..body.len() {
-            let back = read_back(&body[..cut], &m.envid, m.hash, &Extras::of(&m));
+            let back = read_back(&body[..cut], &[], &m.envid, m.hash, &Extras::of(&m));
             assert_ne!(back.as_ref(), Some(&m), "{cut}");
         }
         let mut bad = body.clone();
         let at = bad.windows(4).position(|w| w == b"2026").unwrap();
         bad[at] = b'x';
-        assert_eq!(read_back(&bad, &m.envid, m.hash, &Extras::of(&m)), None);
+        assert_eq!(
+            read_back(&bad, &[], &m.envid, m.hash, &Extras::of(&m)),
+            None
+        );
     }
 }

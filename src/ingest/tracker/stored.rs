@@ -140,7 +140,13 @@ pub(super) fn unpack(entry: &Entry) -> Option<Message> {
     let m = match kind {
         SIDECAR_EXTRAS if entry.framed() => {
             let extras = get_extras(&mut dec).ok()?;
-            read_back(entry.body(), entry.envid(), *entry.hash(), &extras)?
+            read_back(
+                entry.body(),
+                entry.shared_head(),
+                entry.envid(),
+                *entry.hash(),
+                &extras,
+            )?
         }
         SIDECAR_WHOLE => get_message_rest(&mut dec, entry.envid().into(), *entry.hash()).ok()?,
         _ => return None,
