@@ -12,7 +12,8 @@
 # MODE, answers per second, and the server's CPU time per answer (utime + stime from
 # /proc/PID/stat over the run, admin thread included: steadier than the rate on a shared
 # machine). Modes: off, admin (`--admin-listen`, not scraped), scrape (scraped every second),
-# and base when BASE=PATH names another build's mtqpd (e.g. one without the admin endpoint).
+# and base when BASE=PATH names another build's mtqpd (e.g. one without the admin endpoint);
+# MODES chooses among the first three.
 set -euo pipefail
 log=${1:?usage: metrics-bench.sh LOG SECRETS [ROUNDS]}
 secrets=${2:?usage: metrics-bench.sh LOG SECRETS [ROUNDS]}
@@ -55,7 +56,9 @@ ns = ($t1 - $t0) * 1e9 / os.sysconf('SC_CLK_TCK') / d['answered']; \
 print(f\"$mode {d['rate_achieved']:.0f}/s {ns:.0f} ns/answer errors {d['errors']}\")"
 }
 
-modes=(off admin scrape)
+# MODES="off" (a space-separated list) runs only those, e.g. `BASE=… MODES=off` for an A/B of
+# two builds.
+read -r -a modes <<<"${MODES:-off admin scrape}"
 if [ -n "${BASE:-}" ]; then modes=(base "${modes[@]}"); fi
 # Each round starts one mode later, so that none always runs first (or last).
 for round in $(seq 0 $((rounds - 1))); do

@@ -45,6 +45,8 @@ impl Bytes {
 #[derive(Debug)]
 struct Piece {
     bytes: Bytes,
+    /// Octets of `bytes` (a record's five slices are not summed again at every write).
+    len: usize,
     /// Set on the last piece of an answer: which command, read when.
     completes: Option<(CommandKind, Instant)>,
 }
@@ -70,7 +72,11 @@ impl Output {
             return;
         }
         self.pending += len;
-        self.pieces.push_back(Piece { bytes, completes });
+        self.pieces.push_back(Piece {
+            bytes,
+            len,
+            completes,
+        });
     }
 
     /// Octets waiting to be written.
@@ -127,7 +133,7 @@ impl Output {
         self.pending -= wrote;
         let mut now = None;
         while let Some(front) = self.pieces.front() {
-            let left = front.bytes.len() - self.written;
+            let left = front.len - self.written;
             if wrote < left {
                 self.written += wrote;
                 return;
