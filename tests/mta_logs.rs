@@ -286,7 +286,7 @@ fn damaged_lines_in_a_postfix_log_are_counted_and_skipped() {
     bytes.extend_from_slice(b"Oct 10 15:5\n");
     bytes.extend_from_slice(b"\x00\xff\xfe garbage \x01\x02\n");
     bytes.extend_from_slice(b"Oct 10 15:59:28 mail postfix/smtp[1]: C6E0DDB74006: to=<\xff\xfe@b>, relay=local, dsn=2.0.0, status=sent (ok)\n");
-    bytes.extend(std::iter::repeat_n(b'x', 1 << 20));
+    bytes.resize(bytes.len() + (1 << 20), b'x');
     bytes.push(b'\n');
     let tail = format!(
         "Oct 10 16:00:00 mail mtqp-milter[9]: {}Oct 10 16:00:01 mail postfix/local[2]: Q9: to=<u@hub.example>, relay=local, delay=0.1, delays=0/0/0/0.1, dsn=2.0.0, status=sent (delivered to mailbox)\n",

@@ -313,7 +313,7 @@ mod tests {
         let (mut c, mut peer) = pair();
         let mut text = Vec::new();
         for n in 0..200 {
-            text.extend(std::iter::repeat_n(b'a' + (n % 26) as u8, n * 7));
+            text.resize(text.len() + n * 7, b'a' + (n % 26) as u8);
             text.push(b'\n');
         }
         let mut scratch = vec![0u8; 16];

@@ -263,7 +263,7 @@ mod tests {
         put_message_rest(&mut many, &message(t));
         many.buf.pop();
         many.varint(MAX_DECLARED_ORCPTS as u64 + 1);
-        many.buf.extend(std::iter::repeat_n(0, 20_000));
+        many.buf.extend_from_slice(&[0; 20_000]);
         for bad in [twice.buf, many.buf] {
             let back = get_message_rest(&mut Decoder::new(&bad), b"e@x"[..].into(), [7; 20]);
             assert!(back.is_err());
