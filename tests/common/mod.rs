@@ -175,13 +175,22 @@ pub fn recipients(answer: &[u8]) -> Vec<String> {
 /// Loopback delivers in a softirq that a busy machine may defer, so a returned `write` alone
 /// does not say that.
 pub fn wait_acked(client: &TcpStream) {
-    let SocketAddr::V4(local) = client.local_addr().unwrap() else {
-        panic!("IPv4 only")
+    let hex = |addr: SocketAddr| {
+        let SocketAddr::V4(a) = addr else {
+            panic!("IPv4 only")
+        };
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(a.ip().octets()),
+            a.port()
+        )
     };
-    let hex = format!(
-        "{:08X}:{:04X}",
-        u32::from_le_bytes(local.ip().octets()),
-        local.port()
+    // The connection's row by both ends and the ESTABLISHED state (01): a closed connection
+    // that used the same local port may still be listed (TIME_WAIT, nothing queued), and
+    // reading its row would return before anything was acknowledged.
+    let (local, remote) = (
+        hex(client.local_addr().unwrap()),
+        hex(client.peer_addr().unwrap()),
     );
     let deadline = std::time::Instant::now() + DEADLINE;
     loop {
@@ -189,12 +198,15 @@ pub fn wait_acked(client: &TcpStream) {
         // Fields: sl local rem st tx_queue:rx_queue ...
         let unacked = table.lines().skip(1).find_map(|row| {
             let f: Vec<&str> = row.split_whitespace().collect();
-            (f.get(1) == Some(&hex.as_str())).then(|| f[4].split(':').next().map(str::to_string))?
+            (f.get(1) == Some(&local.as_str())
+                && f.get(2) == Some(&remote.as_str())
+                && f.get(3) == Some(&"01"))
+            .then(|| f[4].split(':').next().map(str::to_string))?
         });
         match unacked.as_deref() {
             Some("00000000") => return,
             Some(_) => {}
-            None => panic!("no /proc/net/tcp row for {hex}"),
+            None => panic!("no established /proc/net/tcp row for {local} -> {remote}"),
         }
         assert!(std::time::Instant::now() < deadline, "never acknowledged");
         std::thread::yield_now();
