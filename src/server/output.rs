@@ -1,7 +1,8 @@
 //! A connection's unsent answers: a queue of shared, pre-encoded pieces written with vectored
 //! writes, so that answering never copies a tracking body. A piece is one slice, or an index
-//! record's answer: its own slices around the ones every answer shares ([`Entry::wire`]). Each answer's last piece
-//! carries the time its command was read, so the write that finishes it records its latency.
+//! record's answer: its own slices around the ones every answer shares ([`Entry::wire`]).
+//! Each answer's last piece carries the time its command was read, so the write that finishes
+//! it records its latency.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
