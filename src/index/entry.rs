@@ -270,6 +270,28 @@ mod tests {
     }
 
     #[test]
+    fn an_envid_that_spells_a_head_shares_nothing_and_reads_back_as_written() {
+        // The envid is the sender's: one that spells a head of its own with line breaks is
+        // shown xtext-encoded, so its answer is kept whole and never reaches the shared table.
+        let envid = &b"a\r\nReporting-MTA: dns; attacker\r\nArrival-Date: "[..];
+        let head = &b"\r\nReporting-MTA: dns; entry-hub.example\r\nArrival-Date: "[..];
+        let shown = &b"a+0D+0AReporting-MTA:+20dns;+20attacker+0D+0AArrival-Date:+20"[..];
+        let rest = &b"Thu, 3 Dec 2026 14:45:54 +0000\r\n"[..];
+        let wire = [
+            render::FRAME_PREFIX,
+            shown,
+            head,
+            rest,
+            render::FRAME_SUFFIX,
+        ]
+        .concat();
+        let e = Entry::new(envid, &[3; 20], 0, &wire, b"").unwrap();
+        assert!(!e.framed());
+        assert_eq!((e.shared_head(), e.envid()), (&b""[..], envid));
+        assert_eq!(e.to_vec(), wire);
+    }
+
+    #[test]
     fn an_unusual_answer_is_kept_whole() {
         let e = Entry::new(b"", &[0; 20], i64::MAX, b"+OK+ x\r\n.\r\n", b"").unwrap();
         assert!(!e.framed());
