@@ -19,6 +19,10 @@ use mtqpd::ingest::native::NativeTags;
 use mtqpd::ingest::timezone::Zone;
 use mtqpd::ingest::{replay, spawn, IngestConfig, LogSource};
 
+/// The allocator of the `mtqpd` binary (src/main.rs), so that this measures what serve does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
