@@ -247,6 +247,25 @@ impl LineOutcome {
     }
 }
 
+/// Lines counted by [`LineOrigin`] and [`LineOutcome`] during one round of reading, added to
+/// [`IngestStats`] when the round ends: a locked addition per counter a round rather than three
+/// a line, which cost 5% of ingest.
+#[derive(Debug, Default)]
+pub struct LineCounts {
+    by_origin: [[u64; LineOutcome::ALL.len()]; LineOrigin::ALL.len()],
+}
+
+impl LineCounts {
+    /// Counts one line of `origin` that ended as `outcome`.
+    pub fn count(&mut self, origin: LineOrigin, outcome: LineOutcome) {
+        let i = LineOutcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(0);
+        self.by_origin[origin.slot()][i] += 1;
+    }
+}
+
 /// Counters the ingest thread keeps, read at shutdown and by the admin server.
 #[derive(Debug)]
 pub struct IngestStats {
@@ -297,13 +316,23 @@ impl Default for IngestStats {
 }
 
 impl IngestStats {
-    /// Counts one line of `origin` that ended as `outcome`.
-    pub fn count(&self, origin: LineOrigin, outcome: LineOutcome) {
-        let i = LineOutcome::ALL
-            .iter()
-            .position(|o| *o == outcome)
-            .unwrap_or(0);
-        self.by_origin[origin.slot()][i].fetch_add(1, Ordering::Relaxed);
+    /// Adds the lines a round counted.
+    pub fn add(&self, counts: &LineCounts) {
+        let mut by_outcome = [0; LineOutcome::ALL.len()];
+        for (counted, slots) in counts.by_origin.iter().zip(&self.by_origin) {
+            for ((&n, slot), total) in counted.iter().zip(slots).zip(&mut by_outcome) {
+                if n > 0 {
+                    slot.fetch_add(n, Ordering::Relaxed);
+                    *total += n;
+                }
+            }
+        }
+        let [applied, ignored, rejected] = by_outcome;
+        self.applied.fetch_add(applied, Ordering::Relaxed);
+        self.ignored.fetch_add(ignored, Ordering::Relaxed);
+        self.rejected.fetch_add(rejected, Ordering::Relaxed);
+        self.lines
+            .fetch_add(applied + ignored + rejected, Ordering::Relaxed);
     }
 
     /// Notes, after a round of reading, whether input is left waiting: the lag runs from the

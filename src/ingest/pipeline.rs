@@ -14,7 +14,7 @@ use super::line_host::{self, LineHost};
 use super::stream::Batch;
 use super::tail::Follower;
 use super::tracker::Tracker;
-use super::{IngestStats, LineOrigin, LineOutcome};
+use super::{IngestStats, LineCounts, LineOrigin, LineOutcome};
 use crate::clock::unix_now;
 use crate::index::Index;
 
@@ -115,6 +115,8 @@ struct Sink<'a, 'b> {
     index: &'b Index,
     rejects: &'a mut RejectLog,
     stats: &'b IngestStats,
+    /// The lines of this round, added to `stats` when it ends.
+    counts: LineCounts,
     /// Lines dated after this are refused: one such line would move the correlation clock,
     /// which ages every queue id, for ever.
     latest: i64,
@@ -131,7 +133,6 @@ impl Sink<'_, '_> {
         line: &[u8],
     ) {
         let (tracker, index, latest) = (&mut *self.tracker, self.index, self.latest);
-        self.stats.lines.fetch_add(1, Ordering::Relaxed);
         let mut refused = None;
         let (prefix, host) = line_host.of(line, tracker.hosts_mut());
         let outcome = match host {
@@ -155,21 +156,14 @@ impl Sink<'_, '_> {
             (outcome, _) => outcome,
         };
         let counted = match outcome {
-            Outcome::Parsed => {
-                self.stats.applied.fetch_add(1, Ordering::Relaxed);
-                LineOutcome::Applied
-            }
-            Outcome::Ignored => {
-                self.stats.ignored.fetch_add(1, Ordering::Relaxed);
-                LineOutcome::Ignored
-            }
+            Outcome::Parsed => LineOutcome::Applied,
+            Outcome::Ignored => LineOutcome::Ignored,
             Outcome::Rejected(why) => {
                 self.rejects.note(source, why);
-                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 LineOutcome::Rejected
             }
         };
-        self.stats.count(origin, counted);
+        self.counts.count(origin, counted);
     }
 }
 
@@ -183,6 +177,7 @@ impl Pipeline<'_> {
             index: self.index,
             rejects: &mut self.rejects,
             stats: self.stats,
+            counts: LineCounts::default(),
             latest: unix_now().saturating_add(super::MAX_AHEAD),
         };
         for source in &mut self.sources {
@@ -217,6 +212,7 @@ impl Pipeline<'_> {
         for stream in &mut self.streams {
             more |= stream.take(&mut sink);
         }
+        sink.stats.add(&sink.counts);
         more
     }
 
