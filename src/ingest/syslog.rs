@@ -43,7 +43,13 @@ pub struct SyslogClock {
     now_month: u32,
     /// (year, month) of the last classic line that parsed.
     last: Option<(i64, u32)>,
+    /// The last classic time read, (year, month, day, hms), and its instant: a busy log writes
+    /// many lines a second, and the zone's offset is the costly part of reading one.
+    recent: Option<(LocalTime, Timestamp)>,
 }
+
+/// A classic time with its year: (year, month, day, (hour, minute, second)).
+type LocalTime = (i64, u32, u32, (u32, u32, u32));
 
 impl SyslogClock {
     /// A clock for lines logged in `zone`, read at `now_unix` (the year of the first classic
@@ -56,6 +62,7 @@ impl SyslogClock {
             now_year,
             now_month,
             last: None,
+            recent: None,
         }
     }
 
@@ -83,13 +90,22 @@ impl SyslogClock {
     /// The instant of a classic local time, which is then remembered for the next line's year.
     fn classic(&mut self, month: u32, day: u32, hms: (u32, u32, u32)) -> Option<Timestamp> {
         let year = self.year_for(month);
-        let local = Timestamp::from_civil(year, month, day, hms, 0)?.unix;
-        let offset = self.zone.offset_for_local(local);
+        let key = (year, month, day, hms);
+        let time = match self.recent {
+            Some((recent, time)) if recent == key => time,
+            _ => {
+                let local = Timestamp::from_civil(year, month, day, hms, 0)?.unix;
+                let offset = self.zone.offset_for_local(local);
+                let time = Timestamp {
+                    unix: local - i64::from(offset) * 60,
+                    offset_minutes: offset,
+                };
+                self.recent = Some((key, time));
+                time
+            }
+        };
         self.last = Some((year, month));
-        Some(Timestamp {
-            unix: local - i64::from(offset) * 60,
-            offset_minutes: offset,
-        })
+        Some(time)
     }
 }
 
@@ -496,6 +512,42 @@ mod tests {
         assert_eq!(t(b"Apr  1 00:00:00 h p: a"), "2026-04-01T00:00:00Z");
         assert_eq!(t(b"May  1 00:00:00 h p: a"), "2025-05-01T00:00:00Z");
         assert_eq!(t(b"Dec 24 00:00:00 h p: a"), "2025-12-24T00:00:00Z");
+    }
+
+    #[test]
+    fn a_second_read_again_is_the_same_instant_and_any_other_field_is_a_new_one() {
+        // The clock keeps the last classic time it read: each field of it must count.
+        let mut clock =
+            SyslogClock::new(Zone::parse("+02:00").unwrap(), at("2026-01-02T00:00:00Z"));
+        let lines: [&[u8]; 9] = [
+            b"Dec 31 23:59:59 h p: a",
+            b"Dec 31 23:59:59 h p: a",
+            b"Jan  1 23:59:59 h p: a",
+            b"Jan  1 23:59:59 h p: a",
+            b"Jan  2 23:59:59 h p: a",
+            b"Feb  2 23:59:59 h p: a",
+            b"Feb  2 22:59:59 h p: a",
+            b"Feb  2 22:58:59 h p: a",
+            b"Feb  2 22:58:58 h p: a",
+        ];
+        let got: Vec<String> = lines
+            .iter()
+            .map(|l| rfc3339(parse_prefix(l, &mut clock).unwrap().time))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "2025-12-31T21:59:59Z",
+                "2025-12-31T21:59:59Z",
+                "2026-01-01T21:59:59Z",
+                "2026-01-01T21:59:59Z",
+                "2026-01-02T21:59:59Z",
+                "2026-02-02T21:59:59Z",
+                "2026-02-02T20:59:59Z",
+                "2026-02-02T20:58:59Z",
+                "2026-02-02T20:58:58Z",
+            ]
+        );
     }
 
     #[test]

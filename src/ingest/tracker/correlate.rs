@@ -2,6 +2,8 @@
 //! between them (content filters and forwarding hand a message on to a new queue id; an accept
 //! line claims a queue id or a Message-ID, before or after the MTA's own lines).
 
+use std::collections::hash_map::Entry;
+
 use super::refs::{EnvidIds, MessageIdClaim, QueueInfo};
 use super::stored::Stored;
 use super::{Id, Tracker, UNCLAIMED_GRACE, UNKNOWN_MESSAGE};
@@ -289,10 +291,10 @@ impl Tracker {
         msg.timeout = a.timeout;
         msg.headers = a.headers;
         msg.last_event = msg.last_event.max(a.time.unix);
-        match self.by_envid.get_mut(&a.envid) {
-            Some(ids) => ids.make_latest(id),
-            None => {
-                self.by_envid.insert(a.envid, EnvidIds::One(id));
+        match self.by_envid.entry(a.envid) {
+            Entry::Occupied(mut ids) => ids.get_mut().make_latest(id),
+            Entry::Vacant(slot) => {
+                slot.insert(EnvidIds::One(id));
             }
         }
         self.advance_log_clock(a.time.unix);
