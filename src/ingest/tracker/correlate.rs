@@ -26,29 +26,20 @@ impl Tracker {
     }
 
     /// Notes a line about `queue` logged at `seen` (the line's own time; the log clock for lines
-    /// that carry none), remembering the queue id if new. Looks up before inserting: the common
-    /// case is a known queue id, and `entry` would allocate its key on every line.
-    fn touch_queue(&mut self, queue: &QueueId, seen: i64) {
-        match self.queues.get_mut(queue) {
-            Some(info) => info.seen = info.seen.max(seen),
-            None => {
-                self.queues.insert(
-                    queue.clone(),
-                    QueueInfo {
-                        seen,
-                        ..QueueInfo::default()
-                    },
-                );
-            }
-        }
+    /// that carry none), remembering the queue id if new, and gives what is known of it. One
+    /// probe of the map: an inline queue id is copied, not allocated, for the key.
+    fn touch_queue(&mut self, queue: &QueueId, seen: i64) -> &mut QueueInfo {
+        let info = self.queues.entry(queue.clone()).or_insert_with(|| QueueInfo {
+            seen,
+            ..QueueInfo::default()
+        });
+        info.seen = info.seen.max(seen);
+        info
     }
 
     /// Notes a line about `queue` logged at `seen` and changes its state.
     fn with_queue(&mut self, queue: &QueueId, seen: i64, change: impl FnOnce(&mut QueueInfo)) {
-        self.touch_queue(queue, seen);
-        if let Some(info) = self.queues.get_mut(queue) {
-            change(info);
-        }
+        change(self.touch_queue(queue, seen));
     }
 
     pub(super) fn mta(&mut self, event: MtaEvent) {
@@ -148,8 +139,7 @@ impl Tracker {
     /// queue); `provisional` for a hand-off's `relayed` ([`RcptUpdate::provisional`]).
     fn queue_recipient(&mut self, queue: QueueId, recipient: Recipient, provisional: bool) {
         self.advance_log_clock(recipient.at);
-        self.touch_queue(&queue, recipient.at);
-        if self.queues.get(&queue).is_some_and(|q| q.notification) {
+        if self.touch_queue(&queue, recipient.at).notification {
             return;
         }
         if let Some(a) = &mut self.audit {
