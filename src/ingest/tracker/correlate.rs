@@ -245,7 +245,9 @@ impl Tracker {
         self.messages_after_sweep = self.messages.len();
     }
 
-    pub(super) fn accept(&mut self, a: Accept) {
+    /// A message accepted for tracking; `new_envid` when the tracker and the index hold no
+    /// message of its envid (so none of its secret either).
+    pub(super) fn accept(&mut self, a: Accept, new_envid: bool) {
         // What updates waiting for this message may be filed under; usually none wait.
         let mut refs = Vec::new();
         if !self.orphans.is_empty() {
@@ -253,7 +255,12 @@ impl Tracker {
             refs.extend(a.queue.iter().cloned().map(MessageRef::Queue));
             refs.extend(a.message_id.iter().cloned().map(MessageRef::MessageId));
         }
-        let id = match self.id_of(&a.envid, &a.hash) {
+        let held = if new_envid {
+            None
+        } else {
+            self.id_of(&a.envid, &a.hash)
+        };
+        let id = match held {
             Some(id) => id,
             None => {
                 let id = self.next_id;

@@ -178,12 +178,20 @@ impl Tracker {
     /// writes its accept line first), or one past the bounds of
     /// [`crate::index::message::DeclaredOrcpts`].
     pub fn apply(&mut self, event: Event, index: &Index) -> Result<(), &'static str> {
+        let mut new_envid = false;
         match &event {
             Event::Accept(a) => {
-                let indexed = self.take_back(index, &a.envid, Some(&a.hash));
-                // The usual new message: no other of its envid, held or indexed; the count
-                // (another probe of the index) is for reused envids only.
-                let reused = indexed > 0 || self.by_envid.contains_key(&a.envid[..]);
+                // The usual new message: no other of its envid, held or indexed. One probe of
+                // the envid map tells whether it is held (when it is not, neither is the
+                // message); the count (another probe of the index) is for reused envids only.
+                let held = self.by_envid.contains_key(&a.envid[..]);
+                let indexed = if held {
+                    self.take_back(index, &a.envid, Some(&a.hash))
+                } else {
+                    self.take_from_index(index, &a.envid, Some(&a.hash))
+                };
+                let reused = indexed > 0 || held;
+                new_envid = !reused;
                 if reused
                     && self.id_of(&a.envid, &a.hash).is_none()
                     && self.hashes_of(index, &a.envid, MAX_SECRETS_PER_ENVID).len()
@@ -208,7 +216,7 @@ impl Tracker {
             _ => {}
         }
         match event {
-            Event::Accept(a) => self.accept(a),
+            Event::Accept(a) => self.accept(a, new_envid),
             Event::Rcpt(r) => self.rcpt(r),
             Event::Orcpt(o) => return self.declare(o),
             Event::Mta(m) => self.mta(m),
@@ -248,6 +256,11 @@ impl Tracker {
         if known {
             return 0;
         }
+        self.take_from_index(index, envid, hash)
+    }
+
+    /// [`Tracker::take_back`] for a message the tracker does not hold.
+    fn take_from_index(&mut self, index: &Index, envid: &[u8], hash: Option<&Hash>) -> usize {
         let records = index.records_of(envid);
         let indexed = records.len();
         let latest = records
