@@ -9,6 +9,15 @@ pub const MONTHS: [&[u8; 3]; 12] = [
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
 ];
 
+/// The number (1 to 12) of the month `name` names as [`MONTHS`] does. Compares whole 3-octet
+/// arrays, not slices: a slice comparison is a call to `memcmp`, twelve of them for December,
+/// on every classic syslog line.
+pub fn month_number(name: &[u8]) -> Option<u32> {
+    let name: [u8; 3] = name.try_into().ok()?;
+    let i = MONTHS.iter().position(|m| **m == name)?;
+    Some(i as u32 + 1)
+}
+
 /// A point in time with the UTC offset it is shown in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp {
@@ -223,6 +232,16 @@ mod tests {
         let mut v = Vec::new();
         t.write_rfc5322(&mut v);
         String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn months_by_name_and_nothing_else() {
+        for (i, name) in MONTHS.iter().enumerate() {
+            assert_eq!(month_number(&name[..]), Some(i as u32 + 1));
+        }
+        for bad in [&b"jan"[..], b"JAN", b"Ja", b"Janu", b"", b"Dez", b"\xffec"] {
+            assert_eq!(month_number(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,14 +8,8 @@
 //! allocates: a [`Prefix`] borrows from the line.
 
 use super::timezone::Zone;
-use crate::protocol::date::civil_from_days;
 use crate::protocol::date::Timestamp;
-
-/// Month abbreviations of classic syslog timestamps, as `strftime("%b")` writes them in the C
-/// locale.
-const MONTHS: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
+use crate::protocol::date::{civil_from_days, month_number};
 
 /// The parts of a syslog line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +156,8 @@ fn split_tag(s: &[u8]) -> (&[u8], Option<u32>, &[u8]) {
 
 /// Classic `Mmm dd HH:MM:SS host tag[pid]: text`.
 fn parse_classic<'a>(line: &'a [u8], clock: &mut SyslogClock) -> Option<Prefix<'a>> {
-    let month = MONTHS.iter().position(|m| line.get(..3) == Some(&m[..]))? as u32 + 1;
+    // `strftime("%b")` in the C locale: the names of RFC 5322.
+    let month = month_number(line.get(..3)?)?;
     let rest = line.get(3..)?.strip_prefix(b" ")?;
     let rest = rest.strip_prefix(b" ").unwrap_or(rest);
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();

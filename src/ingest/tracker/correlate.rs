@@ -29,10 +29,13 @@ impl Tracker {
     /// that carry none), remembering the queue id if new, and gives what is known of it. One
     /// probe of the map: an inline queue id is copied, not allocated, for the key.
     fn touch_queue(&mut self, queue: &QueueId, seen: i64) -> &mut QueueInfo {
-        let info = self.queues.entry(queue.clone()).or_insert_with(|| QueueInfo {
-            seen,
-            ..QueueInfo::default()
-        });
+        let info = self
+            .queues
+            .entry(queue.clone())
+            .or_insert_with(|| QueueInfo {
+                seen,
+                ..QueueInfo::default()
+            });
         info.seen = info.seen.max(seen);
         info
     }

@@ -14,7 +14,7 @@ use crate::index::render::{
     ACTION, ARRIVAL_DATE, DIAGNOSTIC_CODE_HEAD, FINAL_RECIPIENT_HEAD, LAST_ATTEMPT_DATE,
     ORIGINAL_RECIPIENT_HEAD, REMOTE_MTA_HEAD, REPORTING_MTA_HEAD, STATUS, WILL_RETRY_UNTIL,
 };
-use crate::protocol::date::{Timestamp, MONTHS};
+use crate::protocol::date::{month_number, Timestamp};
 use crate::protocol::secret::Hash;
 
 /// What a message holds that its answer does not show.
@@ -305,7 +305,7 @@ fn parse_date(s: &[u8]) -> Option<Timestamp> {
         .next()
         .filter(|d| d.len() <= 2 && d.first() != Some(&b'0'))?;
     let month = parts.next()?;
-    let month = MONTHS.iter().position(|m| m[..] == *month)? as u32 + 1;
+    let month = month_number(month)?;
     let year = parts.next().filter(|y| y.len() == 4).and_then(number)?;
     let time = parts
         .next()
