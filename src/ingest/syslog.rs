@@ -304,6 +304,14 @@ mod tests {
         s
     }
 
+    /// The time of each line, read one after the other on `clock`.
+    fn times_read(clock: &mut SyslogClock, lines: &[&[u8]]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|l| rfc3339(parse_prefix(l, clock).unwrap().time))
+            .collect()
+    }
+
     fn at(s: &str) -> i64 {
         Timestamp::parse_rfc3339(s.as_bytes()).unwrap().unix
     }
@@ -463,10 +471,7 @@ mod tests {
             b"Dec 31 23:59:59 h p[1]: stray",
             b"Jan  1 00:00:01 h p[1]: a",
         ];
-        let got: Vec<String> = lines
-            .iter()
-            .map(|l| rfc3339(parse_prefix(l, &mut clock).unwrap().time))
-            .collect();
+        let got = times_read(&mut clock, &lines);
         assert_eq!(
             got,
             [
@@ -525,10 +530,7 @@ mod tests {
             b"Feb  2 22:58:59 h p: a",
             b"Feb  2 22:58:58 h p: a",
         ];
-        let got: Vec<String> = lines
-            .iter()
-            .map(|l| rfc3339(parse_prefix(l, &mut clock).unwrap().time))
-            .collect();
+        let got = times_read(&mut clock, &lines);
         assert_eq!(
             got,
             [
