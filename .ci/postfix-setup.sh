@@ -17,6 +17,8 @@
 #   - a second smtpd listens on 127.0.0.1:10025 for `mtqpd gate` and reads the real client's
 #     address from the PROXY protocol header the gate sends (smtpd_upstream_proxy_protocol =
 #     haproxy: v1 and v2); a third, plain one on 127.0.0.1:10026 is the benchmark's direct path;
+#   - a fourth smtpd, also reading PROXY headers, serves the UNIX-domain socket
+#     /var/spool/postfix/public/mtqpd-smtpd (`mtqpd gate --mta unix:PATH`, the cheaper hop);
 #   - mynetworks is 127.0.0.0/8, so a client on 127.0.0.2 (the gate test's, announced by PROXY v2)
 #     may relay to deferred.example and bench.example as one on 127.0.0.1 may;
 #   - mail to retry.example goes to the pipe transport mtqpdretry, which fails temporarily
@@ -49,6 +51,9 @@ SINK_NEXT_HOP=127.0.0.1:10028
 # The gate's MTA listener (PROXY protocol) and the benchmark's direct listener (none).
 GATE_MTA_LISTENER=127.0.0.1:10025
 DIRECT_LISTENER=127.0.0.1:10026
+# The gate's MTA listener on a UNIX-domain socket: master.cf service mtqpd-smtpd, type unix,
+# not private (public/, which the postdrop group may enter).
+GATE_MTA_SOCKET_SERVICE=mtqpd-smtpd
 
 SETUP=postfix-setup
 ROOT_FOR="apt-get, postconf, postfix start"
@@ -113,10 +118,12 @@ fi
 # syslog_name: their lines are `postfix/smtpd[…]` like port 25's, which mtqpd reads.
 postconf -M "$GATE_MTA_LISTENER/inet=$GATE_MTA_LISTENER inet n - n - - smtpd -o smtpd_upstream_proxy_protocol=haproxy"
 postconf -M "$DIRECT_LISTENER/inet=$DIRECT_LISTENER inet n - n - - smtpd"
+postconf -M "$GATE_MTA_SOCKET_SERVICE/unix=$GATE_MTA_SOCKET_SERVICE unix n - n - - smtpd -o smtpd_upstream_proxy_protocol=haproxy"
 postconf -M "mtqpdretry/unix=mtqpdretry unix - n n - - pipe flags=R user=$TEST_USER argv=$RETRY_SCRIPT \${recipient}"
 [ "$(postconf -P "$GATE_MTA_LISTENER/inet/smtpd_upstream_proxy_protocol")" = \
   "$GATE_MTA_LISTENER/inet/smtpd_upstream_proxy_protocol = haproxy" ] ||
   fail "master.cf: $GATE_MTA_LISTENER has no smtpd_upstream_proxy_protocol = haproxy"
+GATE_MTA_SOCKET="$(postconf -h queue_directory)/public/$GATE_MTA_SOCKET_SERVICE"
 
 for tool in smtp-source smtp-sink; do
   command -v "$tool" >/dev/null 2>&1 || fail "$tool is missing (Debian ships it in postfix)"
@@ -167,16 +174,18 @@ listening() {
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || return 1
   done
   hex=$(printf '0100007F:%04X' "${GATE_MTA_LISTENER##*:}")
-  awk -v a="$hex" '$2 == a && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp
+  awk -v a="$hex" '$2 == a && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp &&
+    [ -S "$GATE_MTA_SOCKET" ]
 }
 for _ in $(seq 1 50); do
   if listening && [ -f "$LOG" ]; then
     echo "postfix-setup: postfix $(postconf -h mail_version) listening on 127.0.0.1:25," \
-      "$GATE_MTA_LISTENER (PROXY protocol) and $DIRECT_LISTENER, logging to $LOG"
+      "$GATE_MTA_LISTENER and unix:$GATE_MTA_SOCKET (PROXY protocol) and $DIRECT_LISTENER," \
+      "logging to $LOG"
     exit 0
   fi
   sleep 0.2
 done
 postfix status || true
 tail -n 20 "$LOG" 2>/dev/null || true
-fail "postfix started but 127.0.0.1:25, $GATE_MTA_LISTENER, $DIRECT_LISTENER or $LOG did not appear within 10 s"
+fail "postfix started but 127.0.0.1:25, $GATE_MTA_LISTENER, $GATE_MTA_SOCKET, $DIRECT_LISTENER or $LOG did not appear within 10 s"

@@ -121,8 +121,20 @@ fn time_of(lines: &str) -> String {
 
 #[test]
 fn a_tracked_message_reaches_the_mta_byte_for_byte_and_its_lines_the_accept_log() {
-    let mta = FakeMta::start(postfix_like);
-    let g = gate("gate-tracked", &mta, &[]);
+    tracked_message_through(&FakeMta::start(postfix_like), "gate-tracked");
+}
+
+/// The same through `--mta unix:PATH` (Postfix's smtpd as a `unix` service): the same octets
+/// reach the MTA, and the PROXY v2 header still names the client's TCP address and port.
+#[test]
+fn a_tracked_message_reaches_an_mta_on_a_unix_socket_byte_for_byte() {
+    let dir = TempDir::new("gate-unix-mta");
+    let mta = FakeMta::start_unix(&dir.path("smtpd.sock"), postfix_like);
+    tracked_message_through(&mta, "gate-tracked-unix");
+}
+
+fn tracked_message_through(mta: &FakeMta, name: &str) {
+    let g = gate(name, mta, &[]);
     let before = unix_now();
     let mut c = g.client();
     assert_eq!(c.reply(), BANNER, "the MTA's banner, verbatim");
@@ -587,6 +599,72 @@ fn an_unreachable_mta_is_a_421_banner_naming_the_gate() {
             "--proxy-protocol {proxy}"
         );
     }
+    // A UNIX-domain socket that is not there: the connect fails at once.
+    let mta = format!("unix:{}", dir.path("no-such.sock").display());
+    let server = Server::start_gate(&["--mta", &mta, "--accept-log", log.to_str().unwrap()]);
+    let mut c = Smtp::connect(server.addr);
+    assert!(
+        c.read_to_close().starts_with("421 4.3.2 "),
+        "a missing socket"
+    );
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach the MTA at {mta}: No such file or directory"
+        )),
+        "{stderr}"
+    );
+}
+
+/// An MTA whose UNIX-domain socket has a full listen backlog (every smtpd busy, none
+/// accepting): the next session is told 421 at once, as Postfix's postscreen tells clients
+/// when all server ports are busy, where TCP would leave it waiting; the session already queued
+/// in the backlog is not disturbed.
+#[test]
+fn a_full_unix_socket_backlog_is_a_421_banner() {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let dir = TempDir::new("gate-unix-backlog");
+    let path = dir.path("busy.sock");
+    let listener = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    listener.bind(&SockAddr::unix(&path).unwrap()).unwrap();
+    // Linux queues one connection more than the backlog: with 0, the second one is refused.
+    listener.listen(0).unwrap();
+    let mta = format!("unix:{}", path.display());
+    let log = dir.path("accept.log");
+    // One event loop: the two clients' MTA connections are made in the order they connect.
+    let server = Server::start_gate(&[
+        "--mta",
+        &mta,
+        "--accept-log",
+        log.to_str().unwrap(),
+        "--hostname",
+        "gate.test",
+        "--threads",
+        "1",
+    ]);
+    let first = Smtp::connect(server.addr);
+    let mut second = Smtp::connect(server.addr);
+    assert_eq!(
+        second.read_to_close(),
+        "421 4.3.2 gate.test Service not available, closing transmission channel\r\n"
+    );
+    // The first session's connection waits in the backlog: the MTA accepts it and gets the
+    // PROXY header naming the first client.
+    let (queued, _) = listener.accept().unwrap();
+    let mut queued = std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(queued));
+    let mut header = [0u8; 28];
+    std::io::Read::read_exact(&mut queued, &mut header).unwrap();
+    let port = first.stream.local_addr().unwrap().port();
+    assert_eq!(header[24..26], port.to_be_bytes(), "{header:?}");
+    let (status, stderr) = server.stop("TERM");
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach the MTA at {mta}: its socket's listen backlog is full"
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -674,6 +752,16 @@ fn bad_settings_are_one_line() {
         (
             vec!["gate", "--mta", "127.0.0.1:1"],
             "mtqpd: --accept-log PATH is required",
+        ),
+        (
+            vec![
+                "gate",
+                "--mta",
+                "unix:var/mta.sock",
+                "--accept-log",
+                "/tmp/x",
+            ],
+            "mtqpd: --mta unix:var/mta.sock: the socket's path must be absolute",
         ),
         (
             // The listeners are bound before the accept log is opened (as --user, when

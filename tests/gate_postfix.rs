@@ -9,7 +9,8 @@
 //! the EHLO reply the gate edits, the final 250, Postfix's log naming the real client, the native
 //! lines the gate wrote, and `mtqpd track` showing each recipient with the ORCPT the client gave.
 //! Then a message without MTRK flows and adds nothing to the accept log, and with `mtqpd serve`
-//! stopped mail still flows through the gate (and is tracked once serve runs again).
+//! stopped mail still flows through the gate (and is tracked once serve runs again). A second
+//! test takes the other hop the gate offers: Postfix's smtpd on a UNIX-domain socket.
 //!
 //! It runs only when `MTQPD_REAL_POSTFIX=1` (what `.ci/run` exports after the setup script
 //! succeeded); otherwise it says it was skipped, except under CI (`CI` set), where a missing
@@ -31,6 +32,8 @@ use mtqpd::protocol::xtext;
 
 /// Postfix's smtpd for the gate: PROXY protocol required.
 const GATE_MTA: &str = "127.0.0.1:10025";
+/// The same on a UNIX-domain socket (master.cf service `mtqpd-smtpd`, type unix, public/).
+const GATE_MTA_SOCKET: &str = "unix:/var/spool/postfix/public/mtqpd-smtpd";
 /// Postfix's plain smtpd (the benchmark's direct path): here, the EHLO reply the gate edits.
 const DIRECT_MTA: &str = "127.0.0.1:10026";
 /// The client's address: not the gate's, so Postfix logging it shows PROXY v2 worked.
@@ -320,4 +323,74 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
     let (status, stderr) = gate.stop("TERM");
     assert!(status.success(), "mtqpd gate: {status}\n{stderr}");
     eprintln!("gate_postfix: mtqpd gate at exit:\n{stderr}");
+}
+
+/// `--mta unix:PATH`: the gate hands the session to Postfix's smtpd over a UNIX-domain socket;
+/// the PROXY v2 header still tells Postfix the client's TCP address, and the message is
+/// tracked like one over TCP.
+#[test]
+fn gate_to_postfix_over_a_unix_socket_tracks_with_the_client_address() {
+    if !postfix::enabled("gate_postfix") {
+        return;
+    }
+    let run = real_mta::run_id();
+    let dir = TempDir::new("gate-postfix-unix");
+    let accept_log = dir.path("accept.log");
+    let accept_arg = accept_log.display().to_string();
+    let gate = Server::start_gate(&["--mta", GATE_MTA_SOCKET, "--accept-log", &accept_arg]);
+    let serve = postfix::serve(&accept_log);
+
+    let envid = format!("{run}.unix@envid.example");
+    let (secret, certifier) = secret_with_plus(&run, "unix");
+    let mut smtp = Session::connect(connect_from(CLIENT, gate.addr));
+    let ehlo = smtp.command("EHLO client.example", 250);
+    assert!(ehlo_keywords(&ehlo).iter().any(|k| k == "MTRK"), "{ehlo}");
+    let reply = smtp.transaction(
+        &format!("MAIL FROM:<{SENDER}> ENVID={envid} MTRK={certifier}"),
+        &[
+            format!("RCPT TO:<{DELIVERED}> ORCPT={ORCPT}"),
+            format!("RCPT TO:<{DEFERRED}>"),
+        ],
+        &format!("{run}.unix@mtqpd-test.example"),
+    );
+    let qid = queue_id(&reply);
+    let _cleanup = postfix::QueueCleanup(vec![qid.clone()]);
+    smtp.quit();
+
+    let client_line = eventually_or_none(|| {
+        postfix::lines_with(&format!(" {qid}: client="))
+            .into_iter()
+            .next()
+    })
+    .unwrap_or_else(|| panic!("no client= line for {qid}"));
+    assert!(
+        client_line.ends_with("[127.0.0.2]"),
+        "Postfix did not log the real client: {client_line}"
+    );
+    let lines = read_lines(&accept_log);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    let accept = native_fields(&lines[0]);
+    assert_eq!(accept.get("event"), Some(&"accept"), "{accept:?}");
+    assert_eq!(accept.get("queue"), Some(&qid.as_str()), "{accept:?}");
+    assert_eq!(accept.get("client"), Some(&"127.0.0.2"), "{accept:?}");
+
+    track_until(
+        &serve,
+        &envid,
+        &secret,
+        &[
+            (
+                DELIVERED,
+                &[
+                    "Original-Recipient: rfc822; user+x@example.org",
+                    "Action: delivered",
+                ],
+            ),
+            (DEFERRED, &["Action: delayed", "Status: 4.4.1"]),
+        ],
+        10, // a recipient still on its way
+        || postfix::lines_with(&qid).join("\n"),
+    );
+    let (status, stderr) = gate.stop("TERM");
+    assert!(status.success(), "mtqpd gate: {status}\n{stderr}");
 }

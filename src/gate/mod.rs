@@ -19,6 +19,7 @@ pub mod settings;
 pub mod smtp;
 pub mod stats;
 pub mod transaction;
+pub mod upstream;
 mod worker;
 
 use std::fs::File;
@@ -41,13 +42,14 @@ use accept_log::{Answers, Request, Writer};
 use settings::GateSettings;
 use smtp::reply::QueueIdPattern;
 use stats::{Counters, GateStats};
+use upstream::MtaAddr;
 
 /// Read-only state every worker shares.
 pub struct GateShared {
     /// The gate's name in its own replies.
     pub hostname: String,
     /// The MTA's SMTP listener.
-    pub mta: SocketAddr,
+    pub mta: MtaAddr,
     /// The host name the MTA's log lines carry (`--mta-host`), for the native lines.
     pub mta_host: Option<String>,
     /// Send the PROXY v2 header to the MTA.
@@ -123,7 +125,7 @@ pub fn start(
     let writer = Writer::spawn(file, answers)?;
     let shared = Arc::new(GateShared {
         hostname: settings.hostname.clone(),
-        mta: settings.mta,
+        mta: settings.mta.clone(),
         mta_host: settings.mta_host.clone(),
         proxy_v2: settings.proxy_v2,
         tls,

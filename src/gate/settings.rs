@@ -2,7 +2,7 @@
 //! as `serve`'s settings are: a flag typed on the command line wins, then the file, then the
 //! default), and the checked settings the gate runs with.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use clap::{ArgMatches, Args, ValueEnum};
 use serde::Deserialize;
 
 use super::smtp::reply::QueueIdPattern;
+use super::upstream::MtaAddr;
 use crate::clock::parse_duration;
 use crate::config::{one_line, position, read_bounded, set, ConfigError, TlsPair};
 use crate::ingest::hosts::check_host_name;
@@ -45,8 +46,9 @@ pub struct GateArgs {
     /// Address to accept SMTP on (repeatable).
     #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:25")]
     pub listen: Vec<SocketAddr>,
-    /// The MTA's SMTP listener behind the gate (required).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The MTA's SMTP listener behind the gate (required): HOST:PORT, or unix:PATH for a
+    /// Postfix smtpd on a UNIX-domain socket, the cheaper hop (docs/deployment.md).
+    #[arg(long, value_name = "HOST:PORT|unix:PATH")]
     pub mta: Option<String>,
     /// How the MTA learns the client's address.
     #[arg(long, value_enum, default_value = "v2")]
@@ -103,7 +105,7 @@ pub struct GateArgs {
 #[derive(Debug, Clone)]
 pub struct GateSettings {
     pub listen: Vec<SocketAddr>,
-    pub mta: SocketAddr,
+    pub mta: MtaAddr,
     pub proxy_v2: bool,
     pub accept_log: PathBuf,
     pub hostname: String,
@@ -128,11 +130,7 @@ impl GateSettings {
             .mta
             .as_deref()
             .ok_or("--mta HOST:PORT is required (the MTA's SMTP listener behind the gate)")?;
-        let mta = mta
-            .to_socket_addrs()
-            .map_err(|e| format!("--mta {mta}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("--mta {mta}: the name has no address"))?;
+        let mta = MtaAddr::parse(mta)?;
         let accept_log = args
             .accept_log
             .clone()

@@ -3,11 +3,13 @@
 //! their loop writes them, the admin server ([`crate::admin`]) reads them while it runs.
 
 use std::fmt::Write as _;
+use std::io;
 use std::sync::Arc;
 
 use hdrhistogram::Histogram;
 
 use super::smtp::mail::Untracked;
+use super::upstream::MtaAddr;
 use crate::stats::{latency_table, Counter};
 
 /// Highest latency recorded exactly, in nanoseconds (the DATA end may take 10 minutes).
@@ -112,6 +114,25 @@ impl Counters {
             .chain(self.untracked.iter().zip(&o.untracked))
         {
             mine.add(theirs.get());
+        }
+    }
+
+    /// Counts a session told 421 because the MTA could not be reached, and says why on the
+    /// first of this loop's and every thousandth (an MTA that is down fails every session).
+    pub fn count_mta_unreachable(&self, mta: &MtaAddr, e: &io::Error) {
+        self.mta_unreachable.add(1);
+        let so_far = self.mta_unreachable.get();
+        if so_far == 1 || so_far % 1000 == 0 {
+            let why = match (mta, e.kind()) {
+                (MtaAddr::Unix(_), io::ErrorKind::WouldBlock) => {
+                    "its socket's listen backlog is full (every smtpd busy)".to_string()
+                }
+                _ => e.to_string(),
+            };
+            eprintln!(
+                "mtqpd gate: cannot reach the MTA at {mta}: {why} ({so_far} session(s) told \
+                 421 by this thread so far)"
+            );
         }
     }
 

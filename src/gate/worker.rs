@@ -17,6 +17,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::accept_log::Done;
 use super::session::{Ctx, Next, Session};
 use super::stats::GateStats;
+use super::upstream::MtaStream;
 use super::GateShared;
 use crate::server::listen::{self, Accepted};
 
@@ -317,16 +318,14 @@ impl Worker {
         } else {
             local
         };
-        let mta = match TcpStream::connect(self.shared.mta) {
+        let mta = match MtaStream::connect(&self.shared.mta) {
             Ok(mta) => mta,
             Err(e) => {
                 open.fetch_sub(1, Ordering::AcqRel);
                 self.shared.per_address.release(key);
-                self.stats.counters.mta_unreachable.add(1);
-                eprintln!(
-                    "mtqpd gate: cannot connect to the MTA at {}: {e}",
-                    self.shared.mta
-                );
+                self.stats
+                    .counters
+                    .count_mta_unreachable(&self.shared.mta, &e);
                 let line = format!(
                     "421 4.3.2 {} Service not available, closing transmission channel\r\n",
                     self.shared.hostname
@@ -336,7 +335,6 @@ impl Worker {
                 return None;
             }
         };
-        let _ = mta.set_nodelay(true);
         let slot = self.free.pop().unwrap_or_else(|| {
             self.sessions.push(None);
             self.sessions.len() - 1

@@ -1,8 +1,10 @@
 //! SMTP for the gate's tests: a client that reads whole replies, and a scripted MTA on
-//! 127.0.0.1 port 0 that records every octet the gate sends it.
+//! 127.0.0.1 port 0 (or on a UNIX-domain socket) that records every octet the gate sends it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -91,9 +93,47 @@ impl<S: Read + Write> Smtp<S> {
     }
 }
 
+/// The scripted MTA's end of one connection, on either transport the gate speaks.
+pub enum MtaSocket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl MtaSocket {
+    fn set_read_timeout(&self, wait: Option<Duration>) {
+        match self {
+            MtaSocket::Tcp(s) => s.set_read_timeout(wait),
+            MtaSocket::Unix(s) => s.set_read_timeout(wait),
+        }
+        .unwrap();
+    }
+}
+
+impl Read for MtaSocket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            MtaSocket::Tcp(s) => s.read(buf),
+            MtaSocket::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for MtaSocket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            MtaSocket::Tcp(s) => s.write(buf),
+            MtaSocket::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One connection to the scripted MTA: the script reads what the gate sends and answers.
 pub struct MtaConn {
-    pub stream: TcpStream,
+    pub stream: MtaSocket,
     /// Every octet the gate sent on this connection, in order.
     pub received: Vec<u8>,
     pending: Vec<u8>,
@@ -162,7 +202,7 @@ impl MtaConn {
         if !self.pending.is_empty() {
             return false;
         }
-        self.stream.set_read_timeout(Some(wait)).unwrap();
+        self.stream.set_read_timeout(Some(wait));
         let mut chunk = [0u8; 1024];
         let quiet = match self.stream.read(&mut chunk) {
             Ok(n) => {
@@ -172,7 +212,7 @@ impl MtaConn {
             }
             Err(_) => true,
         };
-        self.stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        self.stream.set_read_timeout(Some(DEADLINE));
         quiet
     }
 
@@ -186,22 +226,41 @@ impl MtaConn {
     }
 }
 
-/// An MTA on 127.0.0.1 that runs `script` on each connection in turn, on its own thread, and
-/// hands back each connection once its script returns.
+/// An MTA on 127.0.0.1 (or a UNIX-domain socket) that runs `script` on each connection in
+/// turn, on its own thread, and hands back each connection once its script returns.
 pub struct FakeMta {
-    pub addr: SocketAddr,
+    /// What `mtqpd gate --mta` names it by.
+    mta_arg: String,
     done: mpsc::Receiver<MtaConn>,
 }
 
 impl FakeMta {
     pub fn start(script: impl Fn(&mut MtaConn) + Send + 'static) -> FakeMta {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        let mta_arg = listener.local_addr().unwrap().to_string();
+        let connections =
+            std::iter::from_fn(move || listener.accept().ok()).map(|(s, _)| MtaSocket::Tcp(s));
+        Self::serve(mta_arg, connections, script)
+    }
+
+    /// The same MTA listening on the UNIX-domain socket `path` (`--mta unix:PATH`).
+    pub fn start_unix(path: &Path, script: impl Fn(&mut MtaConn) + Send + 'static) -> FakeMta {
+        let listener = UnixListener::bind(path).unwrap();
+        let mta_arg = format!("unix:{}", path.display());
+        let connections =
+            std::iter::from_fn(move || listener.accept().ok()).map(|(s, _)| MtaSocket::Unix(s));
+        Self::serve(mta_arg, connections, script)
+    }
+
+    fn serve(
+        mta_arg: String,
+        connections: impl Iterator<Item = MtaSocket> + Send + 'static,
+        script: impl Fn(&mut MtaConn) + Send + 'static,
+    ) -> FakeMta {
         let (tx, done) = mpsc::channel();
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { return };
-                stream.set_read_timeout(Some(DEADLINE)).unwrap();
+            for stream in connections {
+                stream.set_read_timeout(Some(DEADLINE));
                 let mut conn = MtaConn {
                     stream,
                     received: Vec::new(),
@@ -213,7 +272,7 @@ impl FakeMta {
                 }
             }
         });
-        FakeMta { addr, done }
+        FakeMta { mta_arg, done }
     }
 
     /// The next connection whose script has finished.
@@ -224,6 +283,6 @@ impl FakeMta {
     }
 
     pub fn mta_arg(&self) -> String {
-        self.addr.to_string()
+        self.mta_arg.clone()
     }
 }

@@ -24,6 +24,7 @@ use super::smtp::proxy;
 use super::smtp::reply::MAX_REPLY;
 use super::stats::GateStats;
 use super::transaction::Transaction;
+use super::upstream::MtaStream;
 use super::GateShared;
 use crate::server::per_address::AddressKey;
 
@@ -108,7 +109,7 @@ pub struct Ctx<'a> {
 /// One session.
 pub struct Session {
     pub client: ClientIo,
-    pub mta: TcpStream,
+    pub mta: MtaStream,
     pub peer: SocketAddr,
     local: SocketAddr,
     pub address_key: AddressKey,
@@ -164,7 +165,7 @@ impl Session {
     /// calls a session saved).
     pub fn new(
         client: TcpStream,
-        mta: TcpStream,
+        mta: MtaStream,
         (peer, local): (SocketAddr, SocketAddr),
         address_key: AddressKey,
         generation: u64,
@@ -327,16 +328,7 @@ impl Session {
     }
 
     fn mta_unreachable(&mut self, ctx: &mut Ctx<'_>, e: &io::Error) {
-        let unreachable = &ctx.stats.counters.mta_unreachable;
-        unreachable.add(1);
-        let so_far = unreachable.get();
-        if so_far == 1 || so_far % 1000 == 0 {
-            eprintln!(
-                "mtqpd gate: cannot reach the MTA at {}: {e} ({so_far} session(s) told 421 by \
-                 this thread so far)",
-                ctx.shared.mta
-            );
-        }
+        ctx.stats.counters.count_mta_unreachable(&ctx.shared.mta, e);
         self.close_with(
             ctx,
             "421 4.3.2",
