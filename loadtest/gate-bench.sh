@@ -5,10 +5,12 @@
 # bench.example discarded once queued. Run as root (smtp-sink drops to nobody).
 #
 # 1. Throughput: smtp-source sends the same load to Postfix directly (127.0.0.1:10026) and
-#    through the gate (gate -> 127.0.0.1:10025 with PROXY v2), interleaved A B A B …, waiting
-#    for Postfix's queue to drain between runs; prints messages/s of each run and of each pair's
-#    ratio gate/direct, the medians, and the ratio of the medians (target >= 0.9). Adjacent runs
-#    share the machine's background load, so the median of the pairs' ratios is the steadier
+#    through the gate, with PROXY v2, over each hop --hops names: `tcp` (gate ->
+#    127.0.0.1:10025) and `unix` (gate -> smtpd on the UNIX-domain socket
+#    /var/spool/postfix/public/mtqpd-smtpd), interleaved A B C A B C …, waiting for Postfix's
+#    queue to drain between runs; prints messages/s of each run and each gate run's ratio to the
+#    direct run of its round, the medians, and the ratio of the medians (target >= 0.9). Adjacent
+#    runs share the machine's background load, so the median of the pairs' ratios is the steadier
 #    figure on a busy machine; the load average is printed before and after. smtp-source sends
 #    no MTRK: the gate relays every message untracked, so the accept log's write is not part of
 #    this measurement.
@@ -19,7 +21,7 @@
 #    MTA), so the open-files limit must allow 2N + a few; where the hard limit is lower (and
 #    cannot be raised), N is lowered to fit and the output says so.
 #
-# Takes about 1-2 minutes with the defaults on a 2-core machine (throughput 45-90 s, idle
+# Takes about 2-3 minutes with the defaults on a 2-core machine (throughput 70-140 s, idle
 # sessions ~15 s), plus a release build of mtqpd if there is none yet. Not run by CI, and not
 # to be run while tests use the same Postfix: its log (which tests/real_postfix.rs and
 # tests/gate_postfix.rs read from the start) grows by ~14 lines a message, so at the end the
@@ -27,7 +29,8 @@
 #
 # Usage: loadtest/gate-bench.sh [--rounds N] [--messages N] [--sessions N] [--size BYTES]
 #                               [--reuse] [--idle N] [--no-throughput] [--no-idle]
-#                               [--gate-threads N] [--keep-log] [--mtqpd PATH]
+#                               [--gate-threads N] [--hops tcp,unix] [--keep-log]
+#                               [--mtqpd PATH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,12 +43,14 @@ IDLE=10000       # idle sessions to hold
 THROUGHPUT=1
 IDLE_TEST=1
 MTQPD=""
+HOPS=tcp,unix    # --hops: the gate's hops to Postfix to measure (tcp: 127.0.0.1:10025, unix)
 KEEP_LOG=""
 GATE_THREADS=()  # --gate-threads N: the gates' --threads (default: theirs, one per core)
 
 DIRECT=127.0.0.1:10026
 GATE_MTA=127.0.0.1:10025
-GATE=127.0.0.1:10030
+GATE_MTA_SOCKET=/var/spool/postfix/public/mtqpd-smtpd
+GATE_PORT=10032  # the gates listen on 10032, 10033 … (one per hop)
 SINK=127.0.0.1:10027
 IDLE_GATE=127.0.0.1:10031
 SENDER=bench@bench.example
@@ -73,6 +78,7 @@ while [ $# -gt 0 ]; do
     --mtqpd) MTQPD=$2; shift 2 ;;
     --keep-log) KEEP_LOG=1; shift ;;
     --gate-threads) GATE_THREADS=(--threads "$2"); shift 2 ;;
+    --hops) HOPS=$2; shift 2 ;;
     -h | --help) usage ;;
     *) echo "gate-bench: unknown argument $1" >&2; usage ;;
   esac
@@ -85,6 +91,7 @@ done
 [ "$(postconf -P "$GATE_MTA/inet/smtpd_upstream_proxy_protocol" 2>/dev/null)" = \
   "$GATE_MTA/inet/smtpd_upstream_proxy_protocol = haproxy" ] &&
   [ -n "$(postconf -M "$DIRECT/inet" 2>/dev/null)" ] &&
+  { [[ ",$HOPS," != *,unix,* ]] || [ -S "$GATE_MTA_SOCKET" ]; } &&
   grep -q '^bench\.example discard:' "$(postconf -h transport_maps | sed 's/^[a-z]*://')" ||
   fail "Postfix is not configured for the benchmark: run .ci/postfix-setup.sh as root"
 postfix status >/dev/null 2>&1 || fail "Postfix is not running: run .ci/postfix-setup.sh"
@@ -169,44 +176,84 @@ median() {
 }
 
 throughput() {
+  local hops=() hop addr mta i
+  IFS=, read -r -a hops <<<"$HOPS"
   echo "== throughput: smtp-source ${REUSE:+$REUSE }-s $SESSIONS -m $MESSAGES -l $SIZE, to $RECIPIENT (discarded)"
-  echo "   direct: Postfix smtpd on $DIRECT; gate: mtqpd gate on $GATE -> smtpd on $GATE_MTA (PROXY v2)"
-  start_gate throughput --listen "$GATE" --mta "$GATE_MTA" --accept-log "$TMP/accept.log" \
-    --hostname gate.bench.example --max-sessions-per-ip 10000
-  local gate_pid=$GATE_PID direct=() gate=() ratio=() round d g r c0 ticks=0
+  echo "   direct: Postfix smtpd on $DIRECT; gate: mtqpd gate -> Postfix smtpd with PROXY v2 over each hop:"
+  local gate_pids=() gate_addrs=()
+  for i in "${!hops[@]}"; do
+    hop=${hops[$i]}
+    case "$hop" in
+      tcp) mta=$GATE_MTA ;;
+      unix) mta=unix:$GATE_MTA_SOCKET ;;
+      *) fail "--hops: unknown hop $hop (tcp, unix)" ;;
+    esac
+    addr=127.0.0.1:$((GATE_PORT + i))
+    echo "     $hop: mtqpd gate on $addr -> $mta"
+    start_gate "throughput-$hop" --listen "$addr" --mta "$mta" --accept-log "$TMP/accept-$hop.log" \
+      --hostname gate.bench.example --max-sessions-per-ip 10000
+    gate_pids+=("$GATE_PID")
+    gate_addrs+=("$addr")
+  done
   echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-  # Warm-up, not counted: Postfix's smtpd processes, the gate's first connections.
+  # Warm-up, not counted: Postfix's smtpd processes, the gates' first connections.
   MESSAGES=$((SESSIONS * 20)) run_source "$DIRECT" >/dev/null
-  MESSAGES=$((SESSIONS * 20)) run_source "$GATE" >/dev/null
-  printf '   %-6s %14s %14s %12s\n' round "direct msg/s" "gate msg/s" "gate/direct"
+  for addr in "${gate_addrs[@]}"; do
+    MESSAGES=$((SESSIONS * 20)) run_source "$addr" >/dev/null
+  done
+  local header round d g r c0 direct=() gates=() ratios=() ticks=()
+  header=$(printf '   %-6s %14s' round "direct msg/s")
+  for hop in "${hops[@]}"; do
+    header+=$(printf ' %14s %12s' "gate-$hop msg/s" "/direct")
+    ticks+=(0)
+  done
+  echo "$header"
+  # Each round runs direct, then each hop: every gate run sits beside a direct run.
   for round in $(seq 1 "$ROUNDS"); do
     d=$(run_source "$DIRECT")
-    c0=$(cpu_ticks "$gate_pid")
-    g=$(run_source "$GATE")
-    ticks=$((ticks + $(cpu_ticks "$gate_pid") - c0))
-    r=$(awk -v d="$d" -v g="$g" 'BEGIN { printf "%.3f\n", g / d }')
     direct+=("$d")
-    gate+=("$g")
-    ratio+=("$r")
-    printf '   %-6s %14s %14s %12s\n' "$round" "$d" "$g" "$r"
+    local row
+    row=$(printf '   %-6s %14s' "$round" "$d")
+    for i in "${!hops[@]}"; do
+      c0=$(cpu_ticks "${gate_pids[$i]}")
+      g=$(run_source "${gate_addrs[$i]}")
+      ticks[i]=$((ticks[i] + $(cpu_ticks "${gate_pids[$i]}") - c0))
+      r=$(awk -v d="$d" -v g="$g" 'BEGIN { printf "%.3f\n", g / d }')
+      gates[i]+="$g "
+      ratios[i]+="$r "
+      row+=$(printf ' %14s %12s' "$g" "$r")
+    done
+    echo "$row"
   done
   wait_queue_drained
   d=$(printf '%s\n' "${direct[@]}" | median %.1f)
-  g=$(printf '%s\n' "${gate[@]}" | median %.1f)
-  r=$(printf '%s\n' "${ratio[@]}" | median %.3f)
-  printf '   %-6s %14s %14s %12s\n' median "$d" "$g" "$r"
+  local row
+  row=$(printf '   %-6s %14s' median "$d")
+  local medians=() pair_medians=()
+  for i in "${!hops[@]}"; do
+    medians[i]=$(printf '%s\n' ${gates[i]} | median %.1f)
+    pair_medians[i]=$(printf '%s\n' ${ratios[i]} | median %.3f)
+    row+=$(printf ' %14s %12s' "${medians[i]}" "${pair_medians[i]}")
+  done
+  echo "$row"
   echo "   load average after: $(cut -d' ' -f1-3 /proc/loadavg) (the benchmark's own processes count)"
-  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v m=$((ROUNDS * MESSAGES)) \
-    -v per="${REUSE:+several messages a connection (-d)}" 'BEGIN {
-    printf "   the gate used %.2f s of CPU for the %d messages it relayed: %.0f us a message (%s)\n",
-      t / hz, m, t / hz / m * 1e6, (per == "" ? "a connection each" : per)
-  }'
-  awk -v d="$d" -v g="$g" -v p="$r" 'BEGIN {
-    r = g / d
-    printf "RESULT throughput: direct %.1f msg/s, through the gate %.1f msg/s (medians): ratio %.3f, median of the pairs %.3f (target >= 0.9: %s)\n",
-      d, g, r, p, (r >= 0.9 && p >= 0.9 ? "met" : "NOT met")
-  }'
-  stop_gate throughput "$gate_pid"
+  for i in "${!hops[@]}"; do
+    awk -v t="${ticks[i]}" -v hz="$(getconf CLK_TCK)" -v m=$((ROUNDS * MESSAGES)) -v hop="${hops[i]}" \
+      -v per="${REUSE:+several messages a connection (-d)}" 'BEGIN {
+      printf "   the gate (%s hop) used %.2f s of CPU for the %d messages it relayed: %.0f us a message (%s)\n",
+        hop, t / hz, m, t / hz / m * 1e6, (per == "" ? "a connection each" : per)
+    }'
+  done
+  for i in "${!hops[@]}"; do
+    awk -v d="$d" -v g="${medians[i]}" -v p="${pair_medians[i]}" -v hop="${hops[i]}" 'BEGIN {
+      r = g / d
+      printf "RESULT throughput (%s hop): direct %.1f msg/s, through the gate %.1f msg/s (medians): ratio %.3f, median of the pairs %.3f (target >= 0.9: %s)\n",
+        hop, d, g, r, p, (r >= 0.9 && p >= 0.9 ? "met" : "NOT met")
+    }'
+  done
+  for i in "${!hops[@]}"; do
+    stop_gate "throughput-${hops[i]}" "${gate_pids[i]}"
+  done
 }
 
 # CPU time (user + system) process $1 has used, in clock ticks.

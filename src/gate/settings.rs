@@ -383,6 +383,22 @@ mod tests {
     }
 
     #[test]
+    fn the_mta_may_be_a_unix_socket() {
+        let text = "[gate]\nmta = \"unix:/var/spool/postfix/public/mtqpd-smtpd\"\n\
+                    accept_log = \"/tmp/a\"\nhostname = \"gate.test\"\n";
+        let settings = GateSettings::from_args(&merged(text, &[]).unwrap()).unwrap();
+        assert_eq!(
+            settings.mta,
+            MtaAddr::Unix("/var/spool/postfix/public/mtqpd-smtpd".into())
+        );
+        let e = GateSettings::from_args(&merged(text, &["--mta", "unix:smtpd"]).unwrap());
+        assert_eq!(
+            e.unwrap_err(),
+            "--mta unix:smtpd: the socket's path must be absolute"
+        );
+    }
+
+    #[test]
     fn bad_values_are_one_line_naming_the_key() {
         let base = "[gate]\nmta = \"127.0.0.1:1\"\naccept_log = \"/tmp/a\"\n";
         for (extra, want) in [
