@@ -611,6 +611,13 @@ fn an_unreachable_mta_is_a_421_banner_naming_the_gate() {
     assert!(status.success(), "{stderr}");
     assert!(
         stderr.contains(&format!(
+            "mtqpd gate: warning: --mta {mta}: No such file or directory (os error 2); every \
+             session is told 421 until it is there"
+        )),
+        "said at start-up: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
             "cannot reach the MTA at {mta}: No such file or directory"
         )),
         "{stderr}"

@@ -156,6 +156,56 @@ fn the_gate_as_nobody_writes_its_accept_log_as_nobody() {
     assert!(status.success(), "{stderr}");
 }
 
+/// `--mta unix:PATH` in a directory the user may not enter (Postfix's public/ without the
+/// group postdrop): said at start-up, and each session is told 421 while the MTA hears nothing.
+#[test]
+fn the_gate_as_nobody_warns_of_a_unix_socket_it_cannot_reach() {
+    require_root();
+    let dir = TempDir::new("privilege-gate-socket");
+    let private = dir.path("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let socket = private.join("smtpd");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mta = format!("unix:{}", socket.display());
+    let logs = dir.path("logs");
+    nobodys_dir(&logs);
+    let accept_log = logs.join("accept.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mtqpd"));
+    cmd.args(["gate", "--listen", "127.0.0.1:0", "--mta", &mta])
+        .args([
+            "--user",
+            "nobody",
+            "--hostname",
+            "gate.test",
+            "--accept-log",
+        ])
+        .arg(&accept_log)
+        .stdout(Stdio::null());
+    let gate = Server::spawn_until(cmd, "mtqpd gate: listening on ");
+    let mut client = common::smtp::Smtp::connect(gate.addr);
+    assert_eq!(
+        client.read_to_close(),
+        "421 4.3.2 gate.test Service not available, closing transmission channel\r\n"
+    );
+    assert_eq!(
+        listener.accept().map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::WouldBlock),
+        "a connection reached the socket"
+    );
+    let (status, stderr) = gate.stop("TERM");
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "mtqpd gate: warning: --mta {mta}: Permission denied (os error 13): the gate's user \
+             cannot reach the socket (for Postfix's public/, the group postdrop can) (as --user \
+             nobody)\n"
+        )),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn what_the_user_cannot_use_is_a_one_line_start_up_error() {
     require_root();

@@ -219,6 +219,13 @@ pub fn run(settings: &GateSettings) -> Result<(), String> {
     } else {
         Some(LiveCerts::load(&settings.tls).map_err(as_user)?)
     };
+    if let Some(warning) = settings.mta.unix_socket_problem() {
+        eprintln!(
+            "mtqpd gate: warning: --mta {}: {}",
+            settings.mta,
+            as_user(warning)
+        );
+    }
     let running = start(bound, file, certs, settings)?;
     let admin_addr = match admin_listener {
         Some(listener) => {

@@ -11,6 +11,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 
 use mio::event::Source;
@@ -47,6 +48,27 @@ impl MtaAddr {
             .next()
             .map(MtaAddr::Tcp)
             .ok_or_else(|| format!("--mta {text}: the name has no address"))
+    }
+}
+
+impl MtaAddr {
+    /// For a UNIX-domain socket the gate cannot see (or that is not a socket), what is wrong,
+    /// said at start-up so that an operator need not wait for the first client's 421 to learn
+    /// that the gate's user cannot enter Postfix's `public/` (the group postdrop can). Not an
+    /// error: the MTA may start after the gate, and each session tries again.
+    pub fn unix_socket_problem(&self) -> Option<String> {
+        let MtaAddr::Unix(path) = self else {
+            return None;
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if m.file_type().is_socket() => None,
+            Ok(_) => Some("not a socket".into()),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Some(format!(
+                "{e}: the gate's user cannot reach the socket (for Postfix's public/, the group \
+                 postdrop can)"
+            )),
+            Err(e) => Some(format!("{e}; every session is told 421 until it is there")),
+        }
     }
 }
 
