@@ -69,6 +69,21 @@ fn wait_delivered(qid: &str, rcpt: &str) {
     );
 }
 
+/// Postfix logged the client's own address (127.0.0.2, from the gate's PROXY v2 header) for
+/// queue id `qid`, not the gate's.
+fn assert_postfix_logged_the_client(qid: &str) {
+    let client_line = eventually_or_none(|| {
+        postfix::lines_with(&format!(" {qid}: client="))
+            .into_iter()
+            .next()
+    })
+    .unwrap_or_else(|| panic!("no client= line for {qid}"));
+    assert!(
+        client_line.ends_with("[127.0.0.2]"),
+        "Postfix did not log the real client: {client_line}"
+    );
+}
+
 fn read_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
@@ -166,16 +181,7 @@ fn gate_in_front_of_postfix_tracks_with_orcpt_and_client_address() {
     );
 
     // Postfix saw the client's own address, from the PROXY v2 header.
-    let client_line = eventually_or_none(|| {
-        postfix::lines_with(&format!(" {qid}: client="))
-            .into_iter()
-            .next()
-    })
-    .unwrap_or_else(|| panic!("no client= line for {qid}"));
-    assert!(
-        client_line.ends_with("[127.0.0.2]"),
-        "Postfix did not log the real client: {client_line}"
-    );
+    assert_postfix_logged_the_client(&qid);
 
     // The native lines: durable before the 250, so there already. One accept line, one line
     // per recipient.
@@ -357,16 +363,7 @@ fn gate_to_postfix_over_a_unix_socket_tracks_with_the_client_address() {
     let _cleanup = postfix::QueueCleanup(vec![qid.clone()]);
     smtp.quit();
 
-    let client_line = eventually_or_none(|| {
-        postfix::lines_with(&format!(" {qid}: client="))
-            .into_iter()
-            .next()
-    })
-    .unwrap_or_else(|| panic!("no client= line for {qid}"));
-    assert!(
-        client_line.ends_with("[127.0.0.2]"),
-        "Postfix did not log the real client: {client_line}"
-    );
+    assert_postfix_logged_the_client(&qid);
     let lines = read_lines(&accept_log);
     assert_eq!(lines.len(), 3, "{lines:#?}");
     let accept = native_fields(&lines[0]);

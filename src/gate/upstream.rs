@@ -136,36 +136,36 @@ impl Write for MtaStream {
     }
 }
 
+impl MtaStream {
+    fn source(&mut self) -> &mut dyn Source {
+        match self {
+            MtaStream::Tcp(s) => s,
+            MtaStream::Unix(s) => s,
+        }
+    }
+}
+
 impl Source for MtaStream {
     fn register(
         &mut self,
         registry: &Registry,
         token: Token,
-        interests: Interest,
+        interest: Interest,
     ) -> io::Result<()> {
-        match self {
-            MtaStream::Tcp(s) => s.register(registry, token, interests),
-            MtaStream::Unix(s) => s.register(registry, token, interests),
-        }
+        self.source().register(registry, token, interest)
     }
 
     fn reregister(
         &mut self,
         registry: &Registry,
         token: Token,
-        interests: Interest,
+        interest: Interest,
     ) -> io::Result<()> {
-        match self {
-            MtaStream::Tcp(s) => s.reregister(registry, token, interests),
-            MtaStream::Unix(s) => s.reregister(registry, token, interests),
-        }
+        self.source().reregister(registry, token, interest)
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            MtaStream::Tcp(s) => s.deregister(registry),
-            MtaStream::Unix(s) => s.deregister(registry),
-        }
+        self.source().deregister(registry)
     }
 }
 
