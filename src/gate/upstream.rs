@@ -49,9 +49,7 @@ impl MtaAddr {
             .map(MtaAddr::Tcp)
             .ok_or_else(|| format!("--mta {text}: the name has no address"))
     }
-}
 
-impl MtaAddr {
     /// For a UNIX-domain socket the gate cannot see (or that is not a socket), what is wrong,
     /// said at start-up so that an operator need not wait for the first client's 421 to learn
     /// that the gate's user cannot enter Postfix's `public/` (the group postdrop can). Not an
@@ -112,6 +110,13 @@ impl MtaStream {
             MtaStream::Unix(s) => s.take_error(),
         }
     }
+
+    fn source(&mut self) -> &mut dyn Source {
+        match self {
+            MtaStream::Tcp(s) => s,
+            MtaStream::Unix(s) => s,
+        }
+    }
 }
 
 impl Read for MtaStream {
@@ -133,15 +138,6 @@ impl Write for MtaStream {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-impl MtaStream {
-    fn source(&mut self) -> &mut dyn Source {
-        match self {
-            MtaStream::Tcp(s) => s,
-            MtaStream::Unix(s) => s,
-        }
     }
 }
 
