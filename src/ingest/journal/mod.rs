@@ -449,16 +449,18 @@ impl Sink<'_> {
         }
         let mut batch = std::mem::take(&mut self.batch);
         batch.cursor = self.cursor.as_deref().map(Box::from);
+        // Counted before the send, which orders it before the receiver's view of the batch: a
+        // reader that has the batch sees its lines counted (taken back if it is not sent).
         let lines = batch.ends.len() as u64;
-        select! {
-            send(self.tx, batch) -> sent => {
-                if sent.is_ok() {
-                    self.stats.lines.fetch_add(lines, Ordering::Relaxed);
-                }
-                sent.is_ok()
-            }
+        self.stats.lines.fetch_add(lines, Ordering::Relaxed);
+        let sent = select! {
+            send(self.tx, batch) -> sent => sent.is_ok(),
             recv(self.stop) -> _ => false,
+        };
+        if !sent {
+            self.stats.lines.fetch_sub(lines, Ordering::Relaxed);
         }
+        sent
     }
 
     /// True once stop() has been called.
