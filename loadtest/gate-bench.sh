@@ -7,7 +7,7 @@
 # 1. Throughput: smtp-source sends the same load to Postfix directly (127.0.0.1:10026) and
 #    through the gate, with PROXY v2, over each hop --hops names: `tcp` (gate ->
 #    127.0.0.1:10025) and `unix` (gate -> smtpd on the UNIX-domain socket
-#    /var/spool/postfix/public/mtqpd-smtpd), interleaved A B C A B C …, waiting for Postfix's
+#    /var/spool/postfix/public/mtqpd-smtpd), interleaved A B C B C A C A B …, waiting for Postfix's
 #    queue to drain between runs; prints messages/s of each run and each gate run's ratio to the
 #    direct run of its round, the medians, and the ratio of the medians (target >= 0.9). Adjacent
 #    runs share the machine's background load, so the median of the pairs' ratios is the steadier
@@ -208,16 +208,28 @@ throughput() {
     ticks+=(0)
   done
   echo "$header"
-  # Each round runs direct, then each hop: every gate run sits beside a direct run.
+  # Each round runs direct and each hop once, the order rotated from round to round (direct
+  # first, then second, …) so that no path always runs first after the previous round; each gate
+  # run's ratio is to its round's direct run.
+  local legs=$((${#hops[@]} + 1)) leg k got=()
   for round in $(seq 1 "$ROUNDS"); do
-    d=$(run_source "$DIRECT")
+    for k in $(seq 0 $((legs - 1))); do
+      leg=$(((k + round - 1) % legs))
+      if [ "$leg" = 0 ]; then
+        got[0]=$(run_source "$DIRECT")
+      else
+        i=$((leg - 1))
+        c0=$(cpu_ticks "${gate_pids[$i]}")
+        got[leg]=$(run_source "${gate_addrs[$i]}")
+        ticks[i]=$((ticks[i] + $(cpu_ticks "${gate_pids[$i]}") - c0))
+      fi
+    done
+    d=${got[0]}
     direct+=("$d")
     local row
     row=$(printf '   %-6s %14s' "$round" "$d")
     for i in "${!hops[@]}"; do
-      c0=$(cpu_ticks "${gate_pids[$i]}")
-      g=$(run_source "${gate_addrs[$i]}")
-      ticks[i]=$((ticks[i] + $(cpu_ticks "${gate_pids[$i]}") - c0))
+      g=${got[i + 1]}
       r=$(awk -v d="$d" -v g="$g" 'BEGIN { printf "%.3f\n", g / d }')
       gates[i]+="$g "
       ratios[i]+="$r "
